@@ -1,0 +1,36 @@
+"""Postgres + Redis for the harness and the tests: external, embedded or containers.
+
+Every provider is a context manager yielding the same `Endpoints` and stopping only what it started.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from .endpoints import Endpoints
+
+KINDS = ("auto", "embedded", "containers", "external")
+
+__all__ = ["KINDS", "Endpoints", "provide"]
+
+
+def provide(kind: str, data_dir: Path, durable: bool, namespace: str | None = None) -> AbstractContextManager[Endpoints]:
+    """Servers of the given kind (not 'auto': callers resolve that by their own rule).
+
+    `namespace` (tests) isolates external servers per worker; `durable` keeps embedded data safe on disk.
+    """
+    if kind == "external":
+        from .external import external_services, isolated_external_services
+
+        return isolated_external_services(namespace) if namespace else external_services()
+    if kind == "embedded":
+        from .embedded import embedded_services
+
+        return embedded_services(data_dir, durable=durable)
+    if kind == "containers":
+        from .containers import container_services, remove_orphans
+
+        remove_orphans()
+        return container_services()
+    raise ValueError(f"unknown services kind {kind!r}; expected one of {', '.join(KINDS[1:])}")

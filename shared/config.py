@@ -1,0 +1,147 @@
+"""Settings built from the environment when asked for, never at import time."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
+DEFAULT_LANGUAGES = ("en", "de")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says how to fix it and holds no secret."""
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    user: str
+    database: str
+    password: str | None = field(default=None, repr=False)
+    host: str = "localhost"
+    port: int = 5432
+    unix_sock: str | None = None
+
+    def describe(self) -> str:
+        where = self.unix_sock or f"{self.host}:{self.port}"
+        return f"postgresql://{self.user}@{where}/{self.database}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    postgres: PostgresSettings
+    redis_url: str = field(repr=False)
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
+    # Short on purpose: a request must fail with a 503 within ~2 s rather than hang.
+    connect_timeout_s: float = 1.5
+    statement_timeout_ms: int = 1500
+    pool_size: int = 8
+    cache_prefix: str = "facts"
+    upstream_url: str | None = None
+    upstream_timeout_s: float = 1.0
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for logs and error bodies."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username}:***" if parts.username else ":***"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))
+
+
+def parse_database_url(url: str) -> PostgresSettings:
+    """Parse `postgresql://user:password@host:port/db` or the socket form `postgresql://user@/db?host=/dir`."""
+    example = "postgresql://user:password@host:5432/dbname (or postgresql://user@/dbname?host=/socket/dir)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"DATABASE_URL is malformed ({exc}); expected {example}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(f"DATABASE_URL must start with postgresql://; expected {example}")
+    database = unquote(parts.path.lstrip("/"))
+    if not parts.username or not database:
+        raise ConfigError(f"DATABASE_URL needs a user and a database name; expected {example}")
+    query = parse_qs(parts.query)
+    socket_dir = query.get("host", [None])[0]
+    unix_sock = None
+    if socket_dir and socket_dir.startswith("/"):
+        unix_sock = f"{socket_dir.rstrip('/')}/.s.PGSQL.{port or 5432}"
+    elif not parts.hostname:
+        raise ConfigError(f"DATABASE_URL names no host; expected {example}")
+    return PostgresSettings(
+        user=unquote(parts.username),
+        password=unquote(parts.password) if parts.password is not None else None,
+        host=parts.hostname or "localhost",
+        port=port or 5432,
+        database=database,
+        unix_sock=unix_sock,
+    )
+
+
+def check_redis_url(url: str) -> str:
+    example = "redis://[:password@]host:6379/0 (or unix:///path/to/redis.sock)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL is malformed ({exc}); expected {example}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://; expected {example}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"REDIS_URL names no host; expected {example}")
+    return url
+
+
+def _required(environ: Mapping[str, str], name: str, example: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(
+            f"{name} is not set. Set it to {example}, or run the functions through "
+            "`python harness.py serve`, which starts Postgres and Redis for you."
+        )
+    return value
+
+
+def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from the environment (or the mapping given)."""
+    env = os.environ if environ is None else environ
+    postgres = parse_database_url(_required(env, "DATABASE_URL", "postgresql://user:password@host:5432/dbname"))
+    redis_url = check_redis_url(_required(env, "REDIS_URL", "redis://host:6379/0"))
+    languages = tuple(
+        code.strip() for code in env.get("FACTS_LANGUAGES", ",".join(DEFAULT_LANGUAGES)).split(",") if code.strip()
+    )
+    if not languages:
+        raise ConfigError("FACTS_LANGUAGES must name at least one language, e.g. 'en,de'")
+    return Settings(
+        postgres=postgres,
+        redis_url=redis_url,
+        languages=languages,
+        connect_timeout_s=_number(env, "FACTS_CONNECT_TIMEOUT", 1.5),
+        statement_timeout_ms=int(_number(env, "FACTS_STATEMENT_TIMEOUT_MS", 1500)),
+        pool_size=int(_number(env, "FACTS_POOL_SIZE", float(env.get("THREADS") or (os.cpu_count() or 1) * 4))),
+        cache_prefix=env.get("FACTS_CACHE_PREFIX") or "facts",
+        upstream_url=env.get("FACTS_UPSTREAM_URL") or None,
+        upstream_timeout_s=_number(env, "FACTS_UPSTREAM_TIMEOUT", 1.0),
+    )

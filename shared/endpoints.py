@@ -1,0 +1,63 @@
+"""The bodies of the two HTTP functions; functions/*.py only bind them to their targets."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import flask
+
+from . import facts, logs, runtime, web
+
+log = logging.getLogger("facts.requests")
+
+
+def _random(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
+    svc = runtime.services()
+    language = web.language_param(request, svc.settings.languages)
+    fact = facts.random_fact(svc.store, language, count_view=request.method == "GET")
+    if fact is None:
+        raise web.ApiError(404, "no_facts", f"the catalogue has no facts in language {language!r} yet")
+    return web.json_response(200, fact.as_json(), {"Cache-Control": "no-store"})
+
+
+def _today(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
+    svc = runtime.services()
+    language = web.language_param(request, svc.settings.languages)
+    found = facts.fact_of_the_day(svc.store, svc.cache, language, svc.clock(), count_view=request.method == "GET")
+    if found is None:
+        raise web.ApiError(404, "no_facts", f"the catalogue has no facts in language {language!r} yet")
+    ctx["cache"] = "hit" if found.cache_hit else "miss"
+    day = found.day.isoformat()
+    # Every view is counted, so shared caches must revalidate with us each time (no-cache), and a
+    # matching If-None-Match gets a 304 that is still a view.
+    headers = {"Cache-Control": "no-cache", "ETag": f'W/"{found.fact.fact_id}-{day}"'}
+    if request.if_none_match.contains_weak(found.fact.fact_id + "-" + day):
+        return web.json_response(304, None, headers)
+    return web.json_response(200, {**found.fact.as_json(), "date": day}, headers)
+
+
+def _logged(function: str, body: Callable[[flask.Request, dict[str, str]], flask.Response]):
+    def handle(request: flask.Request) -> flask.Response:
+        logs.configure()
+        started = time.perf_counter()
+        ctx: dict[str, str] = {}
+        response = web.serve(request, lambda req: body(req, ctx))
+        fields = {
+            "function": function,
+            "method": request.method,
+            "path": request.script_root + request.path,
+            "status": response.status_code,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            **({"cache": ctx["cache"]} if "cache" in ctx else {}),
+            **logs.trace_field(request.headers.get("X-Cloud-Trace-Context")),
+        }
+        log.info("%s %s %s", request.method, request.path, response.status_code, extra={"fields": fields})
+        return response
+
+    return handle
+
+
+random_fact = _logged("random_fact", _random)
+today_fact = _logged("today_fact", _today)

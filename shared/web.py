@@ -1,0 +1,99 @@
+"""One place for the HTTP contract: JSON bodies, one error shape, CORS and method handling."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Mapping
+
+import flask
+
+from .config import ConfigError
+from .postgres import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+JSON_TYPE = "application/json; charset=utf-8"
+ALLOWED_METHODS = ("GET", "HEAD", "OPTIONS")
+RETRY_AFTER_S = "2"
+_COMMON_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "ETag, Retry-After",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client as `{"error": {"code", "message", ...}}`."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None, **details: Any):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = dict(headers or {})
+        self.details = details
+
+
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> flask.Response:
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") if body is not None else b""
+    response = flask.Response(payload, status=status, content_type=JSON_TYPE)
+    response.headers.update(_COMMON_HEADERS)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def error_response(error: ApiError) -> flask.Response:
+    body = {"error": {"code": error.code, "message": error.message, **error.details}}
+    return json_response(error.status, body, {"Cache-Control": "no-store", **error.headers})
+
+
+def _preflight() -> flask.Response:
+    response = flask.Response(status=204)
+    response.headers.update(_COMMON_HEADERS)
+    response.headers["Access-Control-Allow-Methods"] = ", ".join(ALLOWED_METHODS)
+    response.headers["Access-Control-Allow-Headers"] = "If-None-Match, Content-Type"
+    response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    return json.dumps(value[:limit] + ("…" if len(value) > limit else ""), ensure_ascii=False)
+
+
+def language_param(request: flask.Request, supported: tuple[str, ...]) -> str:
+    """The `language` query parameter (default `en`), or a 400 that lists the supported ones."""
+    values = request.args.getlist("language")
+    if len(values) > 1:
+        raise ApiError(400, "invalid_parameter", "give the language parameter once", supported_languages=list(supported))
+    language = values[0] if values else "en"
+    if language not in supported:
+        message = f"unsupported language {_shown(language)}; supported: {', '.join(supported)}"
+        raise ApiError(400, "unsupported_language", message, supported_languages=list(supported))
+    return language
+
+
+def serve(request: flask.Request, handler: Callable[[flask.Request], flask.Response]) -> flask.Response:
+    """Answer methods, preflight and errors the same way for every function; `handler` does GET/HEAD."""
+    if request.method == "OPTIONS":
+        return _preflight()
+    try:
+        if request.method not in ("GET", "HEAD"):
+            raise ApiError(
+                405,
+                "method_not_allowed",
+                f"method {_shown(request.method, 20)} is not allowed; use GET or HEAD",
+                headers={"Allow": ", ".join(ALLOWED_METHODS)},
+            )
+        return handler(request)
+    except ApiError as error:
+        return error_response(error)
+    except ConfigError as error:
+        log.error("misconfigured: %s", error)
+        return error_response(ApiError(503, "misconfigured", str(error), headers={"Retry-After": "30"}))
+    except StoreUnavailable as error:
+        log.warning("database unavailable: %s", error)
+        message = "the fact database is unavailable; try again shortly"
+        return error_response(ApiError(503, "database_unavailable", message, headers={"Retry-After": RETRY_AFTER_S}))
+    except Exception:
+        log.exception("unexpected error")
+        return error_response(ApiError(500, "internal", "internal error; it has been logged"))
