@@ -9,7 +9,7 @@ import signal
 import stat
 import subprocess
 from pathlib import Path
-from typing import IO, Sequence
+from typing import IO, Any, Sequence
 
 SERVICE_USER = "facts-services"
 _PR_SET_PDEATHSIG = 1
@@ -74,7 +74,9 @@ def _die_with_parent(sig: int) -> None:
         pass
 
 
-def spawn(argv: Sequence[str], log: IO[bytes], user: str | None, parent_death_signal: int) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str], log: IO[bytes], user: str | None, parent_death_signal: int, **popen: Any
+) -> subprocess.Popen[bytes]:
     """Start a server in its own session (Ctrl-C in a terminal reaches us, not it) that dies with us."""
     return subprocess.Popen(
         list(argv),
@@ -84,6 +86,7 @@ def spawn(argv: Sequence[str], log: IO[bytes], user: str | None, parent_death_si
         start_new_session=True,
         preexec_fn=lambda: _die_with_parent(parent_death_signal),
         **as_user(user),  # type: ignore[arg-type]
+        **popen,
     )
 
 

@@ -1,0 +1,116 @@
+"""Wiring only: every xdist worker gets its own Postgres and Redis (see support/factories.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pg8000.native
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+import functions_framework
+from devservices import Endpoints
+from shared import runtime
+
+from .support import factories, janitor
+from .support.harness_process import harness_server
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTIONS = ROOT / "functions"
+_REPORTS = pytest.StashKey[list[dict[str, Any]]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        factories.SERVICES_OPTION,
+        choices=("auto", "containers", "embedded", "external"),
+        default=None,
+        help="where each worker's Postgres and Redis come from (default: $FACTS_TEST_SERVICES or auto: "
+        "containers when a Docker engine answers, embedded otherwise)",
+    )
+
+
+services = factories.services_fixture()
+db = factories.postgres_fixture()
+redis_client = factories.redis_fixture()
+
+
+@pytest.fixture(scope="session")
+def seeded_counts(services: Endpoints, db: pg8000.native.Connection) -> dict[str, int]:
+    return janitor.baseline(db)
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests that touch the servers start from the seeded state, whatever ran before on this worker."""
+    if "services" not in request.fixturenames:
+        yield
+        return
+    services: Endpoints = request.getfixturevalue("services")
+    db: pg8000.native.Connection = request.getfixturevalue("db")
+    cache: redis.Redis = request.getfixturevalue("redis_client")
+    janitor.reset(db, cache, services.cache_prefix, request.getfixturevalue("seeded_counts"))
+    yield
+
+
+@pytest.fixture(autouse=True)
+def isolate_environment() -> Iterator[None]:
+    # functions-framework's create_app writes FUNCTION_TARGET and friends into os.environ.
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def random_client(services: Endpoints) -> FlaskClient:
+    return functions_framework.create_app("random_fact", str(FUNCTIONS / "random_fact.py")).test_client()
+
+
+@pytest.fixture(scope="session")
+def today_client(services: Endpoints) -> FlaskClient:
+    return functions_framework.create_app("today_fact", str(FUNCTIONS / "today_fact.py")).test_client()
+
+
+@pytest.fixture(scope="session")
+def harness(services: Endpoints) -> Iterator[str]:
+    """The base URL of `harness.py serve` running against this worker's servers."""
+    with harness_server(services.environ()) as (base, _log):
+        yield base
+
+
+@pytest.fixture
+def fresh_runtime(services: Endpoints) -> Iterator[None]:
+    """Forget connections and breaker state before and after a test that stops servers."""
+    runtime.reset()
+    yield
+    runtime.reset()
+
+
+# --- the report: which provider each worker used and how long its servers took to start ---
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    report = session.config.stash.get(factories.SERVICES_REPORT, None)
+    if report and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["facts_services"] = report  # type: ignore[attr-defined]
+    elif report:
+        session.config.stash.setdefault(_REPORTS, []).append(report)
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    report = getattr(node, "workeroutput", {}).get("facts_services")
+    if report:
+        node.config.stash.setdefault(_REPORTS, []).append(report)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    reports = sorted(config.stash.get(_REPORTS, []), key=lambda r: r["worker"])
+    if not reports:
+        return
+    terminalreporter.section("services per worker")
+    for r in reports:
+        terminalreporter.write_line(f"{r['worker']}: {r['provider']}, started in {r['startup_s']:.2f} s — {r['description']}")

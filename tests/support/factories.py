@@ -1,0 +1,88 @@
+"""Fixture factories: each returns a fixture; conftest.py only instantiates and wires them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator
+
+import pg8000.native
+import pytest
+import redis
+
+from devservices import Endpoints, provide
+from devservices.containers import docker_available
+from shared import runtime
+from shared.config import parse_database_url
+from shared.postgres import connect
+
+from .scratch import scratch_dir
+
+SERVICES_OPTION = "--services"
+SERVICES_ENV = "FACTS_TEST_SERVICES"
+
+
+def chosen_kind(config: pytest.Config) -> str:
+    kind = config.getoption(SERVICES_OPTION) or os.environ.get(SERVICES_ENV) or "auto"
+    if kind == "auto":
+        return "containers" if docker_available() else "embedded"
+    return kind
+
+
+def worker_id(config: pytest.Config) -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def services_fixture() -> Callable[..., Iterator[Endpoints]]:
+    """Session fixture: this worker's own Postgres and Redis, migrated, with the functions' env set."""
+
+    @pytest.fixture(scope="session")
+    def services(request: pytest.FixtureRequest) -> Iterator[Endpoints]:
+        config = request.config
+        kind = chosen_kind(config)
+        worker = worker_id(config)
+        saved = {name: os.environ.get(name) for name in ("DATABASE_URL", "REDIS_URL", "FACTS_CACHE_PREFIX")}
+        with scratch_dir(worker) as scratch, provide(kind, scratch, durable=False, namespace=worker) as endpoints:
+            os.environ.update(endpoints.environ())
+            runtime.reset()
+            runtime.services()  # migrate and seed once per worker
+            report = {"worker": worker, "provider": endpoints.provider, "startup_s": round(endpoints.startup_s, 2),
+                      "description": endpoints.description}  # fmt: skip
+            config.stash[SERVICES_REPORT] = report
+            try:
+                yield endpoints
+            finally:
+                runtime.reset()
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+
+    return services
+
+
+SERVICES_REPORT = pytest.StashKey[dict[str, Any]]()
+
+
+def postgres_fixture() -> Callable[..., Iterator[pg8000.native.Connection]]:
+    """Session fixture: one connection of the test's own, to look at what the functions wrote."""
+
+    @pytest.fixture(scope="session")
+    def db(services: Endpoints) -> Iterator[pg8000.native.Connection]:
+        con = connect(parse_database_url(services.database_url), 5.0, statement_timeout_ms=None)
+        yield con
+        con.close()
+
+    return db
+
+
+def redis_fixture() -> Callable[..., Iterator[redis.Redis]]:
+    @pytest.fixture(scope="session")
+    def redis_client(services: Endpoints) -> Iterator[redis.Redis]:
+        client = redis.Redis.from_url(services.redis_url, decode_responses=True)
+        yield client
+        client.close()
+
+    return redis_client
+
+

@@ -1,0 +1,41 @@
+"""Per-test isolation: put the worker's database and cache back to the state after seeding.
+
+Cheaper than cloning a template database per test (a few ms), and enough because tests only
+add facts, count views, choose days and write cache keys.
+"""
+
+from __future__ import annotations
+
+import pg8000.native
+import redis
+
+
+def baseline(db: pg8000.native.Connection) -> dict[str, int]:
+    return {language: n for language, n in db.run("SELECT language, n FROM fact_counts")}
+
+
+def reset(db: pg8000.native.Connection, cache: redis.Redis, prefix: str, counts: dict[str, int]) -> None:
+    languages, sizes = list(counts), list(counts.values())
+    db.run("BEGIN")
+    try:
+        db.run("TRUNCATE daily_facts")
+        db.run(
+            "DELETE FROM facts f WHERE NOT EXISTS (SELECT 1 FROM unnest(CAST(:languages AS text[]), CAST(:sizes AS int[]))"
+            " AS b (language, n) WHERE b.language = f.language AND f.seq <= b.n)",
+            languages=languages,
+            sizes=sizes,
+        )
+        db.run("DELETE FROM fact_counts")
+        db.run(
+            "INSERT INTO fact_counts SELECT * FROM unnest(CAST(:languages AS text[]), CAST(:sizes AS int[]))",
+            languages=languages,
+            sizes=sizes,
+        )
+        db.run("UPDATE facts SET views = 0 WHERE views <> 0")
+        db.run("COMMIT")
+    except BaseException:
+        db.run("ROLLBACK")
+        raise
+    keys = list(cache.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        cache.delete(*keys)

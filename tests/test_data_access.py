@@ -1,0 +1,38 @@
+"""The two classic tests: call a function, then look in Postgres (and Redis) for what it recorded."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from shared.cache import today_key
+from shared.facts import seconds_until_utc_midnight
+
+
+def test_data_access_random_endpoint(random_client, db):
+    response = random_client.get("/")
+
+    assert response.status_code == 200
+    body = response.get_json()
+    rows = db.run("SELECT fact, views FROM facts WHERE fact_id = :fact_id", fact_id=body["fact_id"])
+    assert len(rows) == 1
+    assert rows[0] == [body["fact"], body["views"]]
+    assert body["views"] == 1
+
+
+def test_data_access_today_endpoint(today_client, db, redis_client, services):
+    response = today_client.get("/")
+
+    assert response.status_code == 200
+    body = response.get_json()
+    rows = db.run("SELECT fact, views FROM facts WHERE fact_id = :fact_id", fact_id=body["fact_id"])
+    assert len(rows) == 1
+    assert rows[0] == [body["fact"], body["views"]]
+    chosen = db.run("SELECT fact_id FROM daily_facts WHERE day = CAST(:day AS date) AND language = 'en'", day=body["date"])
+    assert chosen == [[body["fact_id"]]]
+
+    key = today_key(services.cache_prefix, "en", datetime.fromisoformat(body["date"]).date())
+    cached = json.loads(redis_client.get(key))
+    assert (cached["fact_id"], cached["fact"]) == (body["fact_id"], body["fact"])
+    ttl = redis_client.ttl(key)
+    assert 0 < ttl <= seconds_until_utc_midnight(datetime.now(timezone.utc))
