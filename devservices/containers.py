@@ -81,24 +81,26 @@ class ContainerServer:
 @contextmanager
 def container_services() -> Iterator[Endpoints]:
     """One Postgres and one Redis container, published on loopback ports, removed on exit."""
-    from testcontainers.postgres import PostgresContainer
-    from testcontainers.redis import RedisContainer
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+        from testcontainers.community.redis import RedisContainer
+    except ImportError:  # testcontainers before 4.14
+        from testcontainers.postgres import PostgresContainer  # type: ignore[no-redef]
+        from testcontainers.redis import RedisContainer  # type: ignore[no-redef]
 
     began = time.perf_counter()
     postgres_image, redis_image = images()
     labels = {OWNER_LABEL: str(os.getpid())}
     pg_password, redis_password = secrets.token_hex(12), secrets.token_hex(12)
     pg_port, redis_port = free_port(), free_port()
-    postgres = (
-        PostgresContainer(postgres_image, username="facts", password=pg_password, dbname=DATABASE, driver=None)
-        .with_bind_ports(5432, ("127.0.0.1", pg_port))  # type: ignore[arg-type]
-        .with_kwargs(labels=labels)
-    )
-    cache = (
-        RedisContainer(redis_image, password=redis_password)
-        .with_bind_ports(6379, ("127.0.0.1", redis_port))  # type: ignore[arg-type]
-        .with_kwargs(labels=labels)
-    )
+    postgres = PostgresContainer(
+        postgres_image, username="facts", password=pg_password, dbname=DATABASE, driver=None
+    ).with_kwargs(labels=labels)
+    cache = RedisContainer(redis_image, password=redis_password).with_kwargs(labels=labels)
+    # Fixed loopback host ports (docker-py's (ip, port) form, which with_bind_ports cannot express):
+    # reachable only from this machine, and the same again after a stop and start in fault tests.
+    postgres.ports = {"5432/tcp": ("127.0.0.1", pg_port)}
+    cache.ports = {"6379/tcp": ("127.0.0.1", redis_port)}
     with ExitStack() as stack:
         stack.enter_context(cache)
         stack.enter_context(postgres)

@@ -44,16 +44,18 @@ def _logged(function: str, body: Callable[[flask.Request, dict[str, str]], flask
         started = time.perf_counter()
         ctx: dict[str, str] = {}
         response = web.serve(request, lambda req: body(req, ctx))
+        # Behind the harness the mount point is the script root; the function itself sees "/".
+        path = (request.script_root + request.path).rstrip("/") or "/"
         fields = {
             "function": function,
             "method": request.method,
-            "path": request.script_root + request.path,
+            "path": path,
             "status": response.status_code,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             **({"cache": ctx["cache"]} if "cache" in ctx else {}),
             **logs.trace_field(request.headers.get("X-Cloud-Trace-Context")),
         }
-        log.info("%s %s %s", request.method, request.path, response.status_code, extra={"fields": fields})
+        log.info("%s %s %s", request.method, path, response.status_code, extra={"fields": fields})
         return response
 
     return handle
