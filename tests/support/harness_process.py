@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import urllib.request
@@ -21,22 +22,30 @@ ROOT = Path(__file__).resolve().parents[2]
 @contextmanager
 def harness_server(env: Mapping[str, str], *args: str) -> Iterator[tuple[str, Path]]:
     """Yields the base URL and the server's log file; stops the server (SIGTERM) on exit."""
-    port = free_port()
     log_path = Path(tempfile.mkstemp(prefix="facts-harness-", suffix=".log")[1])
-    argv = [sys.executable, str(ROOT / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
-    with open(log_path, "ab") as log:
-        process = spawn(argv, log, None, signal.SIGTERM, env={**os.environ, **env}, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> None:
-        if process.poll() is not None:
-            raise RuntimeError(f"harness exited with {process.returncode}")
-        with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
-            assert response.status == 200
-
+    process = None
     try:
-        wait_until(healthy, 60, "harness", lambda: log_path.read_text(errors="replace")[-3000:])
+        for attempt in range(3):
+            port = free_port()
+            argv = [sys.executable, str(ROOT / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
+            with open(log_path, "ab") as log:
+                process = spawn(argv, log, None, signal.SIGTERM, env={**os.environ, **env}, cwd=ROOT)
+            base = f"http://127.0.0.1:{port}"
+            try:
+                wait_until(lambda: _healthy(process, base), 60, "harness", lambda: log_path.read_text(errors="replace")[-3000:])
+                break
+            except Exception:
+                terminate(process, signal.SIGTERM)
+                if attempt == 2:
+                    raise  # else: most likely another process took the port first
         yield base, log_path
     finally:
         terminate(process, signal.SIGTERM, grace_s=15)
         log_path.unlink(missing_ok=True)
+
+
+def _healthy(process: subprocess.Popen[bytes], base: str) -> None:
+    if process.poll() is not None:
+        raise RuntimeError(f"harness exited with {process.returncode}")
+    with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
+        assert response.status == 200
