@@ -1,0 +1,64 @@
+"""Settings from the environment: parsing, clear errors, and passwords that never show."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import ConfigError, load_settings, mask_url, parse_database_url
+
+
+def test_tcp_database_url():
+    s = parse_database_url("postgresql://app:s%40cret@db.internal:6543/facts")
+    assert (s.user, s.password, s.host, s.port, s.database, s.unix_sock) == ("app", "s@cret", "db.internal", 6543, "facts", None)
+
+
+def test_socket_database_url_as_cloud_sql_uses():
+    s = parse_database_url("postgresql://app:pw@/facts?host=/cloudsql/proj:region:inst")
+    assert s.unix_sock == "/cloudsql/proj:region:inst/.s.PGSQL.5432"
+    assert s.database == "facts"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://a:b@h/d", "postgresql://h/d", "postgresql://u:hunter2@h:notaport/d", "postgresql://u:hunter2@h:5432/", "not a url"],
+)
+def test_malformed_database_urls_say_what_is_expected_and_hide_the_password(url):
+    with pytest.raises(ConfigError) as caught:
+        parse_database_url(url)
+    assert "postgresql://user:password@host" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_missing_settings_name_the_variable_and_the_remedy():
+    with pytest.raises(ConfigError, match="DATABASE_URL is not set.*harness.py serve"):
+        load_settings({})
+    with pytest.raises(ConfigError, match="REDIS_URL is not set"):
+        load_settings({"DATABASE_URL": "postgresql://u@h/d"})
+    with pytest.raises(ConfigError, match="REDIS_URL must start with"):
+        load_settings({"DATABASE_URL": "postgresql://u@h/d", "REDIS_URL": "http://h"})
+
+
+def test_mask_url_hides_passwords_only():
+    assert mask_url("postgresql://u:hunter2@h:5432/d") == "postgresql://u:***@h:5432/d"
+    assert mask_url("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert mask_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_a_function_without_configuration_answers_a_json_503(monkeypatch):
+    import functions_framework
+
+    from shared import runtime
+    from tests.conftest import FUNCTIONS
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    runtime.reset()
+    try:
+        client = functions_framework.create_app("random_fact", str(FUNCTIONS / "random_fact.py")).test_client()
+        response = client.get("/")
+        assert response.status_code == 503
+        error = response.get_json()["error"]
+        assert error["code"] == "misconfigured" and "DATABASE_URL" in error["message"]
+        assert "Traceback" not in response.get_data(as_text=True)
+    finally:
+        runtime.reset()

@@ -1,0 +1,77 @@
+"""Property-based run of openapi.json against the real harness: no 5xx, and every answer as documented.
+
+Schemathesis loads the document the harness itself serves at /openapi.json, generates requests for
+every operation (valid and invalid `language` values, arbitrary `If-None-Match` headers, the 405
+methods), sends them to the harness on 127.0.0.1 and checks each answer against the document.
+Views counted by the fuzzer do not matter: the autouse `clean_state` fixture resets the worker's
+database around every test.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in requirements-dev.txt")
+
+import requests  # noqa: E402  (a schemathesis dependency)
+from hypothesis import HealthCheck, settings  # noqa: E402
+from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.config import SchemathesisConfig  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
+REQUEST_TIMEOUT_S = 10
+
+
+def _loopback_only(base: str) -> str:
+    parts = urlsplit(base)
+    assert parts.scheme == "http" and parts.hostname == "127.0.0.1", f"the fuzzer only targets the local harness, not {base}"
+    return base
+
+
+@pytest.fixture(scope="session")
+def harness_schema(harness: str):
+    base = _loopback_only(harness)
+    # An explicit config: a schemathesis.toml found on the way up must not redirect or widen the run.
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json", config=SchemathesisConfig(), timeout=REQUEST_TIMEOUT_S)
+    schema.config.update(base_url=base)
+    return schema
+
+
+@pytest.fixture(scope="session")
+def http_session() -> Iterator[requests.Session]:
+    session = requests.Session()
+    session.trust_env = False  # never through a proxy from the environment
+    yield session
+    session.close()
+
+
+schema = schemathesis.pytest.from_fixture("harness_schema")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+)
+def test_harness_conforms_to_openapi(case, harness: str, http_session: requests.Session) -> None:
+    base = _loopback_only(harness)
+    response = case.call_and_validate(base_url=base, session=http_session, checks=CHECKS, timeout=REQUEST_TIMEOUT_S)
+    assert b"Traceback" not in response.content
