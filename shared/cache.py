@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from datetime import date
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from .breaker import Breaker
 
 log = logging.getLogger(__name__)
 
@@ -40,36 +40,17 @@ class DayCache:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        self._down_until = 0.0
-        self._down = False
-        self._lock = threading.Lock()
-
-    def _available(self) -> bool:
-        return time.monotonic() >= self._down_until
-
-    def _failed(self, exc: Exception) -> None:
-        with self._lock:
-            self._down_until = time.monotonic() + RETRY_AFTER_S
-            if not self._down:
-                self._down = True
-                log.warning("Redis unavailable (%s); serving without the cache until it returns", exc.__class__.__name__)
-
-    def _succeeded(self) -> None:
-        if self._down:
-            with self._lock:
-                if self._down:
-                    self._down = False
-                    log.warning("Redis is back; caching resumed")
+        self.breaker = Breaker("Redis", log, RETRY_AFTER_S)
 
     def get(self, language: str, day: date) -> dict[str, Any] | None:
-        if not self._available():
+        if not self.breaker.allows():
             return None
         try:
             raw = self.client.get(today_key(self.prefix, language, day))
         except redis.RedisError as exc:
-            self._failed(exc)
+            self.breaker.failed(exc.__class__.__name__)
             return None
-        self._succeeded()
+        self.breaker.succeeded()
         if raw is None:
             return None
         try:
@@ -79,14 +60,14 @@ class DayCache:
         return value if isinstance(value, dict) and "fact_id" in value else None
 
     def put(self, language: str, day: date, value: dict[str, Any], ttl_s: int) -> None:
-        if not self._available():
+        if not self.breaker.allows():
             return
         try:
             self.client.set(today_key(self.prefix, language, day), json.dumps(value, ensure_ascii=False), ex=max(1, ttl_s))
         except redis.RedisError as exc:
-            self._failed(exc)
+            self.breaker.failed(exc.__class__.__name__)
             return
-        self._succeeded()
+        self.breaker.succeeded()
 
     def ping(self) -> bool:
         try:

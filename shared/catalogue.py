@@ -17,7 +17,7 @@ import pg8000.native
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 _BATCH = 5000
 # Serialises catalogue writers across instances: `seq` must stay dense per language.
-CATALOGUE_LOCK_KEY = 0x66616374  # "fact"
+CATALOGUE_LOCK_KEY = 0x66616374  # "fact" = 1717658484, also taken in migrations/0002_view_external_fact.sql
 
 
 @dataclass(frozen=True)

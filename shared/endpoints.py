@@ -16,7 +16,7 @@ log = logging.getLogger("facts.requests")
 def _random(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
     svc = runtime.services()
     language = web.language_param(request, svc.settings.languages)
-    fact = facts.random_fact(svc.store, language, count_view=request.method == "GET")
+    fact = facts.random_fact(svc.store, language, count_view=request.method == "GET", upstream=svc.upstream)
     if fact is None:
         raise web.ApiError(404, "no_facts", f"the catalogue has no facts in language {language!r} yet")
     return web.json_response(200, fact.as_json(), {"Cache-Control": "no-store"})

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
 from .cache import DayCache
+from .catalogue import fact_id
 from .store import Fact, FactStore
+from .upstream import Upstream
 
 
 def utc_day(now: datetime) -> date:
@@ -27,7 +29,12 @@ class DayFact:
     cache_hit: bool
 
 
-def random_fact(store: FactStore, language: str, count_view: bool = True) -> Fact | None:
+def random_fact(store: FactStore, language: str, count_view: bool = True, upstream: Upstream | None = None) -> Fact | None:
+    """A random fact: from the upstream API when one is configured and answers, else the catalogue."""
+    if upstream is not None and count_view:
+        fetched = upstream.random_fact(language)
+        if fetched is not None:
+            return store.view_external(fact_id(fetched.fact), fetched.fact, language, fetched.source)
     return store.random(language, count_view)
 
 

@@ -16,6 +16,7 @@ from .cache import DayCache
 from .config import Settings, load_settings
 from .postgres import PostgresPool, connect
 from .store import FactStore
+from .upstream import Upstream
 
 Clock = Callable[[], datetime]
 
@@ -26,6 +27,7 @@ class Services:
     store: FactStore
     cache: DayCache
     clock: Clock
+    upstream: Upstream | None = None
 
 
 _lock = threading.Lock()
@@ -67,7 +69,9 @@ def services(migrate: bool = True) -> Services:
                 pool = PostgresPool(
                     settings.postgres, settings.pool_size, settings.connect_timeout_s, settings.statement_timeout_ms
                 )
-                _services = Services(settings, FactStore(pool), DayCache(settings.redis_url, settings.cache_prefix), utc_now)
+                upstream = Upstream(settings.upstream_url, settings.upstream_timeout_s) if settings.upstream_url else None
+                cache = DayCache(settings.redis_url, settings.cache_prefix)
+                _services = Services(settings, FactStore(pool), cache, utc_now, upstream)
             current = _services
     if migrate:
         ensure_schema(current.settings)

@@ -43,6 +43,8 @@ TODAY_VIEW = f"""{_DAY_CHOICE}
 UPDATE facts f SET views = f.views + 1 FROM choice WHERE f.fact_id = choice.fact_id
 RETURNING f.fact_id, f.fact, f.language, f.source, f.views"""
 
+VIEW_EXTERNAL = f"SELECT {_COLUMNS} FROM view_external_fact(:fact_id, :fact, :language, :source)"
+
 TODAY_PEEK = f"""{_DAY_CHOICE}
 SELECT f.fact_id, f.fact, f.language, f.source, f.views FROM facts f JOIN choice USING (fact_id)"""
 
@@ -78,6 +80,10 @@ class FactStore:
 
     def by_id(self, fact_id: str, count_view: bool = True) -> Fact | None:
         return _one(self.pool.run(VIEW_BY_ID if count_view else PEEK_BY_ID, fact_id=fact_id))
+
+    def view_external(self, fact_id: str, fact: str, language: str, source: str) -> Fact | None:
+        """Count a view of a fact from outside the catalogue, adding it on first sight."""
+        return _one(self.pool.run(VIEW_EXTERNAL, fact_id=fact_id, fact=fact, language=language, source=source))
 
     def of_the_day(self, day: date, language: str, count_view: bool = True) -> Fact | None:
         """The day's fact, chosen now if it is the day's first request."""

@@ -1,0 +1,66 @@
+"""A STUB of a uselessfacts-compatible API, for tests only: the real one cannot be reached here.
+
+It serves `GET /random?language=xx` on a loopback port, and can be told to fail or to be slow.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+
+class StubState:
+    def __init__(self) -> None:
+        self.mode = "ok"  # ok | error | slow | garbage
+        self.text = "Stub fact: the upstream said this."
+        self.delay_s = 3.0
+        self.requests = 0
+
+
+@contextmanager
+def upstream_stub() -> Iterator[tuple[str, StubState]]:
+    state = StubState()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            state.requests += 1
+            parts = urlsplit(self.path)
+            language = parse_qs(parts.query).get("language", ["en"])[0]
+            if parts.path != "/random" or state.mode == "error":
+                self._send(500 if parts.path == "/random" else 404, b'{"error": "stub failure"}')
+                return
+            if state.mode == "slow":
+                time.sleep(state.delay_s)
+            if state.mode == "garbage":
+                self._send(200, b"<html>not json</html>")
+                return
+            body = {"id": "stub", "text": state.text, "source": "stub-upstream", "language": language}
+            self._send(200, json.dumps(body).encode())
+
+        def _send(self, status: int, payload: bytes) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (the slow case): that is the point
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", state
+    finally:
+        server.shutdown()
+        server.server_close()

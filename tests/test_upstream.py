@@ -1,0 +1,51 @@
+"""random with FACTS_UPSTREAM_URL: facts from an upstream API, saved, with a fallback to the catalogue."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from shared import runtime
+from shared.catalogue import fact_id
+
+from .support.logcapture import captured_logs
+from .support.upstream_stub import upstream_stub
+
+
+@pytest.fixture
+def upstream(services, monkeypatch):
+    with upstream_stub() as (url, state):
+        monkeypatch.setenv("FACTS_UPSTREAM_URL", url)
+        monkeypatch.setenv("FACTS_UPSTREAM_TIMEOUT", "0.5")
+        runtime.reset()
+        yield state
+    runtime.reset()
+
+
+def test_upstream_fact_is_saved_and_counted(upstream, random_client, db, seeded_counts):
+    first = random_client.get("/", query_string={"language": "de"}).get_json()
+    assert first["fact"] == upstream.text
+    assert first["fact_id"] == fact_id(upstream.text)
+    assert (first["source"], first["views"], first["language"]) == ("stub-upstream", 1, "de")
+    second = random_client.get("/", query_string={"language": "de"}).get_json()
+    assert second["fact_id"] == first["fact_id"] and second["views"] == 2
+    rows = db.run("SELECT views, seq FROM facts WHERE fact_id = :id", id=first["fact_id"])
+    assert rows == [[2, seeded_counts["de"] + 1]]  # numbered after the catalogue: selection stays uniform
+    assert db.run("SELECT n FROM fact_counts WHERE language = 'de'") == [[seeded_counts["de"] + 1]]
+
+
+@pytest.mark.parametrize("mode", ["error", "garbage", "slow"])
+def test_failing_or_slow_upstream_falls_back_to_the_catalogue(upstream, random_client, db, mode):
+    upstream.mode = mode
+    with captured_logs() as records:
+        began = time.perf_counter()
+        responses = [random_client.get("/") for _ in range(3)]
+        took = time.perf_counter() - began
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert all(r.get_json()["fact"] != upstream.text for r in responses)
+    assert took < 2.0  # one short timeout at most, then the breaker skips the upstream
+    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "falling back to the catalogue" in warnings[0]
+    assert db.run("SELECT count(*) FROM facts WHERE fact_id = :id", id=fact_id(upstream.text)) == [[0]]
