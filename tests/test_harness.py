@@ -1,0 +1,161 @@
+"""The harness end to end, over real HTTP on a loopback port."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from .support.harness_process import ROOT, harness_server
+
+
+def _get(url, method="GET", headers=None):
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def test_index_lists_the_routes(harness):
+    status, headers, body = _get(harness + "/")
+    assert status == 200 and headers["Content-Type"] == "application/json; charset=utf-8"
+    routes = {r["path"]: r["target"] for r in json.loads(body)["routes"]}
+    assert routes == {"/random": "random_fact", "/today": "today_fact"}
+
+
+def test_healthz_reports_both_stores(harness):
+    status, _, body = _get(harness + "/healthz")
+    assert status == 200
+    assert json.loads(body) == {"status": "ok", "postgres": "ok", "redis": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/random", "/today", "/random?language=de", "/today/"])
+def test_function_paths_answer_directly_without_redirect(harness, path):
+    parts = urlsplit(harness)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.request("GET", path)
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 200  # http.client never follows redirects: a 308 would show here
+    assert response.getheader("Access-Control-Allow-Origin") == "*"
+    assert body["views"] >= 1
+
+
+def test_served_function_matches_the_deployed_contract(harness, db):
+    status, headers, body = _get(harness + "/today")
+    fact = json.loads(body)
+    assert headers["ETag"] == f'W/"{fact["fact_id"]}-{fact["date"]}"'
+    status, _, body = _get(harness + "/today", headers={"If-None-Match": headers["ETag"]})
+    assert status == 304 and body == b""
+    assert db.run("SELECT views FROM facts WHERE fact_id = :id", id=fact["fact_id"]) == [[2]]
+    status, headers, _ = _get(harness + "/random", method="DELETE")
+    assert status == 405 and headers["Allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_unknown_path_is_a_json_404_listing_routes(harness):
+    status, headers, body = _get(harness + "/nothing/here")
+    assert status == 404 and headers["Content-Type"].startswith("application/json")
+    assert json.loads(body)["error"]["routes"] == ["/random", "/today"]
+
+
+def test_one_log_line_per_request_and_no_password(services):
+    with harness_server(services.environ()) as (base, log_path):
+        for path in ("/random", "/today", "/healthz", "/random?language=xx"):
+            _get(base + path)
+        time.sleep(0.2)  # the workers write their lines as they finish; give the last one a moment
+        text = log_path.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    requests = [(line.get("function"), line.get("status")) for line in lines if line["logger"] == "facts.requests"]
+    assert sorted(requests, key=str) == sorted([("random_fact", 200), ("today_fact", 200), ("random_fact", 400)], key=str)
+    assert sum(1 for line in lines if line["logger"] == "facts.harness" and "/healthz" in line["message"]) >= 1
+    password = services.database_url.split("@")[0].rsplit(":", 1)[-1]
+    assert password not in text
+
+
+def _copy_project(into: Path) -> Path:
+    for name in ("functions", "shared", "emulator", "devservices", "harness.py", "openapi.json"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, into / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, into / name)
+    return into
+
+
+def _serve_copy(copy: Path, services, *args):
+    from devservices.ports import free_port
+    from devservices.processes import spawn
+
+    port = free_port()
+    log = open(copy / "harness.log", "wb")
+    process = spawn([sys.executable, str(copy / "harness.py"), "serve", "--port", str(port), "--services", "external", *args],
+                    log, None, signal.SIGTERM, env={**services.environ(), "PATH": "/usr/bin:/bin"}, cwd=copy)  # fmt: skip
+    return process, f"http://127.0.0.1:{port}", log
+
+
+def _wait_for(check, within_s=30.0):
+    deadline = time.monotonic() + within_s
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (OSError, ValueError) as exc:
+            last = exc
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; last: {last!r}")
+
+
+def test_a_third_function_needs_no_change_to_the_harness(services, tmp_path):
+    copy = _copy_project(tmp_path)
+    (copy / "functions" / "hello_fact.py").write_text(
+        "import functions_framework\n\n\n@functions_framework.http\ndef hello_fact(request):\n"
+        "    return {'hello': request.args.get('name', 'world')}\n"
+    )
+    process, base, log = _serve_copy(copy, services)
+    try:
+        index = _wait_for(lambda: json.loads(_get(base + "/")[2]))
+        assert [r["path"] for r in index["routes"]] == ["/hello_fact", "/random", "/today"]
+        status, _, body = _get(base + "/hello_fact?name=tests")
+        assert status == 200 and json.loads(body) == {"hello": "tests"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+        log.close()
+
+
+def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(services, tmp_path):
+    copy = _copy_project(tmp_path)
+    source = copy / "functions" / "random_fact.py"
+    good = source.read_text()
+    process, base, log = _serve_copy(copy, services, "--reload")
+    try:
+        _wait_for(lambda: _get(base + "/random")[0] == 200)
+        source.write_text(good + "\ndef broken(:\n")
+        failed = _wait_for(lambda: (lambda r: r if r[0] == 500 else None)(_get(base + "/random")))
+        error = json.loads(failed[2])["error"]
+        assert error["code"] == "function_failed_to_load" and "SyntaxError" in error["message"]
+        assert _get(base + "/today")[0] == 200  # the other function keeps serving
+        source.write_text(good)
+        _wait_for(lambda: _get(base + "/random")[0] == 200)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
