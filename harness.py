@@ -16,9 +16,10 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("FACTS_DATA_DIR", ROOT / ".facts-data"))
@@ -170,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_services(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--services", choices=("auto", "embedded", "containers", "external"), default="auto",
-                       help="where Postgres and Redis come from (auto: external if DATABASE_URL and REDIS_URL are set, else embedded)")  # fmt: skip
+        p.add_argument(
+            "--services",
+            choices=("auto", "embedded", "containers", "external"),
+            default="auto",
+            help="where Postgres and Redis come from "
+            "(auto: external if DATABASE_URL and REDIS_URL are set, else embedded)",
+        )
 
     p_serve = sub.add_parser("serve", help="serve every function on one port")
     p_serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -201,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args))
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # noqa: BLE001 - a CLI reports, it does not dump a traceback
+    except Exception as exc:
         from shared.config import ConfigError
 
         if isinstance(exc, (ConfigError, FileNotFoundError, RuntimeError, OSError)):

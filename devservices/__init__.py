@@ -15,7 +15,9 @@ KINDS = ("auto", "embedded", "containers", "external")
 __all__ = ["KINDS", "Endpoints", "provide"]
 
 
-def provide(kind: str, data_dir: Path, durable: bool, namespace: str | None = None) -> AbstractContextManager[Endpoints]:
+def provide(
+    kind: str, data_dir: Path, durable: bool, namespace: str | None = None
+) -> AbstractContextManager[Endpoints]:
     """Servers of the given kind (not 'auto': callers resolve that by their own rule).
 
     `namespace` (tests) isolates external servers per worker; `durable` keeps embedded data safe on disk.

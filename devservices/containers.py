@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pg8000.native
 import redis
@@ -85,8 +86,8 @@ def container_services() -> Iterator[Endpoints]:
         from testcontainers.community.postgres import PostgresContainer
         from testcontainers.community.redis import RedisContainer
     except ImportError:  # testcontainers before 4.14
-        from testcontainers.postgres import PostgresContainer  # type: ignore[no-redef]
-        from testcontainers.redis import RedisContainer  # type: ignore[no-redef]
+        from testcontainers.postgres import PostgresContainer
+        from testcontainers.redis import RedisContainer
 
     began = time.perf_counter()
     postgres_image, redis_image = images()
@@ -99,8 +100,8 @@ def container_services() -> Iterator[Endpoints]:
     cache = RedisContainer(redis_image, password=redis_password).with_kwargs(labels=labels)
     # Fixed loopback host ports (docker-py's (ip, port) form, which with_bind_ports cannot express):
     # reachable only from this machine, and the same again after a stop and start in fault tests.
-    postgres.ports = {"5432/tcp": ("127.0.0.1", pg_port)}
-    cache.ports = {"6379/tcp": ("127.0.0.1", redis_port)}
+    postgres.ports = {"5432/tcp": ("127.0.0.1", pg_port)}  # type: ignore[dict-item]
+    cache.ports = {"6379/tcp": ("127.0.0.1", redis_port)}  # type: ignore[dict-item]
     with ExitStack() as stack:
         stack.enter_context(cache)
         stack.enter_context(postgres)
@@ -109,7 +110,9 @@ def container_services() -> Iterator[Endpoints]:
         redis_port = int(cache.get_exposed_port(6379))
 
         def postgres_ready() -> None:
-            pg8000.native.Connection("facts", password=pg_password, host=host, port=pg_port, database=DATABASE, timeout=2).close()
+            pg8000.native.Connection(
+                "facts", password=pg_password, host=host, port=pg_port, database=DATABASE, timeout=2
+            ).close()
 
         def redis_ready() -> None:
             redis.Redis(host=host, port=redis_port, password=redis_password, socket_timeout=2).ping()

@@ -13,9 +13,9 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pg8000.native
 import redis
@@ -101,7 +101,7 @@ class EmbeddedPostgres:
             ]  # fmt: skip
             if not self.durable:
                 argv.append("--no-sync")
-            subprocess.run(argv, check=True, capture_output=True, timeout=120, **as_user(self.user))  # type: ignore[call-overload]
+            subprocess.run(argv, check=True, capture_output=True, timeout=120, **as_user(self.user))
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')[-2000:]}") from None
         finally:

@@ -8,8 +8,9 @@ import pwd
 import signal
 import stat
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any
 
 SERVICE_USER = "facts-services"
 _PR_SET_PDEATHSIG = 1
@@ -55,7 +56,7 @@ def grant_traverse(path: Path) -> None:
             folder.chmod(mode | stat.S_IXOTH)
 
 
-def as_user(user: str | None) -> dict[str, object]:
+def as_user(user: str | None) -> dict[str, Any]:
     """Popen arguments that drop to `user` entirely: uid, gid and supplementary groups.
 
     `user=` alone keeps root's groups, and root's group then decides what the server may read.
@@ -85,7 +86,7 @@ def spawn(
         stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=lambda: _die_with_parent(parent_death_signal),
-        **as_user(user),  # type: ignore[arg-type]
+        **as_user(user),
         **popen,
     )
 

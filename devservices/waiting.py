@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -12,7 +13,9 @@ class NotReady(RuntimeError):
     pass
 
 
-def wait_until(check: Callable[[], T], deadline_s: float, what: str, describe_failure: Callable[[], str] = lambda: "") -> T:
+def wait_until(
+    check: Callable[[], T], deadline_s: float, what: str, describe_failure: Callable[[], str] = lambda: ""
+) -> T:
     """Call `check` until it returns without raising, or raise NotReady after `deadline_s`."""
     end = time.monotonic() + deadline_s
     delay = 0.02
@@ -22,6 +25,8 @@ def wait_until(check: Callable[[], T], deadline_s: float, what: str, describe_fa
         except Exception as exc:
             if time.monotonic() >= end:
                 detail = describe_failure()
-                raise NotReady(f"{what} not ready after {deadline_s:.0f} s: {exc}" + (f"\n{detail}" if detail else "")) from None
+                raise NotReady(
+                    f"{what} not ready after {deadline_s:.0f} s: {exc}" + (f"\n{detail}" if detail else "")
+                ) from None
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)

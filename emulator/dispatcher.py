@@ -6,8 +6,9 @@ import json
 import logging
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import functions_framework
 
@@ -36,13 +37,15 @@ def load_function(route: Route) -> WSGIApp:
     try:
         return functions_framework.create_app(route.target, str(route.source))
     except Exception as exc:
-        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        # A syntax error knows its line; for anything else, the innermost frame's line says where.
+        frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+        line = exc.lineno if isinstance(exc, SyntaxError) else (frames[-1].lineno if frames else None)
         detail = f"{exc.__class__.__name__}: {exc}"
         log.error("%s failed to load: %s", route.source.name, detail)
-        body = {"error": {"code": "function_failed_to_load", "message": detail, "source": route.source.name}}
-        if where is not None:
-            body["error"]["line"] = where.lineno
-        return json_app(500, body)
+        error: dict[str, Any] = {"code": "function_failed_to_load", "message": detail, "source": route.source.name}
+        if line is not None:
+            error["line"] = line
+        return json_app(500, {"error": error})
 
 
 class Dispatcher:
@@ -53,7 +56,9 @@ class Dispatcher:
 
     def index(self) -> dict[str, Any]:
         return {
-            "routes": [{"path": r.path, "target": r.target, "source": f"functions/{r.source.name}"} for r in self.routes],
+            "routes": [
+                {"path": r.path, "target": r.target, "source": f"functions/{r.source.name}"} for r in self.routes
+            ],
             "health": "/healthz",
             "openapi": "/openapi.json",
         }
@@ -64,7 +69,9 @@ class Dispatcher:
         if path == "/healthz":
             return json_app(*self.health())
         if path == "/openapi.json" and OPENAPI_FILE.exists():
-            return json_app(200, json.loads(OPENAPI_FILE.read_text(encoding="utf-8")), [("Access-Control-Allow-Origin", "*")])
+            return json_app(
+                200, json.loads(OPENAPI_FILE.read_text(encoding="utf-8")), [("Access-Control-Allow-Origin", "*")]
+            )
         return None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -73,11 +80,18 @@ class Dispatcher:
             if path == mount or path.startswith(mount + "/"):
                 # As on Cloud Functions, the function sees the path below its own name.
                 environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount
-                environ["PATH_INFO"] = path[len(mount):] or "/"
+                environ["PATH_INFO"] = path[len(mount) :] or "/"
                 return app(environ, start_response)
         started = time.perf_counter()
         app = self._own_route(path) or json_app(
-            404, {"error": {"code": "not_found", "message": f"no function at {path[:80]}", "routes": [r.path for r in self.routes]}}
+            404,
+            {
+                "error": {
+                    "code": "not_found",
+                    "message": f"no function at {path[:80]}",
+                    "routes": [r.path for r in self.routes],
+                }
+            },
         )
         statuses: list[str] = []
 
@@ -87,5 +101,11 @@ class Dispatcher:
 
         result = app(environ, recording_start_response)
         status = statuses[0].split()[0] if statuses else "?"
-        log.info("%s %s -> %s %.1f ms", environ.get("REQUEST_METHOD"), path[:200], status, (time.perf_counter() - started) * 1000)
+        log.info(
+            "%s %s -> %s %.1f ms",
+            environ.get("REQUEST_METHOD"),
+            path[:200],
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
         return result

@@ -46,7 +46,9 @@ def discover(functions_dir: Path = FUNCTIONS_DIR) -> list[Route]:
         for target in http_targets(source):
             path = "/" + table.get(target, target).strip("/")
             if path in routes:
-                raise ValueError(f"{source.name}:{target} and {routes[path].source.name}:{routes[path].target} both claim {path}")
+                raise ValueError(
+                    f"{source.name}:{target} and {routes[path].source.name}:{routes[path].target} both claim {path}"
+                )
             routes[path] = Route(path, target, source)
     # A file with a syntax error still keeps its declared route, so --reload can serve its error.
     for target, path in table.items():

@@ -10,6 +10,7 @@ if _ROOT not in sys.path:
     sys.path.append(_ROOT)
 
 import functions_framework  # noqa: E402
+
 from shared import endpoints  # noqa: E402
 
 

@@ -28,7 +28,9 @@ class Breaker:
             self._closed_at = time.monotonic() + self._pause_s
             if not self._open:
                 self._open = True
-                self._log.warning("%s unavailable (%s); %s", self.name, reason, "carrying on without it until it returns")
+                self._log.warning(
+                    "%s unavailable (%s); %s", self.name, reason, "carrying on without it until it returns"
+                )
 
     def succeeded(self) -> None:
         if self._open:

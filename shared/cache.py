@@ -63,7 +63,9 @@ class DayCache:
         if not self.breaker.allows():
             return
         try:
-            self.client.set(today_key(self.prefix, language, day), json.dumps(value, ensure_ascii=False), ex=max(1, ttl_s))
+            self.client.set(
+                today_key(self.prefix, language, day), json.dumps(value, ensure_ascii=False), ex=max(1, ttl_s)
+            )
         except redis.RedisError as exc:
             self.breaker.failed(exc.__class__.__name__)
             return

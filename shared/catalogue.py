@@ -8,9 +8,9 @@ import hashlib
 import io
 import json
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pg8000.native
 
@@ -53,7 +53,7 @@ def read_facts(path: Path, language: str = "en", source: str | None = None) -> I
     default_source = source or path.name.split(".")[0]
     opener = gzip.open if path.suffix == ".gz" else open
     kind = Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8", newline="") as handle:
         stream: io.TextIOBase = handle
         if kind == ".csv":
             for number, row in enumerate(csv.DictReader(stream), start=2):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 DEFAULT_LANGUAGES = ("en", "de")
@@ -124,6 +124,14 @@ def _number(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _upstream_url(url: str | None) -> str | None:
+    if not url:
+        return None
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        raise ConfigError("FACTS_UPSTREAM_URL must be an http(s) URL such as https://uselessfacts.jsph.pl/api/v2/facts")
+    return url
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment (or the mapping given)."""
     env = os.environ if environ is None else environ
@@ -142,6 +150,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         statement_timeout_ms=int(_number(env, "FACTS_STATEMENT_TIMEOUT_MS", 1500)),
         pool_size=int(_number(env, "FACTS_POOL_SIZE", float(env.get("THREADS") or (os.cpu_count() or 1) * 4))),
         cache_prefix=env.get("FACTS_CACHE_PREFIX") or "facts",
-        upstream_url=env.get("FACTS_UPSTREAM_URL") or None,
+        upstream_url=_upstream_url(env.get("FACTS_UPSTREAM_URL")),
         upstream_timeout_s=_number(env, "FACTS_UPSTREAM_TIMEOUT", 1.0),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import flask
 
@@ -38,7 +38,9 @@ def _today(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
     return web.json_response(200, {**found.fact.as_json(), "date": day}, headers)
 
 
-def _logged(function: str, body: Callable[[flask.Request, dict[str, str]], flask.Response]):
+def _logged(
+    function: str, body: Callable[[flask.Request, dict[str, str]], flask.Response]
+) -> Callable[[flask.Request], flask.Response]:
     def handle(request: flask.Request) -> flask.Response:
         logs.configure()
         started = time.perf_counter()

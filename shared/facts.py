@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from .cache import DayCache
 from .catalogue import fact_id
@@ -12,13 +12,13 @@ from .upstream import Upstream
 
 
 def utc_day(now: datetime) -> date:
-    return now.astimezone(timezone.utc).date()
+    return now.astimezone(UTC).date()
 
 
 def seconds_until_utc_midnight(now: datetime) -> int:
     """Whole seconds left in the UTC day (at least 1), the TTL of the day's cache entry."""
-    now_utc = now.astimezone(timezone.utc)
-    midnight = datetime.combine(now_utc.date() + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    now_utc = now.astimezone(UTC)
+    midnight = datetime.combine(now_utc.date() + timedelta(days=1), time.min, tzinfo=UTC)
     return max(1, int((midnight - now_utc).total_seconds()))
 
 
@@ -29,7 +29,9 @@ class DayFact:
     cache_hit: bool
 
 
-def random_fact(store: FactStore, language: str, count_view: bool = True, upstream: Upstream | None = None) -> Fact | None:
+def random_fact(
+    store: FactStore, language: str, count_view: bool = True, upstream: Upstream | None = None
+) -> Fact | None:
     """A random fact: from the upstream API when one is configured and answers, else the catalogue."""
     if upstream is not None and count_view:
         fetched = upstream.random_fact(language)
@@ -51,5 +53,10 @@ def fact_of_the_day(
     fact = store.of_the_day(day, language, count_view)
     if fact is None:
         return None
-    cache.put(language, day, {"fact_id": fact.fact_id, "fact": fact.fact, "language": language}, seconds_until_utc_midnight(now))
+    cache.put(
+        language,
+        day,
+        {"fact_id": fact.fact_id, "fact": fact.fact, "language": language},
+        seconds_until_utc_midnight(now),
+    )
     return DayFact(fact, day, cache_hit=False)

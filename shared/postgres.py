@@ -6,6 +6,7 @@ so each request borrows a connection for the duration of its statement.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from typing import Any
@@ -80,10 +81,9 @@ class PooledConnection:
         return statement.run(**params)
 
     def close(self) -> None:
-        try:
+        # Closing a broken socket may fail; the connection is being thrown away anyway.
+        with contextlib.suppress(Exception):
             self.con.close()
-        except Exception:  # closing a broken socket may fail; it is being thrown away anyway
-            pass
 
 
 class PostgresPool:

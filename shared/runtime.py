@@ -7,9 +7,9 @@ and are never opened at import time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 
 from . import schema
 from .cache import DayCache
@@ -36,7 +36,7 @@ _schema_ready = False
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def ensure_schema(settings: Settings) -> None:
@@ -69,7 +69,9 @@ def services(migrate: bool = True) -> Services:
                 pool = PostgresPool(
                     settings.postgres, settings.pool_size, settings.connect_timeout_s, settings.statement_timeout_ms
                 )
-                upstream = Upstream(settings.upstream_url, settings.upstream_timeout_s) if settings.upstream_url else None
+                upstream = (
+                    Upstream(settings.upstream_url, settings.upstream_timeout_s) if settings.upstream_url else None
+                )
                 cache = DayCache(settings.redis_url, settings.cache_prefix)
                 _services = Services(settings, FactStore(pool), cache, utc_now, upstream)
             current = _services

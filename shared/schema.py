@@ -7,8 +7,9 @@ never pays for migration or seeding work that is already done.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import pg8000.native
 

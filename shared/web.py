@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flask
 
@@ -64,7 +65,9 @@ def language_param(request: flask.Request, supported: tuple[str, ...]) -> str:
     """The `language` query parameter (default `en`), or a 400 that lists the supported ones."""
     values = request.args.getlist("language")
     if len(values) > 1:
-        raise ApiError(400, "invalid_parameter", "give the language parameter once", supported_languages=list(supported))
+        raise ApiError(
+            400, "invalid_parameter", "give the language parameter once", supported_languages=list(supported)
+        )
     language = values[0] if values else "en"
     if language not in supported:
         message = f"unsupported language {_shown(language)}; supported: {', '.join(supported)}"
@@ -74,6 +77,12 @@ def language_param(request: flask.Request, supported: tuple[str, ...]) -> str:
 
 def serve(request: flask.Request, handler: Callable[[flask.Request], flask.Response]) -> flask.Response:
     """Answer methods, preflight and errors the same way for every function; `handler` does GET/HEAD."""
+    try:
+        # functions-framework reads the whole body after every answer; read it first, so that a body
+        # that cannot be read (broken chunked encoding) is a 400 here rather than a 500 crash there.
+        request.get_data()
+    except Exception:
+        return error_response(ApiError(400, "invalid_body", "the request body could not be read"))
     if request.method == "OPTIONS":
         return _preflight()
     try:

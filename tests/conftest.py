@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pg8000.native
+import functions_framework
 import pytest
 import redis
 from flask.testing import FlaskClient
 
-import functions_framework
 from devservices import Endpoints
 from shared import runtime
 
@@ -39,7 +39,7 @@ redis_client = factories.redis_fixture()
 
 
 @pytest.fixture(scope="session")
-def seeded_counts(services: Endpoints, db: pg8000.native.Connection) -> dict[str, int]:
+def seeded_counts(services: Endpoints, db: Any) -> dict[str, int]:
     return janitor.baseline(db)
 
 
@@ -50,7 +50,7 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     services: Endpoints = request.getfixturevalue("services")
-    db: pg8000.native.Connection = request.getfixturevalue("db")
+    db: Any = request.getfixturevalue("db")
     cache: redis.Redis = request.getfixturevalue("redis_client")
     janitor.reset(db, cache, services.cache_prefix, request.getfixturevalue("seeded_counts"))
     yield
@@ -113,4 +113,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     terminalreporter.section("services per worker")
     for r in reports:
-        terminalreporter.write_line(f"{r['worker']}: {r['provider']}, started in {r['startup_s']:.2f} s — {r['description']}")
+        terminalreporter.write_line(
+            f"{r['worker']}: {r['provider']}, started in {r['startup_s']:.2f} s — {r['description']}"
+        )

@@ -41,7 +41,9 @@ def test_random_counts_every_view_exactly_under_32_connections(harness, db):
     assert len(answers) == connections * per_connection >= 500
     assert len(ok) == len(answers)
     assert db.run("SELECT sum(views) FROM facts")[0][0] == len(ok)
-    assert {body["fact_id"] for body in ok} <= {r[0] for r in db.run("SELECT fact_id FROM facts WHERE language = 'en' AND seq <= 10")}
+    assert {body["fact_id"] for body in ok} <= {
+        r[0] for r in db.run("SELECT fact_id FROM facts WHERE language = 'en' AND seq <= 10")
+    }
 
 
 def test_64_concurrent_first_requests_of_the_day_agree_over_http(harness, db):

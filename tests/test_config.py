@@ -9,7 +9,14 @@ from shared.config import ConfigError, load_settings, mask_url, parse_database_u
 
 def test_tcp_database_url():
     s = parse_database_url("postgresql://app:s%40cret@db.internal:6543/facts")
-    assert (s.user, s.password, s.host, s.port, s.database, s.unix_sock) == ("app", "s@cret", "db.internal", 6543, "facts", None)
+    assert (s.user, s.password, s.host, s.port, s.database, s.unix_sock) == (
+        "app",
+        "s@cret",
+        "db.internal",
+        6543,
+        "facts",
+        None,
+    )
 
 
 def test_socket_database_url_as_cloud_sql_uses():
@@ -20,7 +27,13 @@ def test_socket_database_url_as_cloud_sql_uses():
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://a:b@h/d", "postgresql://h/d", "postgresql://u:hunter2@h:notaport/d", "postgresql://u:hunter2@h:5432/", "not a url"],
+    [
+        "mysql://a:b@h/d",
+        "postgresql://h/d",
+        "postgresql://u:hunter2@h:notaport/d",
+        "postgresql://u:hunter2@h:5432/",
+        "not a url",
+    ],
 )
 def test_malformed_database_urls_say_what_is_expected_and_hide_the_password(url):
     with pytest.raises(ConfigError) as caught:
@@ -30,7 +43,7 @@ def test_malformed_database_urls_say_what_is_expected_and_hide_the_password(url)
 
 
 def test_missing_settings_name_the_variable_and_the_remedy():
-    with pytest.raises(ConfigError, match="DATABASE_URL is not set.*harness.py serve"):
+    with pytest.raises(ConfigError, match=r"DATABASE_URL is not set.*harness\.py serve"):
         load_settings({})
     with pytest.raises(ConfigError, match="REDIS_URL is not set"):
         load_settings({"DATABASE_URL": "postgresql://u@h/d"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from shared.cache import today_key
 from shared.facts import seconds_until_utc_midnight
@@ -28,11 +28,13 @@ def test_data_access_today_endpoint(today_client, db, redis_client, services):
     rows = db.run("SELECT fact, views FROM facts WHERE fact_id = :fact_id", fact_id=body["fact_id"])
     assert len(rows) == 1
     assert rows[0] == [body["fact"], body["views"]]
-    chosen = db.run("SELECT fact_id FROM daily_facts WHERE day = CAST(:day AS date) AND language = 'en'", day=body["date"])
+    chosen = db.run(
+        "SELECT fact_id FROM daily_facts WHERE day = CAST(:day AS date) AND language = 'en'", day=body["date"]
+    )
     assert chosen == [[body["fact_id"]]]
 
     key = today_key(services.cache_prefix, "en", datetime.fromisoformat(body["date"]).date())
     cached = json.loads(redis_client.get(key))
     assert (cached["fact_id"], cached["fact"]) == (body["fact_id"], body["fact"])
     ttl = redis_client.ttl(key)
-    assert 0 < ttl <= seconds_until_utc_midnight(datetime.now(timezone.utc))
+    assert 0 < ttl <= seconds_until_utc_midnight(datetime.now(UTC))

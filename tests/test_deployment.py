@@ -4,7 +4,6 @@ PORT set, from a clean copy of the deployed files, with only requirements.txt in
 from __future__ import annotations
 
 import json
-import os
 import signal
 import urllib.error
 import urllib.request

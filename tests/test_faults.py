@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -50,13 +50,15 @@ def _eventually(check, within_s=10.0):
         time.sleep(0.1)
 
 
-def test_redis_down_both_functions_answer_fast_with_one_warning(services, random_client, today_client, redis_client, db):
+def test_redis_down_both_functions_answer_fast_with_one_warning(
+    services, random_client, today_client, redis_client, db
+):
     redis_server = _require_control(services, "redis")
     before = today_client.get("/").get_json()  # the day's choice is made while Redis is up
     with captured_logs() as records, stopped(redis_server):
         for _ in range(5):
             for client in (random_client, today_client):
-                response, took = _timed(lambda: client.get("/"))
+                response, took = _timed(client.get)
                 assert response.status_code == 200, response.get_data(as_text=True)
                 assert took < 2.0
             assert today_client.get("/").get_json()["fact_id"] == before["fact_id"]
@@ -79,7 +81,7 @@ def test_postgres_down_is_a_fast_503_and_recovers_without_restart(services, rand
     assert random_client.get("/").status_code == 200  # the pool now holds a connection that will go stale
     with stopped(postgres_server):
         for client in (random_client, today_client):
-            response, took = _timed(lambda: client.get("/"))
+            response, took = _timed(client.get)
             assert response.status_code == 503
             assert took < 2.0
             assert response.headers["Retry-After"].isdigit()
@@ -117,7 +119,7 @@ def test_harness_restart_keeps_the_fact_and_every_view(services):
 
 
 def test_day_boundary_changes_the_fact_and_expires_the_cache(services, today_client, redis_client, db):
-    last_second = datetime(2031, 3, 14, 23, 59, 59, tzinfo=timezone.utc)
+    last_second = datetime(2031, 3, 14, 23, 59, 59, tzinfo=UTC)
     runtime.set_clock(lambda: last_second)
     old = today_client.get("/").get_json()
     assert old["date"] == "2031-03-14"

@@ -79,7 +79,9 @@ def test_one_log_line_per_request_and_no_password(services):
         text = log_path.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     requests = [(line.get("function"), line.get("status")) for line in lines if line["logger"] == "facts.requests"]
-    assert sorted(requests, key=str) == sorted([("random_fact", 200), ("today_fact", 200), ("random_fact", 400)], key=str)
+    assert sorted(requests, key=str) == sorted(
+        [("random_fact", 200), ("today_fact", 200), ("random_fact", 400)], key=str
+    )
     assert sum(1 for line in lines if line["logger"] == "facts.harness" and "/healthz" in line["message"]) >= 1
     password = services.database_url.split("@")[0].rsplit(":", 1)[-1]
     assert password not in text
@@ -101,8 +103,9 @@ def _serve_copy(copy: Path, services, *args):
 
     port = free_port()
     log = open(copy / "harness.log", "wb")
-    process = spawn([sys.executable, str(copy / "harness.py"), "serve", "--port", str(port), "--services", "external", *args],
-                    log, None, signal.SIGTERM, env={**services.environ(), "PATH": "/usr/bin:/bin"}, cwd=copy)  # fmt: skip
+    argv = [sys.executable, str(copy / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
+    env = {**services.environ(), "PATH": "/usr/bin:/bin"}
+    process = spawn(argv, log, None, signal.SIGTERM, env=env, cwd=copy)
     return process, f"http://127.0.0.1:{port}", log
 
 

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bundled_catalogue_is_seeded_densely(db):
     counts = dict(db.run("SELECT language, count(*) FROM facts GROUP BY language"))
     assert counts["en"] >= 5000 and counts["de"] >= 20
-    for language, n, top in db.run("SELECT c.language, c.n, max(f.seq) FROM fact_counts c JOIN facts f USING (language) GROUP BY 1, 2"):
+    for language, n, top in db.run(
+        "SELECT c.language, c.n, max(f.seq) FROM fact_counts c JOIN facts f USING (language) GROUP BY 1, 2"
+    ):
         assert n == top == counts[language], language
 
 
@@ -102,9 +104,13 @@ def _harness(services, *args):
 
 def test_import_command_adds_new_facts_once(services, db, tmp_path):
     jsonl = tmp_path / "more.jsonl"
-    jsonl.write_text("\n".join(json.dumps({"fact": f"Imported fact number {i}.", "source": "test"}) for i in range(3)) + "\n")
+    jsonl.write_text(
+        "\n".join(json.dumps({"fact": f"Imported fact number {i}.", "source": "test"}) for i in range(3)) + "\n"
+    )
     csv_file = tmp_path / "more.csv"
-    csv_file.write_text('fact,language,source\n"Ein importierter Fakt, mit Komma.",de,test\nImported fact number 0.,en,test\n')
+    csv_file.write_text(
+        'fact,language,source\n"Ein importierter Fakt, mit Komma.",de,test\nImported fact number 0.,en,test\n'
+    )
     before = dict(db.run("SELECT language, n FROM fact_counts"))
 
     first = _harness(services, "import", str(jsonl))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-import pg8000.native
 import pytest
 import redis
 
@@ -13,7 +14,7 @@ from devservices import Endpoints, provide
 from devservices.containers import docker_available
 from shared import runtime
 from shared.config import parse_database_url
-from shared.postgres import connect
+from shared.postgres import connect, is_connection_lost
 
 from .scratch import scratch_dir
 
@@ -64,14 +65,37 @@ def services_fixture() -> Callable[..., Iterator[Endpoints]]:
 SERVICES_REPORT = pytest.StashKey[dict[str, Any]]()
 
 
-def postgres_fixture() -> Callable[..., Iterator[pg8000.native.Connection]]:
-    """Session fixture: one connection of the test's own, to look at what the functions wrote."""
+class TestDatabase:
+    """The test's own connection, to look at what the functions wrote.
 
+    Fault tests restart the server under it, so a dropped connection is re-made once, quietly.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._settings = parse_database_url(url)
+        self._con = connect(self._settings, 5.0, statement_timeout_ms=None)
+
+    def run(self, sql: str, **params: Any) -> Any:
+        try:
+            return self._con.run(sql, **params)
+        except Exception as exc:
+            if not is_connection_lost(exc):
+                raise
+        self.close()
+        self._con = connect(self._settings, 5.0, statement_timeout_ms=None)
+        return self._con.run(sql, **params)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._con.close()
+
+
+def postgres_fixture() -> Callable[..., Iterator[TestDatabase]]:
     @pytest.fixture(scope="session")
-    def db(services: Endpoints) -> Iterator[pg8000.native.Connection]:
-        con = connect(parse_database_url(services.database_url), 5.0, statement_timeout_ms=None)
-        yield con
-        con.close()
+    def db(services: Endpoints) -> Iterator[TestDatabase]:
+        database = TestDatabase(services.database_url)
+        yield database
+        database.close()
 
     return db
 
@@ -84,5 +108,3 @@ def redis_fixture() -> Callable[..., Iterator[redis.Redis]]:
         client.close()
 
     return redis_client
-
-

@@ -8,15 +8,29 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from devservices.ports import free_port
 from devservices.processes import spawn, terminate
 from devservices.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start_once(env: Mapping[str, str], args: tuple[str, ...], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    argv = [sys.executable, str(ROOT / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
+    with open(log_path, "ab") as log:
+        process = spawn(argv, log, None, signal.SIGTERM, env={**os.environ, **env}, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _healthy(process, base), 60, "harness", lambda: log_path.read_text(errors="replace")[-3000:])
+    except Exception:
+        terminate(process, signal.SIGTERM)
+        raise
+    return process, base
 
 
 @contextmanager
@@ -26,16 +40,10 @@ def harness_server(env: Mapping[str, str], *args: str) -> Iterator[tuple[str, Pa
     process = None
     try:
         for attempt in range(3):
-            port = free_port()
-            argv = [sys.executable, str(ROOT / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
-            with open(log_path, "ab") as log:
-                process = spawn(argv, log, None, signal.SIGTERM, env={**os.environ, **env}, cwd=ROOT)
-            base = f"http://127.0.0.1:{port}"
             try:
-                wait_until(lambda: _healthy(process, base), 60, "harness", lambda: log_path.read_text(errors="replace")[-3000:])
+                process, base = _start_once(env, args, log_path)
                 break
             except Exception:
-                terminate(process, signal.SIGTERM)
                 if attempt == 2:
                     raise  # else: most likely another process took the port first
         yield base, log_path

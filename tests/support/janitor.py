@@ -6,22 +6,24 @@ add facts, count views, choose days and write cache keys.
 
 from __future__ import annotations
 
-import pg8000.native
+from typing import Any
+
 import redis
 
 
-def baseline(db: pg8000.native.Connection) -> dict[str, int]:
+def baseline(db: Any) -> dict[str, int]:
     return {language: n for language, n in db.run("SELECT language, n FROM fact_counts")}
 
 
-def reset(db: pg8000.native.Connection, cache: redis.Redis, prefix: str, counts: dict[str, int]) -> None:
+def reset(db: Any, cache: redis.Redis, prefix: str, counts: dict[str, int]) -> None:
     languages, sizes = list(counts), list(counts.values())
     db.run("BEGIN")
     try:
         db.run("TRUNCATE daily_facts")
         db.run(
-            "DELETE FROM facts f WHERE NOT EXISTS (SELECT 1 FROM unnest(CAST(:languages AS text[]), CAST(:sizes AS int[]))"
-            " AS b (language, n) WHERE b.language = f.language AND f.seq <= b.n)",
+            "DELETE FROM facts f WHERE NOT EXISTS ("
+            " SELECT 1 FROM unnest(CAST(:languages AS text[]), CAST(:sizes AS int[])) AS b (language, n)"
+            " WHERE b.language = f.language AND f.seq <= b.n)",
             languages=languages,
             sizes=sizes,
         )

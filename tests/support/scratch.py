@@ -9,16 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 PREFIX = "facts-test-"
 
 
 def _owner_alive(folder: Path) -> bool:
     try:
-        pid = int(folder.name[len(PREFIX):].split("-", 1)[0])
+        pid = int(folder.name[len(PREFIX) :].split("-", 1)[0])
         os.kill(pid, 0)
     except (ValueError, ProcessLookupError):
         return False

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -27,7 +27,7 @@ def upstream_stub() -> Iterator[tuple[str, StubState]]:
     state = StubState()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             state.requests += 1
             parts = urlsplit(self.path)
             language = parse_qs(parts.query).get("language", ["en"])[0]
