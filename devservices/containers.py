@@ -6,6 +6,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -102,9 +103,13 @@ def container_services() -> Iterator[Endpoints]:
     # reachable only from this machine, and the same again after a stop and start in fault tests.
     postgres.ports = {"5432/tcp": ("127.0.0.1", pg_port)}  # type: ignore[dict-item]
     cache.ports = {"6379/tcp": ("127.0.0.1", redis_port)}  # type: ignore[dict-item]
-    with ExitStack() as stack:
-        stack.enter_context(cache)
-        stack.enter_context(postgres)
+    with ExitStack() as stack, ThreadPoolExecutor(1) as starter:
+        # Removal is registered before starting, so a failed start still removes what did start.
+        stack.callback(postgres.stop)
+        stack.callback(cache.stop)
+        redis_started = starter.submit(cache.start)  # in parallel: Postgres takes longer
+        postgres.start()
+        redis_started.result()
         host = postgres.get_container_host_ip()
         pg_port = int(postgres.get_exposed_port(5432))
         redis_port = int(cache.get_exposed_port(6379))

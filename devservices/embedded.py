@@ -12,6 +12,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +22,9 @@ import pg8000.native
 import redis
 
 from .endpoints import Endpoints
+from .pgcluster import clone_template, initdb
 from .ports import free_port
-from .processes import as_user, grant_traverse, hand_over, service_user, spawn, terminate
+from .processes import grant_traverse, hand_over, service_user, spawn, terminate
 from .waiting import wait_until
 
 HOST = "127.0.0.1"
@@ -79,6 +81,7 @@ class EmbeddedPostgres:
         self.root = root
         self.data = root / "data"
         self.log_path = root / "postgres.log"
+        self.socket_dir = root
         self.password = password
         self.durable = durable
         self.port = 0
@@ -89,35 +92,26 @@ class EmbeddedPostgres:
     def url(self) -> str:
         return f"postgresql://postgres:{self.password}@{HOST}:{self.port}/{DATABASE}"
 
-    def _initdb(self, bin_dir: Path) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        pwfile = self.root / ".pwfile"
-        pwfile.write_text(self.password)
-        hand_over(self.root, self.user)
-        try:
-            argv = [
-                str(bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "--pwfile", str(pwfile),
-                "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
-            ]  # fmt: skip
-            if not self.durable:
-                argv.append("--no-sync")
-            subprocess.run(argv, check=True, capture_output=True, timeout=120, **as_user(self.user))
-        except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')[-2000:]}") from None
-        finally:
-            pwfile.unlink(missing_ok=True)
-
     def start(self) -> None:
         bin_dir = postgres_bin_dir()
         if self.user:
             grant_traverse(bin_dir)
             grant_traverse(bin_dir.parent / "lib")
+        cloned = False
         if not (self.data / "PG_VERSION").exists():
             shutil.rmtree(self.data, ignore_errors=True)
-            self._initdb(bin_dir)
+            if self.durable:
+                initdb(bin_dir, self.data, self.user, self.password, durable=True)
+            else:
+                clone_template(bin_dir, self.data, self.user)
+                cloned = True
         hand_over(self.root, self.user)
+        self.root.chmod(0o700)  # the socket lives here and trusts local connections: only the server user
+        if len(str(self.root)) > 80:  # a Unix socket path has a ~107-byte limit
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="facts-pg-"))
+            hand_over(self.socket_dir, self.user)
         (self.data / "postmaster.pid").unlink(missing_ok=True)  # left by a run killed hard
-        settings = ["listen_addresses=" + HOST, f"unix_socket_directories={self.root}", "max_connections=200"]
+        settings = ["listen_addresses=" + HOST, f"unix_socket_directories={self.socket_dir}", "max_connections=200"]
         if not self.durable:
             settings += ["fsync=off", "full_page_writes=off", "synchronous_commit=off"]
         for attempt in range(3):
@@ -136,21 +130,23 @@ class EmbeddedPostgres:
                 if not exited or attempt == 2:
                     raise
                 self.port = 0  # most likely lost the race for the port: pick another
-        self._create_database()
+        self._prepare(set_password=cloned)
 
     def _ready(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"postgres exited with {self.process.returncode}")
-        self._connect("postgres").close()
+        self._connect_locally().close()
 
-    def _connect(self, database: str) -> pg8000.native.Connection:
-        return pg8000.native.Connection(
-            "postgres", password=self.password, host=HOST, port=self.port, database=database, timeout=5
-        )
+    def _connect_locally(self) -> pg8000.native.Connection:
+        # The local socket trusts its (unprivileged, 0700) folder's owner: no password needed here.
+        socket = f"{self.socket_dir}/.s.PGSQL.{self.port}"
+        return pg8000.native.Connection("postgres", unix_sock=socket, database="postgres", timeout=5)
 
-    def _create_database(self) -> None:
-        con = self._connect("postgres")
+    def _prepare(self, set_password: bool) -> None:
+        con = self._connect_locally()
         try:
+            if set_password:
+                con.run(f"ALTER ROLE postgres PASSWORD {pg8000.native.literal(self.password)}")
             if not con.run("SELECT 1 FROM pg_database WHERE datname = :name", name=DATABASE):
                 con.run(f'CREATE DATABASE "{DATABASE}"')
         finally:
