@@ -52,3 +52,32 @@ def test_function_starts_under_the_functions_framework_cli(services, runtime_ven
     log_text = log_path.read_text()
     assert "Traceback" not in log_text
     assert services.database_url.split("@")[0].split(":")[-1] not in log_text  # the password never shows
+
+
+def test_deploy_script_names_real_files_and_entry_points():
+    """The scripted deployment (dry run): every --entry-point is an HTTP function of its GOOGLE_FUNCTION_SOURCE."""
+    import subprocess
+
+    from emulator.routes import http_targets
+
+    from .support.deploy_copy import ROOT
+
+    env = {"PROJECT": "demo", "REGION": "europe-west1", "CONNECTOR": "facts", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "cloud-functions.sh"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    commands = [line.split() for line in result.stdout.splitlines()]
+    assert len(commands) == 2
+    for argv in commands:
+        flags = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
+        source = flags["set-build-env-vars"].removeprefix("GOOGLE_FUNCTION_SOURCE=")
+        assert flags["entry-point"] in http_targets(ROOT / source)
+        assert "--gen2" in argv and flags["source"] == "."
+        assert flags["set-secrets"] == "DATABASE_URL=facts-database-url:latest,REDIS_URL=facts-redis-url:latest"
+    ignored = [line.strip() for line in (ROOT / ".gcloudignore").read_text().splitlines() if not line.startswith("#")]
+    assert not {"functions/", "shared/", "requirements.txt"} & set(ignored)
