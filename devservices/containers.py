@@ -75,6 +75,12 @@ class ContainerServer:
     def stop(self) -> None:
         self.container.get_wrapped_container().stop(timeout=5)
 
+    def freeze(self) -> None:
+        self.container.get_wrapped_container().pause()
+
+    def thaw(self) -> None:
+        self.container.get_wrapped_container().unpause()
+
     def start(self) -> None:
         self.container.get_wrapped_container().start()
         wait_until(self._ready, 60, f"container {self.container.image}")

@@ -24,7 +24,7 @@ import redis
 from .endpoints import Endpoints
 from .pgcluster import clone_template, initdb
 from .ports import free_port
-from .processes import grant_traverse, hand_over, service_user, spawn, terminate
+from .processes import descendants, grant_traverse, hand_over, service_user, spawn, terminate
 from .waiting import wait_until
 
 HOST = "127.0.0.1"
@@ -74,8 +74,35 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-class EmbeddedPostgres:
+class _ServerProcess:
+    """A server process of ours: stopped with its own clean-shutdown signal, frozen and thawed whole."""
+
+    stop_signal = signal.SIGTERM
+    process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        terminate(self.process, self.stop_signal)
+        self.process = None
+
+    def freeze(self) -> None:
+        """Stop the server and its children in their tracks (SIGSTOP): sockets stay open, nothing answers."""
+        if self.process is not None:
+            # The parent first, so it forks no child in between; Postgres' children have sessions of
+            # their own, so a process-group signal would miss them.
+            os.kill(self.process.pid, signal.SIGSTOP)
+            for pid in descendants(self.process.pid):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.process is not None:
+            for pid in [*descendants(self.process.pid), self.process.pid]:
+                os.kill(pid, signal.SIGCONT)
+
+
+class EmbeddedPostgres(_ServerProcess):
     """One cluster in `root` (kept between runs), served on a loopback port with password auth."""
+
+    stop_signal = signal.SIGINT  # fast shutdown: clean, without waiting for clients
 
     def __init__(self, root: Path, password: str, durable: bool) -> None:
         self.root = root
@@ -86,7 +113,6 @@ class EmbeddedPostgres:
         self.durable = durable
         self.port = 0
         self.user = service_user()
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -152,19 +178,14 @@ class EmbeddedPostgres:
         finally:
             con.close()
 
-    def stop(self) -> None:
-        terminate(self.process, signal.SIGINT)  # fast shutdown: clean, without waiting for clients
-        self.process = None
 
-
-class EmbeddedRedis:
+class EmbeddedRedis(_ServerProcess):
     def __init__(self, root: Path, password: str, durable: bool) -> None:
         self.root = root
         self.password = password
         self.durable = durable
         self.port = 0
         self.log_path = root / "redis.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -206,10 +227,6 @@ class EmbeddedRedis:
             client.ping()
         finally:
             client.close()
-
-    def stop(self) -> None:
-        terminate(self.process, signal.SIGTERM)
-        self.process = None
 
 
 def _credentials(root: Path) -> tuple[str, str]:

@@ -13,6 +13,11 @@ class Server(Protocol):
 
     def start(self) -> None: ...
 
+    def freeze(self) -> None:
+        """Make the server hang (not refuse): connections stay open and nothing answers."""
+
+    def thaw(self) -> None: ...
+
 
 @dataclass
 class Endpoints:

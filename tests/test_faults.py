@@ -135,3 +135,31 @@ def test_day_boundary_changes_the_fact_and_expires_the_cache(services, today_cli
     assert days == [["2031-03-14", old["fact_id"]], ["2031-03-15", new["fact_id"]]]
     new_key = today_key(services.cache_prefix, "en", next_day.date())
     assert 86390 < redis_client.ttl(new_key) <= 86399  # 00:00:01 leaves 86,399 s of the day
+
+
+def test_hung_postgres_is_a_503_within_two_seconds_and_recovers(services, random_client, today_client):
+    postgres_server = _require_control(services, "postgres")
+    assert today_client.get("/").status_code == 200
+    postgres_server.freeze()  # accepts connections, answers nothing: only timeouts can save a request
+    try:
+        for client in (random_client, today_client):
+            response, took = _timed(client.get)
+            assert response.status_code == 503, response.get_data(as_text=True)
+            assert took < 2.0
+    finally:
+        postgres_server.thaw()
+    _eventually(lambda: random_client.get("/").status_code == 200)
+    assert today_client.get("/").status_code == 200
+
+
+def test_hung_redis_costs_today_well_under_two_seconds(services, today_client):
+    redis_server = _require_control(services, "redis")
+    expected = today_client.get("/").get_json()["fact_id"]
+    redis_server.freeze()
+    try:
+        for _ in range(3):
+            response, took = _timed(today_client.get)
+            assert response.status_code == 200 and took < 2.0
+            assert response.get_json()["fact_id"] == expected
+    finally:
+        redis_server.thaw()
