@@ -162,3 +162,30 @@ def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(services, tm
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def _invoke(services, *args):
+    env = {**services.environ(), "PATH": "/usr/bin:/bin"}
+    argv = [sys.executable, str(ROOT / "harness.py"), "invoke", *args, "--services", "external"]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+
+
+def test_invoke_prints_status_and_json_and_takes_method_headers_and_body(services):
+    first = _invoke(services, "today", "--query", "language=de")
+    assert first.returncode == 0, first.stderr
+    status_line, body = first.stdout.split("\n", 1)
+    assert status_line == "HTTP 200"
+    fact = json.loads(body)
+    assert fact["language"] == "de"
+
+    etag = f'W/"{fact["fact_id"]}-{fact["date"]}"'
+    cached = _invoke(services, "today", "--query", "language=de", "--header", f"If-None-Match: {etag}")
+    assert cached.stdout.startswith("HTTP 304")
+
+    refused = _invoke(services, "random", "--method", "POST", "--data", '{"x": 1}')
+    assert refused.returncode == 1
+    assert refused.stdout.startswith("HTTP 405")
+    assert json.loads(refused.stdout.split("\n", 1)[1])["error"]["code"] == "method_not_allowed"
+
+    unknown = _invoke(services, "nope")
+    assert unknown.returncode != 0 and "unknown function" in unknown.stderr
