@@ -7,6 +7,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,15 @@ OPENAPI_FILE = Path(__file__).resolve().parents[1] / "openapi.json"
 
 def json_app(status: int, body: Any, extra_headers: list[tuple[str, str]] | None = None) -> WSGIApp:
     payload = json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
-    reason = {200: "OK", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "")
+    reason = HTTPStatus(status).phrase
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        headers = [("Content-Type", JSON_TYPE), ("Content-Length", str(len(payload))), ("Cache-Control", "no-store")]
+        headers = [
+            ("Content-Type", JSON_TYPE),
+            ("Content-Length", str(len(payload))),
+            ("Cache-Control", "no-store"),
+            ("Access-Control-Allow-Origin", "*"),
+        ]
         start_response(f"{status} {reason}", headers + (extra_headers or []))
         return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else payload]
 
@@ -63,15 +69,18 @@ class Dispatcher:
             "openapi": "/openapi.json",
         }
 
-    def _own_route(self, path: str) -> WSGIApp | None:
+    def _own_route(self, path: str, method: str) -> WSGIApp | None:
+        if path in ("/", "/healthz", "/openapi.json") and method not in ("GET", "HEAD"):
+            message = f"{path} answers GET and HEAD only"
+            return json_app(
+                405, {"error": {"code": "method_not_allowed", "message": message}}, [("Allow", "GET, HEAD")]
+            )
         if path == "/":
             return json_app(200, self.index())
         if path == "/healthz":
             return json_app(*self.health())
         if path == "/openapi.json" and OPENAPI_FILE.exists():
-            return json_app(
-                200, json.loads(OPENAPI_FILE.read_text(encoding="utf-8")), [("Access-Control-Allow-Origin", "*")]
-            )
+            return json_app(200, json.loads(OPENAPI_FILE.read_text(encoding="utf-8")))
         return None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -83,7 +92,7 @@ class Dispatcher:
                 environ["PATH_INFO"] = path[len(mount) :] or "/"
                 return app(environ, start_response)
         started = time.perf_counter()
-        app = self._own_route(path) or json_app(
+        app = self._own_route(path, environ.get("REQUEST_METHOD", "GET")) or json_app(
             404,
             {
                 "error": {

@@ -50,6 +50,7 @@ def error_response(error: ApiError) -> flask.Response:
 
 def _preflight() -> flask.Response:
     response = flask.Response(status=204)
+    del response.headers["Content-Type"]  # no body, so no type (Flask would claim text/html)
     response.headers.update(_COMMON_HEADERS)
     response.headers["Access-Control-Allow-Methods"] = ", ".join(ALLOWED_METHODS)
     response.headers["Access-Control-Allow-Headers"] = "If-None-Match, Content-Type"

@@ -76,10 +76,20 @@ def today_client(services: Endpoints) -> FlaskClient:
 
 
 @pytest.fixture(scope="session")
-def harness(services: Endpoints) -> Iterator[str]:
-    """The base URL of `harness.py serve` running against this worker's servers."""
-    with harness_server(services.environ()) as (base, _log):
-        yield base
+def harness_process(services: Endpoints) -> Iterator[tuple[str, Path]]:
+    """`harness.py serve` running against this worker's servers: its base URL and its log file."""
+    with harness_server(services.environ()) as (base, log):
+        yield base, log
+
+
+@pytest.fixture(scope="session")
+def harness(harness_process: tuple[str, Path]) -> str:
+    return harness_process[0]
+
+
+@pytest.fixture(scope="session")
+def harness_log(harness_process: tuple[str, Path]) -> Path:
+    return harness_process[1]
 
 
 @pytest.fixture

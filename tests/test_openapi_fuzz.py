@@ -9,7 +9,9 @@ database around every test.
 
 from __future__ import annotations
 
-from typing import Iterator
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,14 +20,14 @@ schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in re
 
 import requests  # noqa: E402  (a schemathesis dependency)
 from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.config import SchemathesisConfig  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+from schemathesis.checks import (  # noqa: E402
     content_type_conformance,
+    not_a_server_error,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.config import SchemathesisConfig  # noqa: E402
 
 CHECKS = [
     not_a_server_error,
@@ -35,11 +37,14 @@ CHECKS = [
     response_headers_conformance,
 ]
 REQUEST_TIMEOUT_S = 10
+OPENAPI_FILE = Path(__file__).resolve().parents[1] / "openapi.json"
 
 
 def _loopback_only(base: str) -> str:
     parts = urlsplit(base)
-    assert parts.scheme == "http" and parts.hostname == "127.0.0.1", f"the fuzzer only targets the local harness, not {base}"
+    assert parts.scheme == "http" and parts.hostname == "127.0.0.1", (
+        f"the fuzzer only targets the local harness, not {base}"
+    )
     return base
 
 
@@ -47,7 +52,9 @@ def _loopback_only(base: str) -> str:
 def harness_schema(harness: str):
     base = _loopback_only(harness)
     # An explicit config: a schemathesis.toml found on the way up must not redirect or widen the run.
-    schema = schemathesis.openapi.from_url(f"{base}/openapi.json", config=SchemathesisConfig(), timeout=REQUEST_TIMEOUT_S)
+    schema = schemathesis.openapi.from_url(
+        f"{base}/openapi.json", config=SchemathesisConfig(), timeout=REQUEST_TIMEOUT_S
+    )
     schema.config.update(base_url=base)
     return schema
 
@@ -75,3 +82,14 @@ def test_harness_conforms_to_openapi(case, harness: str, http_session: requests.
     base = _loopback_only(harness)
     response = case.call_and_validate(base_url=base, session=http_session, checks=CHECKS, timeout=REQUEST_TIMEOUT_S)
     assert b"Traceback" not in response.content
+
+
+def test_the_harness_serves_openapi_json(harness: str, http_session: requests.Session) -> None:
+    """The dispatcher serves the repository's openapi.json at /openapi.json (the fuzzer skips that route)."""
+    response = http_session.get(f"{_loopback_only(harness)}/openapi.json", timeout=REQUEST_TIMEOUT_S)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.json() == json.loads(OPENAPI_FILE.read_text(encoding="utf-8"))
+    index = http_session.get(f"{harness}/", timeout=REQUEST_TIMEOUT_S).json()
+    assert index["openapi"] == "/openapi.json"
