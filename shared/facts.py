@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
-from .cache import DayCache
 from .catalogue import fact_id
 from .store import Fact, FactStore
-from .upstream import Upstream
+
+if TYPE_CHECKING:
+    from .cache import DayCache
+    from .upstream import Upstream
 
 
 def utc_day(now: datetime) -> date:

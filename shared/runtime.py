@@ -1,33 +1,71 @@
 """Per-instance state: settings, the Postgres pool and the Redis cache, made on first use.
 
 Cloud Functions reuses an instance for many requests, so connections live here, module-global,
-and are never opened at import time.
+and are never opened at import time. What a function does not use is not even imported (random
+never loads redis-py), which keeps cold starts short.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from . import schema
-from .cache import DayCache
 from .config import Settings, load_settings
 from .postgres import PostgresPool, connect
 from .store import FactStore
-from .upstream import Upstream
+
+if TYPE_CHECKING:
+    from .cache import DayCache
+    from .upstream import Upstream
 
 Clock = Callable[[], datetime]
 
 
-@dataclass
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Services:
-    settings: Settings
-    store: FactStore
-    cache: DayCache
-    clock: Clock
-    upstream: Upstream | None = None
+    def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        pool = PostgresPool(
+            settings.postgres, settings.pool_size, settings.connect_timeout_s, settings.statement_timeout_ms
+        )
+        self.store = FactStore(pool)
+        self._cache: DayCache | None = None
+        self._upstream: Upstream | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def cache(self) -> DayCache:
+        if self._cache is None:
+            with self._lock:
+                if self._cache is None:
+                    from .cache import DayCache
+
+                    self._cache = DayCache(self.settings.redis_url, self.settings.cache_prefix)
+        return self._cache
+
+    @property
+    def upstream(self) -> Upstream | None:
+        if self.settings.upstream_url is None:
+            return None
+        if self._upstream is None:
+            with self._lock:
+                if self._upstream is None:
+                    from .upstream import Upstream
+
+                    self._upstream = Upstream(self.settings.upstream_url, self.settings.upstream_timeout_s)
+        return self._upstream
+
+    def close(self) -> None:
+        self.store.pool.close()
+        if self._cache is not None:
+            self._cache.close()
 
 
 _lock = threading.Lock()
@@ -35,48 +73,46 @@ _services: Services | None = None
 _schema_ready = False
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+def _schema_is_current(pool: PostgresPool) -> bool:
+    # On a pooled connection: an instance that finds the schema current pays no extra connection.
+    if not pool.run("SELECT to_regclass('schema_migrations') IS NOT NULL")[0][0]:
+        return False
+    return int(pool.run("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0]) >= schema.latest_version()
 
 
-def ensure_schema(settings: Settings) -> None:
-    """Migrate (and seed) on a dedicated connection without statement timeout; once per instance."""
+def ensure_schema(svc: Services) -> None:
+    """Check the schema once per instance; migrate (and seed) only if it is behind."""
     global _schema_ready
     if _schema_ready:
         return
     with _lock:
         if _schema_ready:
             return
-        con = connect(settings.postgres, settings.connect_timeout_s, statement_timeout_ms=None)
-        try:
-            schema.migrate(con)
-        finally:
-            con.close()
+        if not _schema_is_current(svc.store.pool):
+            # Its own connection: migrating and seeding may outlast the requests' statement timeout.
+            settings = svc.settings
+            con = connect(settings.postgres, settings.connect_timeout_s, statement_timeout_ms=None)
+            try:
+                schema.migrate(con)
+            finally:
+                con.close()
         _schema_ready = True
 
 
 def services(migrate: bool = True) -> Services:
     """The instance's services, built from the environment on first call.
 
-    With `migrate`, the schema is also brought up to date on first use (one cheap check after that).
+    With `migrate`, the schema is also brought up to date on first use (nothing after that).
     """
     global _services
     current = _services
     if current is None:
         with _lock:
             if _services is None:
-                settings = load_settings()
-                pool = PostgresPool(
-                    settings.postgres, settings.pool_size, settings.connect_timeout_s, settings.statement_timeout_ms
-                )
-                upstream = (
-                    Upstream(settings.upstream_url, settings.upstream_timeout_s) if settings.upstream_url else None
-                )
-                cache = DayCache(settings.redis_url, settings.cache_prefix)
-                _services = Services(settings, FactStore(pool), cache, utc_now, upstream)
+                _services = Services(load_settings())
             current = _services
     if migrate:
-        ensure_schema(current.settings)
+        ensure_schema(current)
     return current
 
 
@@ -85,8 +121,7 @@ def reset(clock: Clock | None = None) -> None:
     global _services, _schema_ready
     with _lock:
         if _services is not None:
-            _services.store.pool.close()
-            _services.cache.close()
+            _services.close()
         _services = None
         _schema_ready = False
     if clock is not None:
