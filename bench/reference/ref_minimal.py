@@ -1,0 +1,99 @@
+"""Reference functions doing the least work the real ones must do: the floor for /random and /today.
+
+- `minimal_random`: one prepared UPDATE ... RETURNING (the same statement shared/store.py runs).
+- `minimal_today`: one Redis GET of the day's key, then one prepared UPDATE of that row.
+
+No validation, no pool, no logging, no error contract: one pg8000 connection per thread, made on the
+thread's first request, with its statement prepared once. A broken connection is dropped and made
+again on the next request, so a restart does not wedge the benchmark.
+"""
+
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
+
+import functions_framework
+import pg8000.native
+import redis
+
+COLUMNS = "fact_id, fact, language, source, views"
+# pg8000's native API names parameters (:language); it sends them as $1, so the server sees the
+# statement `... WHERE language = $1 AND seq = (SELECT ... WHERE language = $1) ...`.
+RANDOM_SQL = (
+    "UPDATE facts SET views = views + 1 WHERE language = :language AND seq = "
+    "(SELECT 1 + floor(random() * n)::integer FROM fact_counts WHERE language = :language) "
+    f"RETURNING {COLUMNS}"
+)
+BY_ID_SQL = f"UPDATE facts SET views = views + 1 WHERE fact_id = :fact_id RETURNING {COLUMNS}"
+HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+PREFIX = os.environ.get("FACTS_CACHE_PREFIX", "facts")
+# Used only when the day's key is missing (e.g. just after UTC midnight, before /today refilled it).
+FALLBACK_FACT_ID = os.environ.get("BENCH_FACT_ID", "")
+
+_local = threading.local()
+_redis = None
+_redis_lock = threading.Lock()
+
+
+def _connect():
+    url = urlsplit(os.environ["DATABASE_URL"])
+    return pg8000.native.Connection(
+        unquote(url.username or ""),
+        password=unquote(url.password) if url.password else None,
+        host=url.hostname,
+        port=url.port or 5432,
+        database=url.path.lstrip("/"),
+        timeout=5,
+    )
+
+
+def _statement(sql):
+    """This thread's prepared statement for `sql` (connection and statement made once per thread)."""
+    statements = getattr(_local, "statements", None)
+    if statements is None:
+        _local.con = _connect()
+        statements = _local.statements = {}
+    statement = statements.get(sql)
+    if statement is None:
+        statement = statements[sql] = _local.con.prepare(sql)
+    return statement
+
+
+def _run(sql, **params):
+    try:
+        return _statement(sql).run(**params)
+    except (pg8000.native.InterfaceError, OSError):
+        _local.statements = None  # reconnect on this thread's next request
+        raise
+
+
+def _cache():
+    global _redis
+    if _redis is None:
+        with _redis_lock:
+            if _redis is None:
+                _redis = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=1)
+    return _redis
+
+
+def _answer(rows):
+    if not rows:
+        return json.dumps({"error": "no fact"}), 404, HEADERS
+    fact_id, fact, language, source, views = rows[0]
+    body = {"fact_id": fact_id, "fact": fact, "language": language, "source": source, "views": views}
+    return json.dumps(body, ensure_ascii=False), 200, HEADERS
+
+
+@functions_framework.http
+def minimal_random(request):
+    return _answer(_run(RANDOM_SQL, language="en"))
+
+
+@functions_framework.http
+def minimal_today(request):
+    day = datetime.now(UTC).date().isoformat()
+    raw = _cache().get(f"{PREFIX}:today:en:{day}")
+    fact_id = json.loads(raw)["fact_id"] if raw else FALLBACK_FACT_ID
+    return _answer(_run(BY_ID_SQL, fact_id=fact_id))

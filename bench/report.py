@@ -1,0 +1,155 @@
+"""The results document (bench/results.json) and its human-readable table."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from typing import Any
+
+
+def median_of(runs: list[dict], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def summarise(runs: list[dict]) -> dict[str, Any]:
+    cpu_fields = ("app_cpu_ms_per_req", "db_cpu_ms_per_req", "others_pct")
+    return {
+        **{field: median_of(runs, field) for field in cpu_fields if all(field in run for run in runs)},
+        "rps": median_of(runs, "rps"),
+        "p50_ms": median_of(runs, "p50_ms"),
+        "p90_ms": median_of(runs, "p90_ms"),
+        "p99_ms": median_of(runs, "p99_ms"),
+        "non2xx": sum(run["non2xx"] for run in runs),
+        "socket_errors": sum(run["socket_errors"] for run in runs),
+        "requests": sum(run["requests"] for run in runs),
+    }
+
+
+def document(info: dict[str, Any], measured: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The results as written to bench/results.json: medians by metric, then by target (`rps.hello`)."""
+    summary = {name: summarise(runs) for name, runs in measured["runs"].items()}
+    rps = {name: s["rps"] for name, s in summary.items()}
+    doc: dict[str, Any] = {
+        "machine": info,
+        "settings": settings,
+        "rps": rps,
+        "p50_ms": {name: s["p50_ms"] for name, s in summary.items()},
+        "p99_ms": {name: s["p99_ms"] for name, s in summary.items()},
+        "non2xx": {name: s["non2xx"] for name, s in summary.items()},
+        "socket_errors": {name: s["socket_errors"] for name, s in summary.items()},
+        "app_cpu_ms_per_req": {
+            name: s["app_cpu_ms_per_req"] for name, s in summary.items() if "app_cpu_ms_per_req" in s
+        },
+        "db_cpu_ms_per_req": {name: s["db_cpu_ms_per_req"] for name, s in summary.items() if "db_cpu_ms_per_req" in s},
+        "others_cpu_pct": {name: s["others_pct"] for name, s in summary.items() if "others_pct" in s},
+        # Throughput ratios: 1.0 means as fast as the reference, 0.5 half as many requests per second.
+        "ratio": {
+            "random_to_minimal": rps["random"] / rps["minimal_random"],
+            "today_to_minimal": rps["today"] / rps["minimal_today"],
+            "random_to_hello": rps["random"] / rps["hello"],
+            "today_to_hello": rps["today"] / rps["hello"],
+        },
+        "cold_start_ms": {key: v["median_ms"] for key, v in measured["cold_start"].items()},
+        "cold_start_samples_ms": {key: v["samples_ms"] for key, v in measured["cold_start"].items()},
+        "cold_start_listening_ms": {key: v["listening_median_ms"] for key, v in measured["cold_start"].items()},
+    }
+    scale = {key: summarise(runs) for key, runs in measured["scale"]["runs"].items()}
+    for field in ("rps", "p50_ms", "p99_ms", "non2xx", "socket_errors", "app_cpu_ms_per_req", "db_cpu_ms_per_req"):
+        doc[field].update({key: s[field] for key, s in scale.items() if field in s})
+    doc["others_cpu_pct"].update({key: s["others_pct"] for key, s in scale.items() if "others_pct" in s})
+    startup = measured["tests"]["startup"]
+    doc["startup_s"] = {kind: v["startup_s"] for kind, v in startup.items() if "startup_s" in v}
+    doc["startup_seed_s"] = {kind: v["seed_s"] for kind, v in startup.items() if "seed_s" in v}
+    doc["startup_skipped"] = {kind: v["skipped"] for kind, v in startup.items() if "skipped" in v}
+    suite_result = measured["tests"]["suite"]
+    # Keys always present; null when not measured (--quick, --skip-suite).
+    doc["suite_s"] = {"n1": None, "n2": None}
+    doc["suite_s"].update({key: v["wall_s"] for key, v in suite_result.items() if isinstance(v, dict)})
+    doc["suite_summary"] = {key: v["summary"] for key, v in suite_result.items() if isinstance(v, dict)}
+    if "skipped" in suite_result:
+        doc["suite_skipped"] = suite_result["skipped"]
+    doc["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    doc["runs"] = measured["runs"]
+    doc["scale"] = measured["scale"]
+    return doc
+
+
+LABELS = {
+    "hello": "hello (ref)",
+    "minimal_random": "minimal_random (ref)",
+    "random": "/random (harness)",
+    "minimal_today": "minimal_today (ref)",
+    "today": "/today (harness)",
+}
+
+
+def _fmt(value: Any, spec: str, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{unit}"
+
+
+def _row(doc: dict[str, Any], name: str) -> str:
+    """req/s, p50, p99, non-2xx, then (when measured) CPU per request and the share others used."""
+    text = f"{doc['rps'][name]:>8.0f}{doc['p50_ms'][name]:>9.2f}{doc['p99_ms'][name]:>9.2f}{doc['non2xx'][name]:>9}"
+    if name in doc.get("app_cpu_ms_per_req", {}):
+        app, db, others = doc["app_cpu_ms_per_req"][name], doc["db_cpu_ms_per_req"][name], doc["others_cpu_pct"][name]
+        text += f"{'':>15}{app:>6.2f}{db:>6.2f}{others:>11.0f}%"
+    return text
+
+
+def table(doc: dict[str, Any]) -> str:
+    s, m = doc["settings"], doc["machine"]
+    lines = [
+        "",
+        f"facts-api benchmark  {m['date']}  commit {m['git_commit']}  {m['cpu_count']} CPUs  Python {m['python']}",
+        f"gunicorn {m['gunicorn_workers']} workers x {m['gunicorn_threads']} threads (gthread);  "
+        f"wrk {s['wrk_threads']} threads, {s['connections']} connections, {s['duration_s']:g} s per run, "
+        f"{s['rounds']} alternating rounds (medians)",
+        f"load average at start {m['loadavg_at_start']}, at end {m['loadavg_at_end']} (shared machine: expect noise)",
+        "",
+        f"{'target':<22}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
+        f"   CPU ms/req: {'app':>6}{'db':>6}   others' CPU",
+    ]
+    for name, label in LABELS.items():
+        lines.append(f"{label:<22}{_row(doc, name)}")
+    r = doc["ratio"]
+    lines += [
+        "",
+        "CPU ms/req: CPU time of the target's gunicorn (app) and of Postgres + Redis (db) per answered request;",
+        "others' CPU: share of the machine used by processes not ours during the runs (noise).",
+        "",
+        "throughput ratios (1.00 = as fast as the reference):",
+        f"  /random / minimal_random {r['random_to_minimal']:.2f}"
+        f"    /today / minimal_today {r['today_to_minimal']:.2f}",
+        f"  /random / hello          {r['random_to_hello']:.2f}    /today / hello         {r['today_to_hello']:.2f}",
+        "",
+        "cold start, functions-framework CLI launch -> first 200 on GET / (median ms; in brackets: port listening):",
+        "  "
+        + ", ".join(f"{k} {v:.0f} ({doc['cold_start_listening_ms'][k]:.0f})" for k, v in doc["cold_start_ms"].items()),
+        "",
+        "/random by catalogue size ('en'; alternating, medians):",
+    ]
+    for key, label in (("random_10k", "10,000 facts"), ("random_1m", "1,000,000 facts")):
+        if key in doc["p50_ms"]:
+            lines.append(f"  {label:<20}{_row(doc, key)}")
+    lines += ["", "test suite:"]
+    for kind, seconds in doc["startup_s"].items():
+        seed = doc["startup_seed_s"].get(kind)
+        extra = f" (+ migrate/seed {seed:.2f} s)" if seed is not None else ""
+        lines.append(f"  per-worker start-up, {kind:<10} {seconds:6.2f} s{extra}")
+    for kind, why in doc.get("startup_skipped", {}).items():
+        lines.append(f"  per-worker start-up, {kind:<10} not measured: {why}")
+    for key, seconds in doc["suite_s"].items():
+        if seconds is None:
+            continue
+        lines.append(
+            f"  pytest -n {key[1:]} --services=embedded  {seconds:6.1f} s   {doc['suite_summary'].get(key, '')}"
+        )
+    if doc.get("suite_skipped"):
+        lines.append(f"  suite wall time not measured ({doc['suite_skipped']})")
+    bad = {k: v for k, v in doc["non2xx"].items() if v}
+    errors = {k: v for k, v in doc["socket_errors"].items() if v}
+    if bad:
+        lines += ["", f"WARNING: non-2xx responses: {bad}"]
+    if errors:
+        lines += ["", f"WARNING: socket errors/timeouts: {errors}"]
+    return "\n".join(lines)

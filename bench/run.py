@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Benchmark the facts functions against minimal reference functions, on loopback only.
+
+    python bench/run.py                 # full run (~5 minutes on 2 cores): prints a table, writes bench/results.json
+    python bench/run.py --quick         # smoke run (~1 minute): short loads, no test-suite timing
+    python bench/run.py --rounds 5 --duration 10
+
+One embedded Postgres (durable: commits wait for the disk) and Redis serve everything. The harness
+(/random, /today) and three reference functions (hello, minimal_random, minimal_today) run as
+separate gunicorn servers with the harness's own configuration, and wrk loads them in alternation
+(A B C D E, A B C D E, ...) so that slow drifts of the machine (other jobs, disk) hit all alike.
+Then: cold starts of the functions-framework CLI, /random at 10k and 1M facts, and the test suite's
+start-up and wall times. Medians everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import cpu, dataset, report, servers, suite  # noqa: E402
+from bench.wrkload import LoadSettings, ensure_wrk, run_wrk  # noqa: E402
+
+RESULTS_FILE = ROOT / "bench" / "results.json"
+REFERENCES = {  # name -> (target, source file)
+    "hello": ("hello", servers.REFERENCE_DIR / "ref_hello.py"),
+    "minimal_random": ("minimal_random", servers.REFERENCE_DIR / "ref_minimal.py"),
+    "minimal_today": ("minimal_today", servers.REFERENCE_DIR / "ref_minimal.py"),
+}
+# The alternation order of one round: each real endpoint right after its own floor.
+ORDER = ("hello", "minimal_random", "random", "minimal_today", "today")
+COLD_STARTS = {  # result key -> (target, source file)
+    "hello": ("hello", servers.REFERENCE_DIR / "ref_hello.py"),
+    "random": ("random_fact", ROOT / "functions" / "random_fact.py"),
+    "today": ("today_fact", ROOT / "functions" / "today_fact.py"),
+}
+SCALES = {"random_10k": 10_000, "random_1m": 1_000_000}
+SERVER_OF = {"random": "harness", "today": "harness", "random_10k": "harness", "random_1m": "harness"}
+
+
+class Meter:
+    """wrk runs with the CPU each process tree spent on them (see cpu.py)."""
+
+    def __init__(self, wrk: str, roots: dict[str, int]) -> None:
+        self.wrk = wrk
+        self.roots = roots  # every server of ours, by name, plus "postgres" and "redis"
+
+    def run(self, name: str, url: str, load: LoadSettings) -> dict[str, Any]:
+        if not cpu.available():
+            return run_wrk(self.wrk, url, load)
+        before = cpu.snapshot(self.roots)
+        result = run_wrk(self.wrk, url, load)
+        spent = cpu.delta(before, cpu.snapshot(self.roots))
+        requests = max(1, result["requests"])
+        result["app_cpu_ms_per_req"] = 1000 * spent[SERVER_OF.get(name, name)] / requests
+        result["db_cpu_ms_per_req"] = 1000 * (spent["postgres"] + spent["redis"]) / requests
+        result["wrk_cpu_ms_per_req"] = 1000 * spent["wrk"] / requests
+        result["machine_busy_pct"] = spent["machine_busy_pct"]
+        result["others_pct"] = spent["others_pct"]
+        return result
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Benchmark /random and /today against minimal reference functions.")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 s loads, 1 cold start each, no test-suite timing"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="alternating rounds over all targets (at least 3; default 3)"
+    )
+    parser.add_argument("--duration", type=float, default=None, help="seconds per load run (default 5; --quick: 1)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--skip-suite", action="store_true", help="do not time the test suite")
+    parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    args = parser.parse_args(argv)
+    args.rounds = max(3, args.rounds or 3)
+    args.duration = args.duration or (1.0 if args.quick else 5.0)
+    if args.duration < 1:
+        parser.error("--duration must be at least 1 second (wrk's resolution)")
+    args.repeats = 1 if args.quick else 3
+    return args
+
+
+def machine_info() -> dict[str, Any]:
+    from emulator.server import default_threads, default_workers
+
+    def command(*argv: str) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=ROOT)
+            return (done.stdout or done.stderr).strip().splitlines()[0]
+        except (OSError, subprocess.SubprocessError, IndexError):
+            return ""
+
+    from importlib.metadata import version
+
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "git_commit": command("git", "rev-parse", "--short", "HEAD"),
+        "gunicorn_workers": default_workers(),
+        "gunicorn_threads": default_threads(),
+        "gunicorn": version("gunicorn"),
+        "functions_framework": version("functions-framework"),
+        "pg8000": version("pg8000"),
+        "redis_py": version("redis"),
+        "wrk": command(shutil.which("wrk") or "wrk", "--version"),
+    }
+
+
+def prepare_database(database_url: str) -> str:
+    """Migrate and seed (as `harness.py serve` does before its workers start); a fact id for minimal_today."""
+    from shared import schema
+    from shared.config import parse_database_url
+    from shared.postgres import connect
+
+    con = connect(parse_database_url(database_url), 30.0, statement_timeout_ms=None)
+    try:
+        schema.migrate(con)
+        return str(con.run("SELECT fact_id FROM facts WHERE language = 'en' ORDER BY seq LIMIT 1")[0][0])
+    finally:
+        con.close()
+
+
+def load_rounds(meter: Meter, urls: dict[str, str], args: argparse.Namespace) -> dict[str, list[dict]]:
+    load = LoadSettings(args.duration, args.connections, args.threads)
+    warmup = LoadSettings(1.0, args.connections, args.threads)
+    for name in ORDER:
+        # Opens every worker thread's connections and prepares their statements before measuring.
+        run_wrk(meter.wrk, urls[name], warmup)
+    runs: dict[str, list[dict]] = {name: [] for name in ORDER}
+    for round_no in range(1, args.rounds + 1):
+        for name in ORDER:
+            run = meter.run(name, urls[name], load)
+            run["round"] = round_no
+            runs[name].append(run)
+            log(f"round {round_no}/{args.rounds} {name:<15} {describe(run)}")
+    return runs
+
+
+def describe(run: dict[str, Any]) -> str:
+    text = f"{run['rps']:7.0f} req/s  p50 {run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:7.2f} ms  non-2xx {run['non2xx']}"
+    if "app_cpu_ms_per_req" in run:
+        text += (f"  CPU/req app {run['app_cpu_ms_per_req']:.2f} ms db {run['db_cpu_ms_per_req']:.2f} ms"
+                 f"  others {run['others_pct']:.0f}%")  # fmt: skip
+    return text
+
+
+def cold_starts(env: dict[str, str], log_dir: Path, repeats: int) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, (target, source) in COLD_STARTS.items():
+        samples = [servers.cold_start_ms(target, source, env, log_dir) for _ in range(repeats)]
+        first = [s["first_200"] for s in samples]
+        result[key] = {
+            "median_ms": statistics.median(first),
+            "samples_ms": [round(s, 1) for s in first],
+            "listening_median_ms": statistics.median(s["listening"] for s in samples),
+        }
+        done = result[key]
+        log(f"cold start {key:<6} {done['median_ms']:6.0f} ms to the first 200"
+            f" ({done['listening_median_ms']:.0f} ms to listening; samples {done['samples_ms']})")  # fmt: skip
+    return result
+
+
+def scale_runs(meter: Meter, database_url: str, random_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """/random with 10k and with 1M facts in 'en', alternating like the main rounds (medians)."""
+    from shared.config import parse_database_url
+    from shared.postgres import connect
+
+    load = LoadSettings(args.duration, args.connections, args.threads)
+    warmup = LoadSettings(1.0, args.connections, args.threads)
+    runs: dict[str, list[dict]] = {key: [] for key in SCALES}
+    con = connect(parse_database_url(database_url), 600.0, statement_timeout_ms=None)
+    try:
+        grown = dataset.set_catalogue_size(con, "en", max(SCALES.values()))
+        log(f"catalogue 'en' grown to {grown['size']:,} facts (added {grown['added']:,} in {grown['seconds']} s)")
+        for round_no in range(1, args.rounds + 1):
+            for key, size in SCALES.items():
+                dataset.set_catalogue_size(con, "en", size)
+                if round_no == 1:
+                    run_wrk(meter.wrk, random_url, warmup)  # pages of the larger working set into the cache
+                run = meter.run(key, random_url, load)
+                run["round"] = round_no
+                runs[key].append(run)
+                log(f"round {round_no}/{args.rounds} /random at {size:>9,} facts: {describe(run)}")
+    finally:
+        con.close()
+    return {"runs": runs, "catalogue": grown}
+
+
+def bench_servers(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Everything that needs the benchmark's own Postgres and Redis; all of it stopped on return."""
+    from devservices.embedded import embedded_services
+    from devservices.ports import free_port
+
+    out: dict[str, Any] = {}
+    log_dir = workdir / "logs"
+    log_dir.mkdir()
+    log("starting embedded Postgres and Redis (durable) ...")
+    with embedded_services(workdir / "services", durable=True) as endpoints, servers.Servers(log_dir) as running:
+        out["services_startup_s"] = round(endpoints.startup_s, 2)
+        fact_id = prepare_database(endpoints.database_url)
+        # As the harness's subprocess sees it; the functions log JSON to stdout, i.e. to a log file.
+        env = {**os.environ, **endpoints.environ(), "FACTS_LOG_FORMAT": "json", "BENCH_FACT_ID": fact_id}
+        log("starting the harness and the reference servers ...")
+        harness = running.start("harness", servers.harness_argv(port := free_port()), port, env, ready_path="/healthz")
+        urls = {"random": harness.base + "/random", "today": harness.base + "/today"}
+        servers.http_status(urls["today"], timeout_s=10)  # chooses and caches the day's fact for minimal_today
+        for name, (target, source) in REFERENCES.items():
+            ref = running.start(name, servers.reference_argv(target, source, port := free_port()), port, env)
+            urls[name] = ref.base + "/"
+        roots = {server.name: server.process.pid for server in running.started}
+        roots.update(postgres=endpoints.postgres.process.pid, redis=endpoints.redis.process.pid)  # type: ignore[union-attr]
+        meter = Meter(wrk, roots)
+        out["runs"] = load_rounds(meter, urls, args)
+        log("cold starts of the functions-framework CLI ...")
+        out["cold_start"] = cold_starts(env, log_dir, args.repeats)
+        out["scale"] = scale_runs(meter, endpoints.database_url, urls["random"], args)
+    return out
+
+
+def test_suite(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {"startup": {}}
+    log("per-worker service start-up: embedded ...")
+    embedded = out["startup"]["embedded"] = suite.embedded_startup_s(args.repeats)
+    log(f"  embedded: {embedded['startup_s']:.2f} s (+ migrate/seed {embedded['seed_s']:.2f} s)")
+    log("per-worker service start-up: containers ...")
+    try:
+        out["startup"]["containers"] = suite.container_startup_s(args.repeats)
+    except Exception as exc:  # a broken Docker setup is a finding, not a reason to lose the run
+        out["startup"]["containers"] = {"skipped": f"failed: {exc.__class__.__name__}: {str(exc)[:300]}"}
+    log(f"  containers: {out['startup']['containers']}")
+    if args.quick or args.skip_suite:
+        out["suite"] = {"skipped": "--quick" if args.quick else "--skip-suite"}
+        return out
+    out["suite"] = {}
+    for workers in (1, 2):
+        log(f"test suite with -n {workers} (embedded) ...")
+        out["suite"][f"n{workers}"] = suite.suite_wall_s(workers, log_dir)
+        log(f"  -n {workers}: {out['suite'][f'n{workers}']['wall_s']:.1f} s, {out['suite'][f'n{workers}']['summary']}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so every finally below stops what it started. SIGINT is set
+    # explicitly because a shell starts background jobs with it ignored, and `kill -INT` must work.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    wrk = ensure_wrk()
+    info = machine_info()
+    log(f"{info['cpu_count']} CPUs, load average {info['loadavg_at_start']} (other jobs on this machine add noise)")
+    workdir = Path(tempfile.mkdtemp(prefix="facts-bench-"))
+    try:
+        measured = bench_servers(wrk, workdir, args)
+        measured["tests"] = test_suite(args, workdir / "logs")
+        settings = {"rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
+                    "wrk_threads": args.threads, "quick": args.quick, "order": list(ORDER)}  # fmt: skip
+        doc = report.document(info, measured, settings)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        log("interrupted: every server started here is stopped")
+        return 130 if isinstance(stop, KeyboardInterrupt) else int(stop.code or 143)
+    except Exception:
+        if (workdir / "logs").exists():  # keep the servers' logs (not the data) for the post-mortem
+            kept = Path(tempfile.mkdtemp(prefix="facts-bench-logs-"))
+            shutil.copytree(workdir / "logs", kept, dirs_exist_ok=True)
+            log(f"failed; server logs kept in {kept}")
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    args.output.write_text(json.dumps(doc, indent=2) + "\n")
+    print(report.table(doc))
+    print(f"\nwritten: {args.output}")
+    return 0 if all(n == 0 for n in doc["non2xx"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

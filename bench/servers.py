@@ -1,0 +1,188 @@
+"""Server processes of the benchmark: started in their own process group, always stopped.
+
+Every process is spawned with devservices' `spawn` (own session, so a Ctrl-C in the terminal reaches
+only the benchmark, which then stops them in order; and a parent-death signal, so a benchmark killed
+hard does not leave servers behind). Stopping signals the gunicorn arbiter by pid, then kills what is
+left of its process group (its workers) by the group id: never anything by name.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from devservices.ports import free_port
+from devservices.processes import spawn
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+REFERENCE_DIR = ROOT / "bench" / "reference"
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers (children of the arbiter), e.g. to attach py-spy to one."""
+        try:
+            return [
+                int(p) for p in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+            ]
+        except OSError:
+            return []
+
+
+def http_status(url: str, timeout_s: float) -> int | None:
+    """The status of GET `url`, or None when nothing answers (yet)."""
+    rest = url.split("://", 1)[1]
+    hostport, _, path = rest.partition("/")
+    host, _, port = hostport.partition(":")
+    conn = http.client.HTTPConnection(host, int(port or 80), timeout=timeout_s)
+    try:
+        conn.request("GET", "/" + path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except (ConnectionError, OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM the group leader (gunicorn stops its workers gracefully), then SIGKILL leftovers in its group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # the group id is the leader's pid (own session)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def _launch(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return spawn(list(argv), log, None, signal.SIGTERM, env=dict(env), cwd=ROOT)
+
+
+class Servers:
+    """The benchmark's long-running servers; a context manager that stops them all on exit."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[Server] = []
+
+    def __enter__(self) -> Servers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+    def stop_all(self) -> None:
+        while self.started:
+            stop_process(self.started.pop().process)
+
+    def start(self, name: str, argv: Sequence[str], port: int, env: Mapping[str, str], ready_path: str = "/") -> Server:
+        log_path = self.log_dir / f"{name}.log"
+        server = Server(name, port, _launch(argv, env, log_path), log_path)
+        self.started.append(server)  # before waiting: stopped even if it never becomes ready
+        deadline = time.monotonic() + 60
+        while http_status(server.base + ready_path, timeout_s=5) != 200:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {server.process.returncode}:\n{_tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready on {server.base}{ready_path} after 60 s:\n{_tail(log_path)}")
+            time.sleep(0.05)
+        return server
+
+
+def harness_argv(port: int) -> list[str]:
+    # As the test suite runs it (tests/support/harness_process.py): servers from DATABASE_URL/REDIS_URL.
+    return [
+        sys.executable, str(ROOT / "harness.py"), "serve",
+        "--services", "external", "--host", HOST, "--port", str(port),
+    ]  # fmt: skip
+
+
+def reference_argv(target: str, source: Path, port: int) -> list[str]:
+    # `-m` from the repository root: the same sys.path[0] as harness.py, and bench/ itself not on it.
+    return [
+        sys.executable, "-m", "bench.serve_reference",
+        "--target", target, "--source", str(source), "--host", HOST, "--port", str(port),
+    ]  # fmt: skip
+
+
+def functions_framework_argv(target: str, source: Path, port: int) -> list[str]:
+    """The functions-framework CLI of this Python environment, as a deployment starts it."""
+    script = Path(sys.executable).parent / "functions-framework"
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "functions_framework"]
+    return [*launcher, "--target", target, "--source", str(source), "--host", HOST, "--port", str(port)]
+
+
+def cold_start_ms(
+    target: str, source: Path, env: Mapping[str, str], log_dir: Path, deadline_s: float = 60.0
+) -> dict[str, float]:
+    """Milliseconds from launching the functions-framework CLI to its first 200 on GET / ("first_200"),
+    and to the moment its port accepted a connection ("listening": imports and app creation done)."""
+    port = free_port()
+    log_path = log_dir / f"cold-{target}.log"
+    began = time.perf_counter()
+    process = _launch(functions_framework_argv(target, source, port), env, log_path)
+
+    def check_alive() -> None:
+        if process.poll() is not None:
+            raise RuntimeError(f"functions-framework {target} exited with {process.returncode}:\n{_tail(log_path)}")
+        if time.perf_counter() - began > deadline_s:
+            raise RuntimeError(
+                f"functions-framework {target} gave no 200 within {deadline_s:.0f} s:\n{_tail(log_path)}"
+            )
+
+    try:
+        # A refused connection comes back at once: this polls about every 5 ms until the port is bound.
+        while True:
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                check_alive()
+                time.sleep(0.005)
+        listening = time.perf_counter() - began
+        # The first answered request includes the function's own first-request work (connections).
+        while (status := http_status(f"http://{HOST}:{port}/", timeout_s=30)) != 200:
+            if status is not None:
+                raise RuntimeError(f"functions-framework {target} answered {status} to GET /:\n{_tail(log_path)}")
+            check_alive()
+            time.sleep(0.005)
+        return {"first_200": (time.perf_counter() - began) * 1000, "listening": listening * 1000}
+    finally:
+        stop_process(process)

@@ -1,0 +1,118 @@
+"""The test suite's costs: one worker's service start-up per provider, and the suite's wall time."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+from devservices import Endpoints
+from devservices.processes import spawn
+
+from .servers import stop_process
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _startup(enter: Callable[[], AbstractContextManager[Endpoints]], repeats: int) -> dict:
+    """Median time to enter a provider's context (servers up and answering), and to migrate and seed.
+
+    A test worker pays both before its first test; they are reported apart.
+    """
+    from shared import schema
+    from shared.config import parse_database_url
+    from shared.postgres import connect
+
+    entry, seed = [], []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        with enter() as endpoints:
+            entry.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            con = connect(parse_database_url(endpoints.database_url), 30.0, statement_timeout_ms=None)
+            try:
+                schema.migrate(con)
+            finally:
+                con.close()
+            seed.append(time.perf_counter() - began)
+    return {
+        "startup_s": statistics.median(entry),
+        "seed_s": statistics.median(seed),
+        "samples_s": [round(s, 3) for s in entry],
+    }
+
+
+def embedded_startup_s(repeats: int) -> dict:
+    """Embedded servers in a fresh folder each time (initdb included), durable=False like a test worker."""
+    from devservices.embedded import embedded_services
+
+    @contextmanager
+    def fresh() -> Iterator[Endpoints]:
+        # A new folder each time, like a test worker's scratch folder (embedded_services grants the
+        # unprivileged server user traverse rights on it when we run as root).
+        folder = Path(tempfile.mkdtemp(prefix="facts-bench-startup-"))
+        try:
+            with embedded_services(folder, durable=False) as endpoints:
+                yield endpoints
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return _startup(fresh, repeats)
+
+
+def container_startup_s(repeats: int) -> dict:
+    """Containers as a test worker gets them, or why they were not measured."""
+    from devservices.containers import container_services, docker_available, images
+
+    if not docker_available():
+        return {"skipped": "no Docker engine answers"}
+    missing = [image for image in images() if not _image_present(image)]
+    if missing:
+        # Measuring a pull would time the network, not start-up.
+        names = ", ".join(missing)
+        return {"skipped": f"image(s) not present locally: {names} (set FACTS_POSTGRES_IMAGE/FACTS_REDIS_IMAGE)"}
+    return _startup(container_services, repeats)
+
+
+def _image_present(name: str) -> bool:
+    import docker
+
+    client = docker.from_env()
+    try:
+        client.images.get(name)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+    finally:
+        client.close()
+
+
+def suite_wall_s(workers: int, log_dir: Path, timeout_s: float = 900.0) -> dict:
+    """Wall time of the whole suite with `workers` xdist workers on embedded services."""
+    argv = [sys.executable, "-m", "pytest", "-p", "no:benchmark", "-q", "-n", str(workers), "--services=embedded"]
+    log_path = log_dir / f"pytest-n{workers}.log"
+    # The suite must start its own servers: none of the benchmark's URLs may leak into it.
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "FACTS_CACHE_PREFIX")}
+    began = time.perf_counter()
+    with open(log_path, "wb") as log:
+        process = spawn(argv, log, None, signal.SIGTERM, env=env, cwd=ROOT)
+    try:
+        process.wait(timeout_s)
+        wall = time.perf_counter() - began
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"pytest -n {workers} did not finish within {timeout_s:.0f} s (log: {log_path})") from None
+    finally:
+        stop_process(process)  # on timeout or Ctrl-C; a no-op after a normal exit
+    output = log_path.read_text(errors="replace")
+    counts = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+    summary = counts[-1].strip("= ") if counts else ""
+    return {"wall_s": wall, "exit": process.returncode, "summary": summary}
