@@ -46,6 +46,8 @@ def configure() -> None:
     FACTS_LOG_FORMAT=json|text chooses; by default JSON unless stderr is a terminal.
     """
     global _configured
+    if _configured:  # every request calls this: no lock once done
+        return
     with _lock:
         if _configured:
             return

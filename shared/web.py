@@ -36,11 +36,8 @@ class ApiError(Exception):
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> flask.Response:
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") if body is not None else b""
-    response = flask.Response(payload, status=status, content_type=JSON_TYPE)
-    response.headers.update(_COMMON_HEADERS)
-    if headers:
-        response.headers.update(headers)
-    return response
+    all_headers = {**_COMMON_HEADERS, **headers} if headers else _COMMON_HEADERS
+    return flask.Response(payload, status=status, headers=all_headers, content_type=JSON_TYPE)
 
 
 def error_response(error: ApiError) -> flask.Response:
