@@ -23,6 +23,10 @@ class StoreUnavailable(RuntimeError):
     """Postgres cannot be reached or answered too slowly; the caller should try again shortly."""
 
 
+class _ConnectionLost(StoreUnavailable):
+    """The server closed the connection (a restart aborts what was in flight): safe to retry once."""
+
+
 def _sqlstate(exc: BaseException) -> str:
     args = exc.args[0] if exc.args else None
     return args.get("C", "") if isinstance(args, dict) else ""
@@ -125,13 +129,8 @@ class PostgresPool:
         with self._lock:
             self._open -= 1
 
-    def run(self, sql: str, **params: Any) -> list[list[Any]]:
-        """Run one prepared statement (autocommitted).
-
-        A reused connection that turns out dead (the server restarted since) is retried once on a
-        fresh connection: the server closed it, so the statement never ran there.
-        """
-        conn, reused = self._acquire()
+    def _execute(self, conn: PooledConnection, sql: str, params: dict[str, Any]) -> list[list[Any]]:
+        """Run on `conn`, then give it back to the pool, or throw it away if it broke."""
         try:
             rows = conn.run(sql, **params)
         except Exception as exc:
@@ -141,26 +140,26 @@ class PostgresPool:
                     raise StoreUnavailable("Postgres did not answer in time") from None
                 raise
             self._discard(conn)
-            if not reused or _timed_out(exc):
-                raise StoreUnavailable(f"Postgres connection failed: {_reason(exc)}") from None
-            self.drop_idle()
-            return self._run_fresh(sql, params)
+            error = StoreUnavailable if _timed_out(exc) else _ConnectionLost
+            raise error(f"Postgres connection failed: {_reason(exc)}") from None
         self._idle.put(conn)
         return rows
 
-    def _run_fresh(self, sql: str, params: dict[str, Any]) -> list[list[Any]]:
-        conn = PooledConnection(connect(self.settings, self._timeout_s, self._statement_timeout_ms))
-        with self._lock:
-            self._open += 1
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        """Run one prepared statement (autocommitted).
+
+        A reused connection that turns out dead (the server restarted since) is retried once on a
+        fresh connection: the server closed it, so the statement never ran there.
+        """
+        conn, reused = self._acquire()
         try:
-            rows = conn.run(sql, **params)
-        except Exception as exc:
-            self._discard(conn)
-            if is_connection_lost(exc) or _timed_out(exc):
-                raise StoreUnavailable(f"Postgres connection failed: {_reason(exc)}") from None
-            raise
-        self._idle.put(conn)
-        return rows
+            return self._execute(conn, sql, params)
+        except _ConnectionLost:
+            if not reused:
+                raise
+            self.drop_idle()  # the server went away: the other idle connections are stale too
+        conn, _ = self._acquire()
+        return self._execute(conn, sql, params)
 
     def drop_idle(self) -> None:
         """Close idle connections, e.g. after the server went away: they are all stale."""
