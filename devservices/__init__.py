@@ -31,8 +31,13 @@ def provide(
 
         return embedded_services(data_dir, durable=durable)
     if kind == "containers":
-        from .containers import container_services, remove_orphans
+        from .containers import container_services, docker_available, remove_orphans
 
+        if not docker_available():
+            raise RuntimeError(
+                "no Docker engine answers (checked DOCKER_HOST or the default socket); start one, "
+                "or choose the embedded services (--services embedded)"
+            )
         remove_orphans()
         return container_services()
     raise ValueError(f"unknown services kind {kind!r}; expected one of {', '.join(KINDS[1:])}")
