@@ -44,7 +44,10 @@ def external_services() -> Iterator[Endpoints]:
     """The configured servers as they are (the harness)."""
     database_url, redis_url = _require_urls()
     settings = parse_database_url(database_url)
-    yield Endpoints(database_url, redis_url, "external", f"external Postgres {settings.describe()} and Redis")
+    # Keep the caller's key prefix: the harness re-exports these settings to its functions.
+    prefix = os.environ.get("FACTS_CACHE_PREFIX") or "facts"
+    description = f"external Postgres {settings.describe()} and Redis (key prefix {prefix})"
+    yield Endpoints(database_url, redis_url, "external", description, cache_prefix=prefix)
 
 
 @contextmanager

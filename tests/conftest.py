@@ -56,13 +56,21 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
 
 
+# What functions-framework's create_app writes into os.environ (other changes go through monkeypatch).
+_FRAMEWORK_ENV = ("FUNCTION_TARGET", "FUNCTION_SIGNATURE_TYPE", "FUNCTION_TRIGGER_TYPE", "FUNCTION_NAME")
+
+
 @pytest.fixture(autouse=True)
 def isolate_environment() -> Iterator[None]:
-    # functions-framework's create_app writes FUNCTION_TARGET and friends into os.environ.
-    saved = dict(os.environ)
+    """Undo functions-framework's writes to os.environ, and only those: the worker's service
+    settings, put there by the session fixture, must outlive every test."""
+    saved = {name: os.environ.get(name) for name in _FRAMEWORK_ENV}
     yield
-    os.environ.clear()
-    os.environ.update(saved)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,70 @@
+"""CI: run the suite in --services=external mode against servers that hold someone else's data.
+
+    python ci/external_check.py -- ./dev test -n 2 --services=external
+
+Starts embedded Postgres and Redis, puts a sentinel table and sentinel keys there (the "other data"),
+runs the command with DATABASE_URL and REDIS_URL pointing at them, then fails unless the sentinels
+are untouched and the workers left no database and no key behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pg8000.native  # noqa: E402
+import redis  # noqa: E402
+
+from devservices.embedded import embedded_services  # noqa: E402
+from shared.config import parse_database_url  # noqa: E402
+
+
+def _connect(url: str, database: str | None = None) -> pg8000.native.Connection:
+    s = parse_database_url(url)
+    return pg8000.native.Connection(
+        s.user, password=s.password, host=s.host, port=s.port, database=database or s.database
+    )
+
+
+def main(argv: list[str]) -> int:
+    command = argv[argv.index("--") + 1 :] if "--" in argv else argv
+    if not command:
+        raise SystemExit("usage: external_check.py -- COMMAND...")
+    with tempfile.TemporaryDirectory(prefix="facts-external-") as folder, embedded_services(Path(folder)) as ep:
+        con = _connect(ep.database_url)
+        con.run("CREATE TABLE someone_elses (id int PRIMARY KEY, note text)")
+        con.run("INSERT INTO someone_elses VALUES (1, 'keep me')")
+        cache = redis.Redis.from_url(ep.redis_url, decode_responses=True)
+        cache.set("someone:else", "keep me")
+        cache.set("facts:today:en:2000-01-01", "keep me too")  # even our own key format, if not ours
+        before = sorted(row[0] for row in _connect(ep.database_url, "postgres").run("SELECT datname FROM pg_database"))
+
+        env = {**os.environ, "DATABASE_URL": ep.database_url, "REDIS_URL": ep.redis_url}
+        env.pop("FACTS_TEST_SERVICES", None)
+        result = subprocess.run(command, cwd=ROOT, env=env, check=False)
+
+        after = sorted(row[0] for row in _connect(ep.database_url, "postgres").run("SELECT datname FROM pg_database"))
+        problems = []
+        if after != before:
+            problems.append(f"databases before {before}, after {after}")
+        if sorted(cache.keys("*")) != ["facts:today:en:2000-01-01", "someone:else"]:
+            problems.append(f"Redis keys left or lost: {sorted(cache.keys('*'))}")
+        if cache.get("someone:else") != "keep me" or cache.get("facts:today:en:2000-01-01") != "keep me too":
+            problems.append("a sentinel Redis key was changed")
+        if _connect(ep.database_url).run("SELECT note FROM someone_elses") != [["keep me"]]:
+            problems.append("the sentinel table was changed")
+        for problem in problems:
+            print(f"external_check: {problem}", file=sys.stderr)
+        if not problems:
+            print("external_check: the servers' other data is untouched and nothing was left behind")
+        return result.returncode or (1 if problems else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
