@@ -75,12 +75,13 @@ def language_param(request: flask.Request, supported: tuple[str, ...]) -> str:
 
 def serve(request: flask.Request, handler: Callable[[flask.Request], flask.Response]) -> flask.Response:
     """Answer methods, preflight and errors the same way for every function; `handler` does GET/HEAD."""
-    try:
-        # functions-framework reads the whole body after every answer; read it first, so that a body
-        # that cannot be read (broken chunked encoding) is a 400 here rather than a 500 crash there.
-        request.get_data()
-    except Exception:
-        return error_response(ApiError(400, "invalid_body", "the request body could not be read"))
+    # functions-framework reads the whole body after every answer; read it first, so that a body
+    # that cannot be read (broken chunked encoding) is a 400 here rather than a 500 crash there.
+    if request.content_length or "Transfer-Encoding" in request.headers:
+        try:
+            request.get_data()
+        except Exception:
+            return error_response(ApiError(400, "invalid_body", "the request body could not be read"))
     if request.method == "OPTIONS":
         return _preflight()
     try:
