@@ -264,15 +264,21 @@ def test_suite(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    # SIGTERM unwinds like Ctrl-C, so every finally below stops what it started. SIGINT is set
-    # explicitly because a shell starts background jobs with it ignored, and `kill -INT` must work.
+def begin() -> tuple[str, dict[str, Any]]:
+    """What every benchmark command does first: signals that unwind, wrk, and the machine's state."""
+    # SIGTERM unwinds like Ctrl-C, so every finally stops what it started. SIGINT is set explicitly
+    # because a shell starts background jobs with it ignored, and `kill -INT` must work.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     wrk = ensure_wrk()
     info = machine_info()
     log(f"{info['cpu_count']} CPUs, load average {info['loadavg_at_start']} (other jobs on this machine add noise)")
+    return wrk, info
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wrk, info = begin()
     workdir = Path(tempfile.mkdtemp(prefix="facts-bench-"))
     try:
         measured = bench_servers(wrk, workdir, args)

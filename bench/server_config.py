@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -29,8 +28,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import report, servers  # noqa: E402
-from bench.run import Meter, describe, log, machine_info, prepare_database  # noqa: E402
-from bench.wrkload import LoadSettings, ensure_wrk, run_wrk  # noqa: E402
+from bench.run import Meter, begin, describe, log, prepare_database  # noqa: E402
+from bench.wrkload import LoadSettings, run_wrk  # noqa: E402
 from emulator.server import default_threads, default_workers  # noqa: E402
 
 OUTPUT = ROOT / "bench" / "server_config.json"
@@ -163,12 +162,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # As bench/run.py: SIGTERM unwinds like Ctrl-C, so the context managers stop every server.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    wrk = ensure_wrk()
-    info = machine_info()
-    log(f"{info['cpu_count']} CPUs, load average {info['loadavg_at_start']} (other jobs on this machine add noise)")
+    wrk, info = begin()
     workdir = Path(tempfile.mkdtemp(prefix="facts-server-config-"))
     failed = False
     try:
