@@ -75,8 +75,8 @@ def test_one_log_line_per_request_and_no_password(services):
     with harness_server(services.environ()) as (base, log_path):
         for path in ("/random", "/today", "/healthz", "/random?language=xx"):
             _get(base + path)
-        time.sleep(0.2)  # the workers write their lines as they finish; give the last one a moment
-        text = log_path.read_text()
+        # Log lines reach the file within the flush interval (0.25 s): wait for the four of them.
+        text = _wait_for(lambda: (lambda t: t if t.count('"facts.') >= 4 else None)(log_path.read_text()), 10)
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     requests = [(line.get("function"), line.get("status")) for line in lines if line["logger"] == "facts.requests"]
     assert sorted(requests, key=str) == sorted(

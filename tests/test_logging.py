@@ -46,3 +46,24 @@ def test_terminal_lines_are_readable(random_client):
         random_client.get("/?language=de")
     line = logs.ConsoleFormatter().format(_request_records(records)[0])
     assert "GET / -> 200" in line and "[random_fact]" in line and " ms " in line
+
+
+def test_lines_reach_the_log_within_the_flush_interval(tmp_path):
+    import time
+
+    path = tmp_path / "out.log"
+    logger = logging.getLogger("facts.test-batching")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    with open(path, "w", buffering=64 * 1024) as stream:
+        handler = logs.BatchingStreamHandler(stream, interval_s=0.05)
+        handler.setFormatter(logs.CloudJsonFormatter())
+        logger.addHandler(handler)
+        try:
+            logger.info("written by a request")
+            deadline = time.monotonic() + 5
+            while "written by a request" not in path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert json.loads(path.read_text().splitlines()[0])["message"] == "written by a request"
+        finally:
+            logger.removeHandler(handler)
