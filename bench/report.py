@@ -71,6 +71,9 @@ def document(info: dict[str, Any], measured: dict[str, Any], settings: dict[str,
     doc["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     doc["runs"] = measured["runs"]
     doc["scale"] = measured["scale"]
+    # The headline figures also flat ("rps.hello"), for tools that look a figure up by one key.
+    for metric in ("rps", "p50_ms", "p99_ms", "ratio", "cold_start_ms", "suite_s", "startup_s"):
+        doc.update({f"{metric}.{target}": value for target, value in doc[metric].items()})
     return doc
 
 
