@@ -102,7 +102,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"serving on {base}  (Ctrl-C stops the server and the services it started)", file=sys.stderr)
         for route in discover():
             print(f"  {base}{route.path:<10} -> {route.target} (functions/{route.source.name})", file=sys.stderr)
-        print(f"  {base}/healthz    -> Postgres and Redis status", file=sys.stderr, flush=True)
+        print(f"  {base}{'/healthz':<10} -> Postgres and Redis status", file=sys.stderr, flush=True)
         HarnessServer(build_app, f"{args.host}:{args.port}", reload=args.reload).run()
     return 0
 
