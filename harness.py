@@ -48,11 +48,8 @@ def running_services(kind: str, quiet: bool = False) -> Iterator[Any]:
         os.environ.update(endpoints.environ())
         settings = load_settings()
         # Migrate here once, before any worker starts, so no request pays for it.
-        con = connect(settings.postgres, 10.0, statement_timeout_ms=None)
-        try:
+        with connect(settings.postgres, 10.0, statement_timeout_ms=None) as con:
             applied = schema.migrate(con)
-        finally:
-            con.close()
         if not quiet:
             print(f"  {endpoints.description}", file=sys.stderr)
             print(f"  DATABASE_URL={mask_url(endpoints.database_url)}", file=sys.stderr)

@@ -137,12 +137,9 @@ def prepare_database(database_url: str) -> str:
     from shared.config import parse_database_url
     from shared.postgres import connect
 
-    con = connect(parse_database_url(database_url), 30.0, statement_timeout_ms=None)
-    try:
+    with connect(parse_database_url(database_url), 30.0, statement_timeout_ms=None) as con:
         schema.migrate(con)
         return str(con.run("SELECT fact_id FROM facts WHERE language = 'en' ORDER BY seq LIMIT 1")[0][0])
-    finally:
-        con.close()
 
 
 def load_rounds(meter: Meter, urls: dict[str, str], args: argparse.Namespace) -> dict[str, list[dict]]:
@@ -193,8 +190,7 @@ def scale_runs(meter: Meter, database_url: str, random_url: str, args: argparse.
     load = LoadSettings(args.duration, args.connections, args.threads)
     warmup = LoadSettings(1.0, args.connections, args.threads)
     runs: dict[str, list[dict]] = {key: [] for key in SCALES}
-    con = connect(parse_database_url(database_url), 600.0, statement_timeout_ms=None)
-    try:
+    with connect(parse_database_url(database_url), 600.0, statement_timeout_ms=None) as con:
         grown = dataset.set_catalogue_size(con, "en", max(SCALES.values()))
         log(f"catalogue 'en' grown to {grown['size']:,} facts (added {grown['added']:,} in {grown['seconds']} s)")
         for round_no in range(1, args.rounds + 1):
@@ -206,8 +202,6 @@ def scale_runs(meter: Meter, database_url: str, random_url: str, args: argparse.
                 run["round"] = round_no
                 runs[key].append(run)
                 log(f"round {round_no}/{args.rounds} /random at {size:>9,} facts: {describe(run)}")
-    finally:
-        con.close()
     return {"runs": runs, "catalogue": grown}
 
 

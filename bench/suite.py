@@ -38,11 +38,8 @@ def _startup(enter: Callable[[], AbstractContextManager[Endpoints]], repeats: in
         with enter() as endpoints:
             entry.append(time.perf_counter() - began)
             began = time.perf_counter()
-            con = connect(parse_database_url(endpoints.database_url), 30.0, statement_timeout_ms=None)
-            try:
+            with connect(parse_database_url(endpoints.database_url), 30.0, statement_timeout_ms=None) as con:
                 schema.migrate(con)
-            finally:
-                con.close()
             seed.append(time.perf_counter() - began)
     return {
         "startup_s": statistics.median(entry),

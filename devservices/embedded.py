@@ -169,14 +169,11 @@ class EmbeddedPostgres(_ServerProcess):
         return pg8000.native.Connection("postgres", unix_sock=socket, database="postgres", timeout=5)
 
     def _prepare(self, set_password: bool) -> None:
-        con = self._connect_locally()
-        try:
+        with self._connect_locally() as con:
             if set_password:
                 con.run(f"ALTER ROLE postgres PASSWORD {pg8000.native.literal(self.password)}")
             if not con.run("SELECT 1 FROM pg_database WHERE datname = :name", name=DATABASE):
                 con.run(f'CREATE DATABASE "{DATABASE}"')
-        finally:
-            con.close()
 
 
 class EmbeddedRedis(_ServerProcess):

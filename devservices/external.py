@@ -57,11 +57,8 @@ def isolated_external_services(namespace: str) -> Iterator[Endpoints]:
     database_url, redis_url = _require_urls()
     admin = parse_database_url(database_url)
     database = f"facts_test_{namespace}_{secrets.token_hex(3)}"
-    con = connect(admin, 5.0, statement_timeout_ms=None)
-    try:
+    with connect(admin, 5.0, statement_timeout_ms=None) as con:
         con.run(f'CREATE DATABASE "{database}"')
-    finally:
-        con.close()
     prefix = f"facts-test:{database}"
     try:
         yield Endpoints(
@@ -80,8 +77,5 @@ def isolated_external_services(namespace: str) -> Iterator[Endpoints]:
                 client.delete(*keys)
         finally:
             client.close()
-        con = connect(admin, 5.0, statement_timeout_ms=None)
-        try:
+        with connect(admin, 5.0, statement_timeout_ms=None) as con:
             con.run(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        finally:
-            con.close()

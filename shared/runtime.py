@@ -91,11 +91,8 @@ def ensure_schema(svc: Services) -> None:
         if not _schema_is_current(svc.store.pool):
             # Its own connection: migrating and seeding may outlast the requests' statement timeout.
             settings = svc.settings
-            con = connect(settings.postgres, settings.connect_timeout_s, statement_timeout_ms=None)
-            try:
+            with connect(settings.postgres, settings.connect_timeout_s, statement_timeout_ms=None) as con:
                 schema.migrate(con)
-            finally:
-                con.close()
         _schema_ready = True
 
 

@@ -86,14 +86,11 @@ def test_concurrent_cold_starts_migrate_and_seed_once(scratch_database):
         t.join(120)
     assert not errors
     assert sorted(len(r) for r in results) == [0, 0, 0, len(schema.migrations())]
-    con = connect(settings, 5.0, statement_timeout_ms=None)
-    try:
+    with connect(settings, 5.0, statement_timeout_ms=None) as con:
         assert con.run("SELECT count(*) FROM schema_migrations")[0][0] == len(schema.migrations())
         total = con.run("SELECT count(*) FROM facts")[0][0]
         assert total == len({r.fact_id for r in catalogue.bundled_facts()})
         assert schema.migrate(con) == []  # idempotent
-    finally:
-        con.close()
 
 
 def _harness(services, *args):
