@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -42,15 +43,20 @@ class DayCache:
         )
         self.breaker = Breaker("Redis", log, RETRY_AFTER_S)
 
-    def get(self, language: str, day: date) -> dict[str, Any] | None:
+    def _guarded(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a Redis command unless the breaker is open; a failure opens it. None when skipped or failed."""
         if not self.breaker.allows():
             return None
         try:
-            raw = self.client.get(today_key(self.prefix, language, day))
+            result = command(*args, **kwargs)
         except redis.RedisError as exc:
             self.breaker.failed(exc.__class__.__name__)
             return None
         self.breaker.succeeded()
+        return result
+
+    def get(self, language: str, day: date) -> dict[str, Any] | None:
+        raw = self._guarded(self.client.get, today_key(self.prefix, language, day))
         if raw is None:
             return None
         try:
@@ -60,16 +66,8 @@ class DayCache:
         return value if isinstance(value, dict) and "fact_id" in value else None
 
     def put(self, language: str, day: date, value: dict[str, Any], ttl_s: int) -> None:
-        if not self.breaker.allows():
-            return
-        try:
-            self.client.set(
-                today_key(self.prefix, language, day), json.dumps(value, ensure_ascii=False), ex=max(1, ttl_s)
-            )
-        except redis.RedisError as exc:
-            self.breaker.failed(exc.__class__.__name__)
-            return
-        self.breaker.succeeded()
+        payload = json.dumps(value, ensure_ascii=False)
+        self._guarded(self.client.set, today_key(self.prefix, language, day), payload, ex=max(1, ttl_s))
 
     def ping(self) -> bool:
         try:
