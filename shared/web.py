@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -45,13 +46,33 @@ def error_response(error: ApiError) -> flask.Response:
     return json_response(error.status, body, {"Cache-Control": "no-store", **error.headers})
 
 
-def _preflight() -> flask.Response:
+# A comma-separated list of header names (RFC 9110 tokens), as a browser sends it in a preflight.
+_HEADER_LIST = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*")
+
+
+def _allowed_headers(requested: str | None) -> str:
+    """The headers the browser asked for, or `*`: front ends add their own (traceparent,
+    X-Requested-With, Authorization) and no credentials are involved, so any header may come.
+
+    Reflecting the list rather than always answering `*` also covers `Authorization`, which the
+    wildcard does not.
+    """
+    if requested and len(requested) <= 2000 and _HEADER_LIST.fullmatch(requested.strip()):
+        return requested.strip()
+    return "*"
+
+
+def _preflight(request: flask.Request) -> flask.Response:
     response = flask.Response(status=204)
     del response.headers["Content-Type"]  # no body, so no type (Flask would claim text/html)
     response.headers.update(_COMMON_HEADERS)
     response.headers["Access-Control-Allow-Methods"] = ", ".join(ALLOWED_METHODS)
-    response.headers["Access-Control-Allow-Headers"] = "If-None-Match, Content-Type"
+    response.headers["Access-Control-Allow-Headers"] = _allowed_headers(
+        request.headers.get("Access-Control-Request-Headers")
+    )
     response.headers["Access-Control-Max-Age"] = "86400"
+    # The answer depends on the request's header list: a cache must not hand it to another list.
+    response.headers["Vary"] = "Access-Control-Request-Headers"
     return response
 
 
@@ -83,7 +104,7 @@ def serve(request: flask.Request, handler: Callable[[flask.Request], flask.Respo
         except Exception:
             return error_response(ApiError(400, "invalid_body", "the request body could not be read"))
     if request.method == "OPTIONS":
-        return _preflight()
+        return _preflight(request)
     try:
         if request.method not in ("GET", "HEAD"):
             raise ApiError(
