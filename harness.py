@@ -19,7 +19,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emulator.dashboard import DashboardSetup
 
 ROOT = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("FACTS_DATA_DIR", ROOT / ".facts-data"))
@@ -77,30 +80,50 @@ def _health() -> tuple[int, dict[str, Any]]:
     return (200 if healthy else 503), {"status": status, **checks}
 
 
-def build_app() -> Any:
+def build_app(dashboard: DashboardSetup | None = None) -> Any:
+    """The dispatcher of one gunicorn worker; with `dashboard`, the dashboard and its live log too."""
+    from emulator.dashboard import Dashboard
     from emulator.dispatcher import Dispatcher
+    from emulator.logstream import forward_request_logs
     from emulator.routes import discover
+    from emulator.server import worker_stopping
     from shared import logs
 
     logs.configure()
-    return Dispatcher(discover(), _health)
+    if dashboard is None:
+        return Dispatcher(discover(), _health)
+    if dashboard.hub is not None:
+        forward_request_logs(dashboard.hub)
+    return Dispatcher(discover(), _health, lambda functions: Dashboard(dashboard, functions, _health, worker_stopping))
 
 
 def serve(args: argparse.Namespace) -> int:
+    from emulator.dashboard import DashboardSetup
+    from emulator.logstream import LogHub
     from emulator.routes import discover
-    from emulator.server import HarnessServer
+    from emulator.server import HarnessServer, default_threads
 
     # gunicorn's arbiter handles SIGINT/SIGTERM once it runs; before that, turn SIGTERM into a
     # clean exit too, so the services started below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with running_services(args.services):
+    with running_services(args.services) as endpoints, LogHub() as hub:
         os.environ.setdefault("FACTS_LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
         base = f"http://{args.host}:{args.port}"
         print(f"serving on {base}  (Ctrl-C stops the server and the services it started)", file=sys.stderr)
         for route in discover():
             print(f"  {base}{route.path:<10} -> {route.target} (functions/{route.source.name})", file=sys.stderr)
-        print(f"  {base}{'/healthz':<10} -> Postgres and Redis status", file=sys.stderr, flush=True)
-        HarnessServer(build_app, f"{args.host}:{args.port}", reload=args.reload).run()
+        print(f"  {base}{'/healthz':<10} -> Postgres and Redis status", file=sys.stderr)
+        print(f"  dashboard: open {base}/ in a browser (JSON clients get the route table there)", file=sys.stderr)
+        sys.stderr.flush()
+        dashboard = DashboardSetup(
+            provider=endpoints.provider,
+            description=endpoints.description,
+            bind_host=args.host,
+            reload=args.reload,
+            hub=hub.address,
+            max_streams=max(1, default_threads() // 2),
+        )
+        HarnessServer(lambda: build_app(dashboard), f"{args.host}:{args.port}", reload=args.reload).run()
     return 0
 
 

@@ -7,12 +7,15 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import functions_framework
 
+from .dashboard import PREFIX as DASHBOARD_PREFIX
+from .dashboard import Dashboard, wants_page
 from .routes import Route
 
 log = logging.getLogger("facts.harness")
@@ -38,10 +41,29 @@ def json_app(status: int, body: Any, extra_headers: list[tuple[str, str]] | None
     return app
 
 
-def load_function(route: Route) -> WSGIApp:
+@dataclass(frozen=True)
+class LoadedFunction:
+    """A mounted function's app; when it failed to load, an app answering that error, and the error."""
+
+    route: Route
+    app: WSGIApp
+    error: dict[str, Any] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """What the dashboard shows of it."""
+        return {
+            "path": self.route.path,
+            "target": self.route.target,
+            "source": f"functions/{self.route.source.name}",
+            "loaded": self.error is None,
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+def load_function(route: Route) -> LoadedFunction:
     """The function's own functions-framework app; a function that fails to load answers its error."""
     try:
-        return functions_framework.create_app(route.target, str(route.source))
+        return LoadedFunction(route, functions_framework.create_app(route.target, str(route.source)))
     except Exception as exc:
         # A syntax error knows its line; for anything else, the innermost frame's line says where.
         frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
@@ -51,14 +73,21 @@ def load_function(route: Route) -> WSGIApp:
         error: dict[str, Any] = {"code": "function_failed_to_load", "message": detail, "source": route.source.name}
         if line is not None:
             error["line"] = line
-        return json_app(500, {"error": error})
+        return LoadedFunction(route, json_app(500, {"error": error}), error)
 
 
 class Dispatcher:
-    def __init__(self, routes: list[Route], health: Callable[[], tuple[int, dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        routes: list[Route],
+        health: Callable[[], tuple[int, dict[str, Any]]],
+        dashboard: Callable[[Callable[[], list[dict[str, Any]]]], Dashboard] | None = None,
+    ) -> None:
         self.routes = routes
-        self.apps = {route.path: load_function(route) for route in routes}
+        self.loaded = [load_function(route) for route in routes]
+        self.apps = {function.route.path: function.app for function in self.loaded}
         self.health = health
+        self.dashboard = dashboard(lambda: [function.state() for function in self.loaded]) if dashboard else None
 
     def index(self) -> dict[str, Any]:
         return {
@@ -76,7 +105,7 @@ class Dispatcher:
                 405, {"error": {"code": "method_not_allowed", "message": message}}, [("Allow", "GET, HEAD")]
             )
         if path == "/":
-            return json_app(200, self.index())
+            return json_app(200, self.index(), [("Vary", "Accept")])
         if path == "/healthz":
             return json_app(*self.health())
         if path == "/openapi.json" and OPENAPI_FILE.exists():
@@ -91,8 +120,14 @@ class Dispatcher:
                 environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount
                 environ["PATH_INFO"] = path[len(mount) :] or "/"
                 return app(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "GET")
+        if self.dashboard is not None:
+            if path.startswith(DASHBOARD_PREFIX):
+                return self.dashboard(environ, start_response)  # not logged: the page polls
+            if path == "/" and method in ("GET", "HEAD") and wants_page(environ):
+                return self.dashboard.page(environ, start_response)
         started = time.perf_counter()
-        app = self._own_route(path, environ.get("REQUEST_METHOD", "GET")) or json_app(
+        app = self._own_route(path, method) or json_app(
             404,
             {
                 "error": {
@@ -110,11 +145,14 @@ class Dispatcher:
 
         result = app(environ, recording_start_response)
         status = statuses[0].split()[0] if statuses else "?"
-        log.info(
-            "%s %s -> %s %.1f ms",
-            environ.get("REQUEST_METHOD"),
-            path[:200],
-            status,
-            (time.perf_counter() - started) * 1000,
-        )
+        latency_ms = (time.perf_counter() - started) * 1000
+        # The same fields as a function's request line, so the live log shows these requests too.
+        fields = {
+            "function": "harness",
+            "method": method,
+            "path": path[:200],
+            "status": int(status) if status.isdigit() else status,
+            "latency_ms": round(latency_ms, 2),
+        }
+        log.info("%s %s -> %s %.1f ms", method, path[:200], status, latency_ms, extra={"fields": fields})
         return result

@@ -21,6 +21,19 @@ def default_threads() -> int:
     return int(os.environ.get("THREADS", 4))
 
 
+_worker: Any = None
+
+
+def _remember_worker(worker: Any) -> None:
+    global _worker
+    _worker = worker
+
+
+def worker_stopping() -> bool:
+    """Whether this gunicorn worker is shutting down (stop, reload): long answers should end now."""
+    return _worker is not None and not _worker.alive
+
+
 class HarnessServer(gunicorn.app.base.BaseApplication):
     def __init__(self, app_factory: Callable[[], Any], bind: str, reload: bool = False, **options: Any) -> None:
         self.app_factory = app_factory
@@ -35,6 +48,7 @@ class HarnessServer(gunicorn.app.base.BaseApplication):
             # As functions-framework does: long request lines reach the application.
             "limit_request_line": 0,
             "accesslog": None,
+            "post_worker_init": _remember_worker,
         }
         if reload:
             watched = [str(p) for p in (ROOT / "functions").glob("*") if p.suffix in (".py", ".toml")]

@@ -1,0 +1,249 @@
+"""The harness's dashboard: a page at / for browsers, its JSON and its live log under /_dashboard/.
+
+Read-only and for this machine: it answers only GET and HEAD, only to requests naming the host
+the harness binds to (a page elsewhere cannot reach it through DNS rebinding), without CORS (no
+other origin may read it), and never with a password.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import redis
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+from shared.config import ConfigError, mask_url
+
+from . import dashboard_data
+from .logstream import HubAddress, query_hub
+
+log = logging.getLogger("facts.harness")
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+PREFIX = "/_dashboard/"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
+STATIC_FILES = ("dashboard.css", "dashboard.js")
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+WILDCARD_HOSTS = {"0.0.0.0", "::", ""}  # noqa: S104 - names, not a bind
+# A stream holds one of its worker's threads: at most this many per worker, so most threads stay
+# free for the functions; each ends after STREAM_S (the browser reconnects) or STREAM_BYTES.
+STREAM_S = 25.0
+STREAM_BYTES = 1 << 20
+SEND_TIMEOUT_S = 5.0  # a tab that stops reading frees its thread within this
+PAGE_HEADERS = [
+    ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+]
+
+
+@dataclass(frozen=True)
+class DashboardSetup:
+    """What the harness's main process knows and the workers show: made before gunicorn forks."""
+
+    provider: str
+    description: str
+    bind_host: str
+    reload: bool = False
+    hub: HubAddress | None = None
+    max_streams: int = 2
+
+
+def wants_page(environ: dict[str, Any]) -> bool:
+    """A browser navigating (Accept prefers text/html) gets the page; `*/*` and JSON clients the route table."""
+    accept = parse_accept_header(environ.get("HTTP_ACCEPT"), MIMEAccept)
+    return accept.best_match(["application/json", "text/html"]) == "text/html"
+
+
+def _respond(
+    start_response: Callable[..., Any], status: str, content_type: str, body: bytes, headers: list[tuple[str, str]]
+) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers])
+    return [body]
+
+
+def _json(start_response: Callable[..., Any], status: str, body: Any, secrets: tuple[str, ...] = ()) -> list[bytes]:
+    text = json.dumps(body, ensure_ascii=False)
+    for secret in secrets:  # a last guard: whatever a description says, a password never leaves
+        text = text.replace(secret, "***")
+    headers = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
+    return _respond(start_response, status, "application/json; charset=utf-8", text.encode("utf-8"), headers)
+
+
+def _error(start_response: Callable[..., Any], status: str, code: str, message: str) -> list[bytes]:
+    return _json(start_response, status, {"error": {"code": code, "message": message}})
+
+
+def redis_where(url: str) -> str:
+    """The Redis URL with any password masked and no query (which may carry one too)."""
+    parts = urlsplit(mask_url(url))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+class Dashboard:
+    def __init__(
+        self,
+        setup: DashboardSetup,
+        functions: Callable[[], list[dict[str, Any]]],
+        health: Callable[[], tuple[int, dict[str, Any]]],
+        worker_stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.setup = setup
+        self.functions = functions
+        self.health = health
+        self.worker_stopping = worker_stopping
+        self._stream_slots = threading.BoundedSemaphore(max(1, setup.max_streams))
+
+    def host_allowed(self, environ: dict[str, Any]) -> bool:
+        if self.setup.bind_host in WILDCARD_HOSTS:
+            return True  # the user chose to serve every interface
+        try:
+            name = urlsplit("//" + environ.get("HTTP_HOST", "")).hostname
+        except ValueError:
+            return False
+        return name is not None and name in LOOPBACK_NAMES | {self.setup.bind_host.strip("[]")}
+
+    def page(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not self.host_allowed(environ):
+            return self._refuse_host(start_response)
+        body = (STATIC_DIR / "index.html").read_bytes()
+        return _respond(start_response, "200 OK", "text/html; charset=utf-8", body, [*PAGE_HEADERS, ("Vary", "Accept")])
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = (environ.get("PATH_INFO") or "/")[len(PREFIX) :]
+        if not self.host_allowed(environ):
+            return self._refuse_host(start_response)
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return _error(start_response, "405 Method Not Allowed", "method_not_allowed", "the dashboard is read-only")
+        if path in STATIC_FILES:
+            body = (STATIC_DIR / path).read_bytes()
+            content_type = STATIC_TYPES[Path(path).suffix]
+            return _respond(start_response, "200 OK", content_type, body, PAGE_HEADERS)
+        if path == "api/functions":
+            return _json(start_response, "200 OK", {"functions": self.functions(), "reload": self.setup.reload})
+        if path == "api/services":
+            return self._services(start_response)
+        if path == "api/events":
+            return self._events(environ, start_response)
+        return _error(start_response, "404 Not Found", "not_found", f"the dashboard has nothing at {PREFIX}{path[:80]}")
+
+    def _refuse_host(self, start_response: Callable[..., Any]) -> list[bytes]:
+        message = "the dashboard answers only requests addressed to the host the harness binds to"
+        return _error(start_response, "403 Forbidden", "host_not_allowed", message)
+
+    def _services(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        from shared import runtime
+        from shared.facts import utc_day
+
+        answer: dict[str, Any] = {"provider": self.setup.provider, "description": self.setup.description}
+        try:
+            svc = runtime.services(migrate=False)
+        except ConfigError as exc:  # the message names the variable, never its value
+            return _json(start_response, "200 OK", {**answer, "error": str(exc)})
+        settings = svc.settings
+        secrets = tuple(
+            s for s in (settings.postgres.password, urlsplit(settings.redis_url).password) if s and len(s) >= 4
+        )
+        _, health = self.health()
+        answer["status"] = health.get("status")
+        answer["postgres"] = {"where": settings.postgres.describe(), "health": health.get("postgres", "down")}
+        answer["redis"] = {
+            "where": redis_where(settings.redis_url),
+            "health": health.get("redis", "down"),
+            "key_prefix": settings.cache_prefix,
+        }
+        day = utc_day(svc.clock())
+        data: dict[str, Any] = {"day": day.isoformat(), "languages": list(settings.languages)}
+        try:
+            pool = svc.store.pool
+            data["today"] = dashboard_data.todays_facts(pool, day)
+            data["most_viewed"] = dashboard_data.most_viewed(pool)
+            data["catalogue"] = dashboard_data.catalogue_sizes(pool)
+        except Exception as exc:  # StoreUnavailable and the like: say so on the page, keep the rest
+            data["postgres_error"] = f"Postgres unavailable ({exc.__class__.__name__})"
+        try:
+            data["cache_keys"] = dashboard_data.todays_cache_keys(
+                svc.cache.client, settings.cache_prefix, settings.languages, day
+            )
+        except redis.RedisError as exc:
+            data["redis_error"] = f"Redis unavailable ({exc.__class__.__name__})"
+        answer["data"] = data
+        return _json(start_response, "200 OK", answer, secrets)
+
+    def _events(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if self.setup.hub is None:
+            return _error(start_response, "404 Not Found", "no_log_stream", "this server has no live log")
+        if not self._stream_slots.acquire(blocking=False):
+            start_response(
+                "503 Service Unavailable",
+                [
+                    ("Content-Type", "application/json; charset=utf-8"),
+                    ("Retry-After", "2"),
+                    ("Cache-Control", "no-store"),
+                ],
+            )
+            return [b'{"error":{"code":"too_many_streams","message":"every live-log slot of this worker is taken"}}']
+        after = _after(environ)
+        sock = environ.get("gunicorn.socket")
+        if sock is not None:
+            sock.settimeout(SEND_TIMEOUT_S)
+        start_response(
+            "200 OK",
+            [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-store"), *PAGE_HEADERS[1:3]],
+        )
+        return EventStream(self.setup.hub, after, self._stream_slots.release, self.worker_stopping)
+
+
+def _after(environ: dict[str, Any]) -> int:
+    """The last line the browser has: EventSource's Last-Event-ID on reconnect, or ?after= on a new stream."""
+    raw = environ.get("HTTP_LAST_EVENT_ID") or parse_qs(environ.get("QUERY_STRING", "")).get("after", ["0"])[0]
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return 0
+
+
+class EventStream:
+    """Server-sent events of the request log for one tab; `close` gives its slot back (gunicorn calls it)."""
+
+    def __init__(self, hub: HubAddress, after: int, release: Callable[[], None], stopping: Callable[[], bool]) -> None:
+        self.hub, self.after, self._release, self.stopping = hub, after, release, stopping
+        self._released = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"retry: 1000\n\n"
+        end, sent, last_status = time.monotonic() + STREAM_S, 0, None
+        while time.monotonic() < end and sent < STREAM_BYTES and not self.stopping():
+            try:
+                answer = query_hub(self.hub, self.after, wait_s=1.0)
+            except OSError:
+                yield b'event: status\ndata: {"error": "the log hub does not answer"}\n\n'
+                return
+            chunk = b"".join(
+                f"id: {event['seq']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+                for event in answer["events"]
+            )
+            self.after = max(self.after, int(answer["last"]))
+            status = {"dropped": answer["dropped"], "missed": answer["missed"]}
+            if status != last_status or answer["missed"]:
+                chunk += f"event: status\ndata: {json.dumps(status)}\n\n".encode()
+                last_status = status
+            # Idle, a comment: a closed tab then fails the write within a second and frees the thread.
+            chunk = chunk or b": idle\n\n"
+            sent += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        if not self._released:
+            self._released = True
+            self._release()
