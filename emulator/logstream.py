@@ -60,6 +60,7 @@ class LogHub:
     """The harness main process's side: receives lines from workers, answers the streams' queries."""
 
     def __init__(self, capacity: int = HUB_CAPACITY) -> None:
+        self._owner_pid = os.getpid()
         self._folder = Path(tempfile.mkdtemp(prefix="facts-log-"))
         os.chmod(self._folder, 0o700)  # only this user's processes may send or read lines
         self.address = HubAddress(
@@ -99,6 +100,10 @@ class LogHub:
         return self
 
     def close(self) -> None:
+        if os.getpid() != self._owner_pid:
+            # A gunicorn worker leaves the harness's code through this `with` block too (its
+            # SystemExit unwinds the stack it inherited by fork); the hub is not its to stop.
+            return
         self._running = False
         self._server.shutdown()
         self._server.server_close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from .support.harness_process import ROOT, harness_server
+from .support.harness_process import project_copy as _copy_project
 
 
 def _get(url, method="GET", headers=None):
@@ -85,16 +85,6 @@ def test_one_log_line_per_request_and_no_password(services):
     assert sum(1 for line in lines if line["logger"] == "facts.harness" and "/healthz" in line["message"]) >= 1
     password = services.database_url.split("@")[0].rsplit(":", 1)[-1]
     assert password not in text
-
-
-def _copy_project(into: Path) -> Path:
-    for name in ("functions", "shared", "emulator", "devservices", "harness.py", "openapi.json"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, into / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy2(source, into / name)
-    return into
 
 
 def _serve_copy(copy: Path, services, *args):

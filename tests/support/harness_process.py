@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,13 +18,28 @@ from devservices.processes import spawn, terminate
 from devservices.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+# What `harness.py serve` needs from the repository, for a copy a test may break.
+HARNESS_FILES = ("functions", "shared", "emulator", "devservices", "harness.py", "openapi.json")
 
 
-def _start_once(env: Mapping[str, str], args: tuple[str, ...], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+def project_copy(into: Path) -> Path:
+    """A copy of the harness and the functions that a test may edit (say, to break a function)."""
+    for name in HARNESS_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, into / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, into / name)
+    return into
+
+
+def _start_once(
+    env: Mapping[str, str], args: tuple[str, ...], log_path: Path, root: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    argv = [sys.executable, str(ROOT / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
+    argv = [sys.executable, str(root / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
     with open(log_path, "ab") as log:
-        process = spawn(argv, log, None, signal.SIGTERM, env={**os.environ, **env}, cwd=ROOT)
+        process = spawn(argv, log, None, signal.SIGTERM, env={**os.environ, **env}, cwd=root)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _healthy(process, base), 60, "harness", lambda: log_path.read_text(errors="replace")[-3000:])
@@ -34,14 +50,16 @@ def _start_once(env: Mapping[str, str], args: tuple[str, ...], log_path: Path) -
 
 
 @contextmanager
-def harness_server(env: Mapping[str, str], *args: str) -> Iterator[tuple[str, Path]]:
-    """Yields the base URL and the server's log file; stops the server (SIGTERM) on exit."""
+def harness_server(env: Mapping[str, str], *args: str, root: Path = ROOT) -> Iterator[tuple[str, Path]]:
+    """Yields the base URL and the server's log file; stops the server (SIGTERM) on exit.
+
+    `root`: serve another copy of the project (see project_copy)."""
     log_path = Path(tempfile.mkstemp(prefix="facts-harness-", suffix=".log")[1])
     process = None
     try:
         for attempt in range(3):
             try:
-                process, base = _start_once(env, args, log_path)
+                process, base = _start_once(env, args, log_path, root)
                 break
             except Exception:
                 if attempt == 2:
