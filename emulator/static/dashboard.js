@@ -309,7 +309,7 @@ function queueRender() {
 function connectLog() {
   const state = document.getElementById("log-state");
   const source = new EventSource(`${API}events?after=${lastSeq}`);
-  source.onopen = () => { state.textContent = "live"; state.className = "ok"; };
+  source.onopen = () => { state.textContent = "connected"; state.className = ""; };
   source.onmessage = (event) => {
     const line = JSON.parse(event.data);
     lastSeq = Math.max(lastSeq, line.seq);
@@ -320,6 +320,9 @@ function connectLog() {
   source.addEventListener("status", (event) => {
     const status = JSON.parse(event.data);
     if (status.error) { state.textContent = status.error; state.className = "bad"; return; }
+    // The first status follows the backlog: from here on, lines arrive as they happen.
+    state.textContent = "live";
+    state.className = "ok";
     dropped = status.dropped || 0;
     missed += status.missed || 0;
     queueRender();

@@ -1,0 +1,183 @@
+"""The harness's dashboard in a real browser: every part working against a real harness."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..support.harness_process import harness_server, project_copy
+from .conftest import ROOT
+
+expect = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt").expect
+SCREENSHOT = ROOT / "docs" / "dashboard.png"
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+def _open(page: Any, base: str) -> None:
+    """Open the dashboard, wait for its live log, and clear what earlier tests left in it."""
+    page.goto(base + "/")
+    expect(page.locator("#log-state")).to_have_text("live")  # after the backlog of earlier requests
+    page.click("#log-clear")
+
+
+def test_the_dashboard_lists_every_function(page: Any, harness: str) -> None:
+    _open(page, harness)
+    rows = page.locator("#functions-rows tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator('#functions-rows tr[data-path="/random"]')).to_contain_text("random_fact")
+    expect(page.locator('#functions-rows tr[data-path="/random"]')).to_contain_text("functions/random_fact.py")
+    expect(page.locator('#functions-rows tr[data-path="/today"]')).to_contain_text("today_fact")
+    for row in rows.all():
+        expect(row).to_contain_text("loaded")
+
+
+def test_the_explorer_calls_random_and_the_log_shows_it_within_a_second(page: Any, harness: str, db: Any) -> None:
+    _open(page, harness)
+    page.select_option("#explorer-path", "/random")
+    page.select_option("#explorer-method", "get")
+    page.select_option("#param-query-language", "de")
+    page.click("#send")
+    expect(page.locator("#result-status")).to_have_text("200 OK")
+    expect(page.locator("#result-latency")).to_contain_text(" ms")
+    expect(page.locator("#result-headers")).to_contain_text("no-store")
+    fact = json.loads(page.locator("#result-body").text_content())
+    assert fact["language"] == "de"
+    stored = db.run("SELECT fact, views FROM facts WHERE fact_id = :id", id=fact["fact_id"])
+    assert stored == [[fact["fact"], fact["views"]]]
+    # The request reaches the live log within a second of its answer.
+    line = page.locator("#log-rows tr", has_text="random_fact")
+    expect(line).to_contain_text("/random", timeout=1000)
+    expect(line).to_contain_text("200")
+    # The filter hides what does not match and shows it again.
+    page.fill("#log-filter", "today_fact")
+    expect(line).to_have_count(0)
+    page.fill("#log-filter", "random")
+    expect(line).to_have_count(1)
+
+
+def test_the_views_shown_for_todays_fact_grow_after_calls(page: Any, harness: str, db: Any) -> None:
+    first = _get(harness + "/today")
+    _open(page, harness)
+    views = page.locator('#today-rows tr[data-language="en"] td.views')
+    expect(views).to_have_text(str(first["views"]))
+    expect(page.locator('#today-rows tr[data-language="en"]')).to_contain_text(first["fact"])
+    for _ in range(3):
+        _get(harness + "/today")
+    expect(views).to_have_text(str(first["views"] + 3))
+    assert db.run("SELECT views FROM facts WHERE fact_id = :id", id=first["fact_id"]) == [[first["views"] + 3]]
+    expect(page.locator("#key-rows")).to_contain_text(f"today:en:{first['date']}")
+    expect(page.locator("#catalogue-rows")).to_contain_text("7193")
+    expect(page.locator("#top-rows")).to_contain_text(first["fact"])
+
+
+def test_the_services_show_where_and_health_and_never_a_password(page: Any, harness: str, services: Any) -> None:
+    _open(page, harness)
+    listed = page.locator("#services-list")
+    expect(listed).to_contain_text("external")
+    expect(listed.locator(".ok")).to_have_count(2)  # Postgres and Redis healthy
+    password = services.database_url.split("@")[0].rsplit(":", 1)[-1]
+    assert password and password not in page.content()
+
+
+def test_a_broken_function_shows_its_error_line_and_recovers_under_reload(
+    page: Any, services: Any, tmp_path: Path
+) -> None:
+    copy = project_copy(tmp_path)
+    source = copy / "functions" / "random_fact.py"
+    good = source.read_text()
+    with harness_server(services.environ(), "--reload", root=copy) as (base, _):
+        _open(page, base)
+        row = page.locator('#functions-rows tr[data-path="/random"]')
+        expect(row).to_contain_text("loaded")
+        source.write_text(good + "\ndef broken(:\n")
+        broken_line = good.count("\n") + 2
+        expect(row).to_contain_text("failed to load", timeout=30_000)
+        expect(row).to_contain_text("SyntaxError")
+        expect(row).to_contain_text(f"line {broken_line}")
+        expect(page.locator('#functions-rows tr[data-path="/today"]')).to_contain_text("loaded")
+        source.write_text(good)
+        expect(row).to_contain_text("loaded", timeout=30_000)
+        expect(row).not_to_contain_text("failed")
+
+
+def test_no_console_errors_and_nothing_fetched_beyond_the_harness(
+    page: Any, harness: str, console_errors: list[str]
+) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    _open(page, harness)
+    for path in ("/today", "/random", "/healthz", "/"):
+        page.select_option("#explorer-path", path)
+        page.click("#send")
+        expect(page.locator("#result-status")).to_have_text("200 OK")
+    expect(page.locator("#log-rows tr", has_text="/healthz")).to_have_count(1)
+    page.wait_for_timeout(2500)  # a full round of every refresh
+    assert console_errors == []
+    assert requested and all(url.startswith(harness + "/") for url in requested), requested
+
+
+# Every control, its accessible name (label, aria-label or text), and a mark to find it by.
+_CONTROLS = """() => [...document.querySelectorAll('button, input, select, textarea, a[href], [tabindex]')]
+  .filter((node) => node.offsetParent !== null && node.tabIndex >= 0)
+  .map((node, index) => {
+    node.dataset.controlMark = String(index);
+    const labelled = node.labels && [...node.labels].map((l) => l.textContent.trim()).join(' ');
+    const name = node.getAttribute('aria-label') || labelled
+      || (node.tagName === 'BUTTON' ? node.textContent.trim() : '');
+    return {mark: String(index), tag: node.tagName, id: node.id, name: name || ''};
+  })"""
+
+
+def test_every_control_is_labelled_and_reachable_by_keyboard(page: Any, harness: str) -> None:
+    _open(page, harness)
+    page.select_option("#explorer-path", "/today")  # the form with the most fields
+    page.click("#add-header")  # and a header row: its inputs and its Remove button
+    controls = page.evaluate(_CONTROLS)
+    assert len(controls) >= 12
+    unlabelled = [c for c in controls if not c["name"]]
+    assert unlabelled == []
+    page.locator("body").focus()
+    page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    reached: set[str] = set()
+    for _ in range(3 * len(controls)):
+        page.keyboard.press("Tab")
+        mark = page.evaluate("() => document.activeElement && document.activeElement.dataset.controlMark")
+        if mark is not None:
+            reached.add(mark)
+        if len(reached) == len(controls):
+            break
+    missing = [c for c in controls if c["mark"] not in reached]
+    assert missing == []
+    # And the explorer works from the keyboard alone: focus Send, press Enter.
+    page.focus("#send")
+    page.keyboard.press("Enter")
+    expect(page.locator("#result-status")).to_have_text("200 OK")
+
+
+def test_the_screenshot_in_the_docs_is_made_here(page: Any, harness: str, tmp_path: Path) -> None:
+    """FACTS_UPDATE_SCREENSHOT=1 writes docs/dashboard.png from this very setup."""
+    _open(page, harness)
+    for path in ("/today", "/today?language=de", "/random?language=de", "/nothing/here"):
+        try:
+            urllib.request.urlopen(harness + path, timeout=10).close()
+        except OSError:
+            pass  # the 404 is wanted in the log
+    for path in ("/random", "/today"):
+        page.select_option("#explorer-path", path)
+        page.click("#send")
+        expect(page.locator("#result-status")).to_have_text("200 OK")
+    expect(page.locator("#log-rows tr")).to_have_count(6)
+    expect(page.locator('#today-rows tr[data-language="de"] td.views')).not_to_have_text("–")
+    page.wait_for_timeout(500)  # let the panels draw
+    target = SCREENSHOT if os.environ.get("FACTS_UPDATE_SCREENSHOT") else tmp_path / "dashboard.png"
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 20_000
