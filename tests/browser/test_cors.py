@@ -22,7 +22,7 @@ _FETCH = """async ([url, headers]) => {
 
 
 class _FrontEnd(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = b"<!doctype html><html><head><link rel=icon href='data:,'><title>front end</title></head></html>"
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
