@@ -42,10 +42,10 @@ let knownFunctions = [];
 function functionState(fn) {
   if (fn.loaded) return el("td", { class: "ok", text: "loaded" });
   const err = fn.error || {};
-  const where = err.line ? `${err.source || fn.source}, line ${err.line}` : (err.source || fn.source);
   return el("td", {},
     el("span", { class: "bad", text: "failed to load" }),
-    el("span", { class: "error-detail", text: `${err.message || "unknown error"}\n(${where})` }));
+    el("span", { class: "error-detail", text: err.message || "unknown error" }),
+    el("span", { class: "error-where", text: err.line ? `${fn.source}, line ${err.line}` : fn.source }));
 }
 
 async function refreshFunctions() {

@@ -102,7 +102,7 @@ def test_a_broken_function_shows_its_error_line_and_recovers_under_reload(
         broken_line = good.count("\n") + 2
         expect(row).to_contain_text("failed to load", timeout=30_000)
         expect(row).to_contain_text("SyntaxError")
-        expect(row).to_contain_text(f"line {broken_line}")
+        expect(row.locator(".error-where")).to_have_text(f"functions/random_fact.py, line {broken_line}")
         expect(page.locator('#functions-rows tr[data-path="/today"]')).to_contain_text("loaded")
         source.write_text(good)
         expect(row).to_contain_text("loaded", timeout=30_000)
@@ -127,7 +127,8 @@ def test_no_console_errors_and_nothing_fetched_beyond_the_harness(
 
 # Every control, its accessible name (label, aria-label or text), and a mark to find it by.
 _CONTROLS = """() => [...document.querySelectorAll('button, input, select, textarea, a[href], [tabindex]')]
-  .filter((node) => node.offsetParent !== null && node.tabIndex >= 0)
+  .filter((node) => node.offsetParent !== null && !(node.matches('[tabindex]:not(button, input, select, textarea, a)')
+    && node.tabIndex < 0))
   .map((node, index) => {
     node.dataset.controlMark = String(index);
     const labelled = node.labels && [...node.labels].map((l) => l.textContent.trim()).join(' ');
