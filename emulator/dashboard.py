@@ -183,6 +183,10 @@ class Dashboard:
     def _events(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if self.setup.hub is None:
             return _error(start_response, "404 Not Found", "no_log_stream", "this server has no live log")
+        stream_headers = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-store")]
+        if environ.get("REQUEST_METHOD") == "HEAD":  # the headers only: no thread held for a stream nobody reads
+            start_response("200 OK", stream_headers)
+            return []
         if not self._stream_slots.acquire(blocking=False):
             start_response(
                 "503 Service Unavailable",
@@ -197,10 +201,7 @@ class Dashboard:
         sock = environ.get("gunicorn.socket")
         if sock is not None:
             sock.settimeout(SEND_TIMEOUT_S)
-        start_response(
-            "200 OK",
-            [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-store"), *PAGE_HEADERS[1:3]],
-        )
+        start_response("200 OK", stream_headers)
         return EventStream(self.setup.hub, after, self._stream_slots.release, self.worker_stopping)
 
 

@@ -12,6 +12,8 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
 from emulator import logstream
 from emulator.dashboard import EventStream
 
@@ -49,6 +51,9 @@ def test_the_dashboard_is_read_only_and_answers_only_its_own_host(harness: str) 
         assert status == 403 and json.loads(body)["error"]["code"] == "host_not_allowed"
         assert _get(harness + path, {"Host": f"localhost:{port}"})[0] == 200
     assert _get(harness + "/", {"Accept": BROWSER_ACCEPT, "Host": "attacker.example"})[0] == 403
+    started = time.monotonic()
+    assert _get(harness + "/_dashboard/api/events", method="HEAD")[0] == 200
+    assert time.monotonic() - started < 2.0  # no stream held open for a HEAD
     assert _get(harness + "/_dashboard/../harness.py")[0] == 404
     assert _get(harness + "/_dashboard/index.html")[0] == 404  # only the page's own assets
 
@@ -184,3 +189,20 @@ def test_the_hub_answers_a_reader_from_before_a_restart_from_the_start() -> None
     with logstream.LogHub() as hub:
         hub.add([{"n": 1}, {"n": 2}])
         assert [e["seq"] for e in hub.read(after=500, wait_s=0)["events"]] == [1, 2]
+
+
+def test_with_redis_down_the_services_answer_says_so_quickly_and_keeps_the_rest(harness: str, services: Any) -> None:
+    if services.redis is None:
+        pytest.skip(f"{services.provider} servers are not ours to stop; run with --services=embedded or containers")
+    services.redis.stop()
+    try:
+        started = time.monotonic()
+        status, _, body = _get(harness + "/_dashboard/api/services")
+        assert time.monotonic() - started < 3.0
+    finally:
+        services.redis.start()
+    answer = json.loads(body)
+    assert status == 200 and answer["status"] == "degraded"
+    assert answer["redis"]["health"] == "down" and answer["postgres"]["health"] == "ok"
+    assert "Redis unavailable" in answer["data"]["redis_error"]
+    assert answer["data"]["catalogue"] == {"de": 30, "en": 7193}
