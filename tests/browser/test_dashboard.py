@@ -182,3 +182,13 @@ def test_the_screenshot_in_the_docs_is_made_here(page: Any, harness: str, tmp_pa
     target = SCREENSHOT if os.environ.get("FACTS_UPDATE_SCREENSHOT") else tmp_path / "dashboard.png"
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 20_000
+
+
+def test_facts_are_shown_as_text_never_as_markup(page: Any, harness: str, db: Any) -> None:
+    """Facts may come from an upstream API: markup in one must show as text."""
+    markup = '<img src="x" id="injected" onerror="window.injected = 1"><b>bold</b>'
+    db.run("SELECT * FROM view_external_fact('00000000000000aa', :fact, 'en', 'test')", fact=markup)
+    _open(page, harness)
+    expect(page.locator("#top-rows")).to_contain_text(markup)
+    assert page.locator("#injected").count() == 0 and page.locator("#top-rows b").count() == 0
+    assert page.evaluate("() => window.injected") is None
