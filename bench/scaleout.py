@@ -218,8 +218,10 @@ def request(port: int, route: str, language: str, etag: str | None) -> tuple[Ans
     return answer, response.getheader("ETag")
 
 
-def burst(port: int, clients: int, requests: int, languages: list[str]) -> list[Answer]:
-    """`clients` threads share `requests` requests, alternating functions and languages; a client
+def burst(
+    port: int, clients: int, requests: int, languages: list[str], routes: tuple[str, ...] = tuple(FUNCTIONS)
+) -> list[Answer]:
+    """`clients` threads share `requests` requests, alternating `routes` and languages; a client
     that saw the day's ETag sends it back every other time (a 304, still a view)."""
     answers: list[Answer] = []
     lock = threading.Lock()
@@ -233,7 +235,7 @@ def burst(port: int, clients: int, requests: int, languages: list[str]) -> list[
             n = next(counter)
             if n >= requests:
                 return
-            route = ("random", "today")[(n + number) % 2]
+            route = routes[(n + number) % len(routes)]
             language = languages[(n // 2) % len(languages)]
             etag = etags.get(language) if route == "today" and n % 4 == 1 else None
             answer, new_etag = request(port, route, language, etag)

@@ -58,11 +58,13 @@ def deploy_venv() -> Path:
         if not done.exists():
             shutil.rmtree(venv, ignore_errors=True)
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-            subprocess.run(
+            installed = subprocess.run(
                 [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                  "--require-hashes", "--no-deps", "-r", str(ROOT / "requirements.txt")],
-                check=True, timeout=600,
+                capture_output=True, text=True, timeout=600,
             )  # fmt: skip
+            if installed.returncode != 0:
+                raise RuntimeError(f"installing the lock requirements.txt failed:\n{installed.stderr[-4000:]}")
             done.touch()
     return venv
 
