@@ -77,21 +77,22 @@ echo "# one instance: WORKERS $WORKERS x POOL_SIZE $POOL_SIZE = $per_instance co
 echo "# --max-instances=$MAX_INSTANCES per function (the most that fits: $available / ($per_instance x ${#FUNCTIONS[@]} functions) = $fits):" \
     "at most $((MAX_INSTANCES * per_instance * ${#FUNCTIONS[@]})) of $available connections"
 
-# Run a gcloud command, or print it in a dry run (single-quoted where needed, so it can be pasted).
+# Run a gcloud command, or print it in a dry run, single-quoting the arguments that need it so
+# that a printed line can be pasted into a shell (or read back by shlex, as the tests do).
 run() {
-    if [ "$dry_run" = 1 ]; then
-        local arg line=""
-        for arg in "$@"; do
-            if [[ "$arg" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-                line+=" $arg"
-            else
-                line+=" '${arg//\'/\'\\\'\'}'"
-            fi
-        done
-        echo "${line# }"
-    else
+    if [ "$dry_run" = 0 ]; then
         "$@"
+        return
     fi
+    local arg line="" quote="'" escaped="'\''"
+    for arg in "$@"; do
+        if [[ "$arg" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+            line+=" $arg"
+        else
+            line+=" $quote${arg//$quote/$escaped}$quote"
+        fi
+    done
+    echo "${line# }"
 }
 
 # 1. The runtime service account and exactly the grants it needs.

@@ -166,7 +166,7 @@ def test_dry_run_max_instances_fit_the_connection_budget(max_connections, reserv
         assert 1 <= max_instances * per_instance * len(deploys) <= int(max_connections) - int(reserve)
         # The most that fits: one more instance of each would not.
         assert (max_instances + 1) * per_instance * len(deploys) > int(max_connections) - int(reserve)
-        assert flags(argv)["ingress-settings"] in ("all", "internal", "internal-and-gclb")
+        assert flags(argv)["ingress-settings"] in ("all", "internal-only", "internal-and-gclb")
         assert flags(argv)["concurrency"] == str(int(env["WORKERS"]) * int(env["THREADS"]))
     assert any("connection budget" in line and max_connections in line for line in comments)
 
