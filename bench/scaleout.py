@@ -219,21 +219,28 @@ def request(port: int, route: str, language: str, etag: str | None) -> tuple[Ans
 
 
 def burst(
-    port: int, clients: int, requests: int, languages: list[str], routes: tuple[str, ...] = tuple(FUNCTIONS)
+    port: int,
+    clients: int,
+    requests: int,
+    languages: list[str],
+    routes: tuple[str, ...] = tuple(FUNCTIONS),
+    deadline_s: float = 180.0,
 ) -> list[Answer]:
     """`clients` threads share `requests` requests, alternating `routes` and languages; a client
-    that saw the day's ETag sends it back every other time (a 304, still a view)."""
+    that saw the day's ETag sends it back every other time (a 304, still a view). No request
+    starts after `deadline_s`."""
     answers: list[Answer] = []
     lock = threading.Lock()
     counter = itertools.count()
     start = threading.Barrier(clients)
+    end = time.monotonic() + deadline_s
 
     def client(number: int) -> None:
         etags: dict[str, str] = {}
         start.wait(30)
         for _ in range(requests):  # bounded: at most `requests` for all clients together
             n = next(counter)
-            if n >= requests:
+            if n >= requests or time.monotonic() > end:
                 return
             route = routes[(n + number) % len(routes)]
             language = languages[(n // 2) % len(languages)]
@@ -250,7 +257,7 @@ def burst(
     for t in threads:
         t.start()
     for t in threads:
-        t.join(REQUEST_TIMEOUT_S * requests)
+        t.join(max(0.0, end - time.monotonic()) + REQUEST_TIMEOUT_S + 1)
     return answers
 
 
