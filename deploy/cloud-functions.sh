@@ -139,8 +139,9 @@ secrets="$database_secret,REDIS_URL=$REDIS_SECRET:$REDIS_SECRET_VERSION"
 
 # 3. Migrations, before any new instance starts: a Cloud Run job from the same upload
 #    (.gcloudignore), the same account, the same way to the database. It waits for any other
-#    migrator and is idempotent, so running it on every deploy is safe.
-run gcloud run jobs deploy "$MIGRATION_JOB" --project="$PROJECT" --region="$REGION" --source=. \
+#    migrator and is idempotent, so running it on every deploy is safe. (--quiet: the first deploy
+#    from source offers to create the Artifact Registry repository for the image; accept, unasked.)
+run gcloud run jobs deploy "$MIGRATION_JOB" --project="$PROJECT" --region="$REGION" --source=. --quiet \
     --command=python --args=-m,shared.schema --service-account="$ACCOUNT_EMAIL" \
     --set-secrets="$database_secret" --vpc-connector="$CONNECTOR" --vpc-egress=private-ranges-only \
     ${cloudsql_flags[@]+"${cloudsql_flags[@]}"} --tasks=1 --max-retries=1 --task-timeout=600s
