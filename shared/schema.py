@@ -125,9 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds any one step may take (default 300)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if not url:
+        print("migrate: DATABASE_URL is not set (postgresql://user:password@host:5432/dbname)", file=sys.stderr)
+        return 2
     try:
-        settings = parse_database_url(os.environ.get("DATABASE_URL", ""))
-        applied = migrate_database(settings, args.timeout)
+        applied = migrate_database(parse_database_url(url), args.timeout)
     except (ConfigError, StoreUnavailable) as exc:
         print(f"migrate: {exc}", file=sys.stderr)
         return 2
