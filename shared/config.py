@@ -8,6 +8,14 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 DEFAULT_LANGUAGES = ("en", "de")
+# A pooled connection unused this long is closed, so that after a burst the connections go back
+# to Postgres for whichever worker needs them. Measured (docs/deploy.md): a worker starved during
+# an overload answers 200 again about this long plus half of it after the burst; a steady load
+# reconnects nothing (the most recently used connection is reused first).
+POOL_IDLE_TIMEOUT_S = 5.0
+# Migrating on first use runs on its own connection with this socket timeout: long enough for
+# seeding on a small Cloud SQL tier, well inside the deployed function timeout (60 s).
+MIGRATE_TIMEOUT_S = 30.0
 
 
 class ConfigError(ValueError):
@@ -37,6 +45,8 @@ class Settings:
     connect_timeout_s: float = 1.5
     statement_timeout_ms: int = 1500
     pool_size: int = 8
+    pool_idle_timeout_s: float = POOL_IDLE_TIMEOUT_S
+    migrate_timeout_s: float = MIGRATE_TIMEOUT_S
     cache_prefix: str = "facts"
     upstream_url: str | None = None
     upstream_timeout_s: float = 1.0
@@ -149,6 +159,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         connect_timeout_s=_number(env, "FACTS_CONNECT_TIMEOUT", 1.5),
         statement_timeout_ms=int(_number(env, "FACTS_STATEMENT_TIMEOUT_MS", 1500)),
         pool_size=int(_number(env, "FACTS_POOL_SIZE", float(env.get("THREADS") or (os.cpu_count() or 1) * 4))),
+        pool_idle_timeout_s=_number(env, "FACTS_POOL_IDLE_TIMEOUT", POOL_IDLE_TIMEOUT_S),
+        migrate_timeout_s=_number(env, "FACTS_MIGRATE_TIMEOUT", MIGRATE_TIMEOUT_S),
         cache_prefix=env.get("FACTS_CACHE_PREFIX") or "facts",
         upstream_url=_upstream_url(env.get("FACTS_UPSTREAM_URL")),
         upstream_timeout_s=_number(env, "FACTS_UPSTREAM_TIMEOUT", 1.0),

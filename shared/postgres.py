@@ -1,22 +1,29 @@
 """A small pool of pg8000 connections with statements prepared once per connection.
 
 pg8000 connections are not thread-safe and functions-framework serves with several threads,
-so each request borrows a connection for the duration of its statement.
+so each request borrows a connection for the duration of its statement. A connection unused for
+a few seconds (FACTS_POOL_IDLE_TIMEOUT) is closed: every gunicorn worker has its own pool, and
+after a burst one worker must not sit on idle connections that a starved one needs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
+import time
+from collections import deque
 from typing import Any
 
 import pg8000.native
 
-from .config import PostgresSettings
+from .config import POOL_IDLE_TIMEOUT_S, PostgresSettings
 
 # SQLSTATE classes and codes after which the connection itself is unusable.
 _CONNECTION_LOST_CODES = ("08", "57P01", "57P02", "57P03")
+# Refused at connect time, and worth retrying later: class 53, insufficient resources
+# (53300 too many clients, also the per-role and per-database connection limits), 28 bad
+# credentials (a rotated secret), 3D no such database (not created yet).
+_CONNECT_REFUSED_CODES = ("53", "28", "3D")
 
 
 class StoreUnavailable(RuntimeError):
@@ -59,7 +66,7 @@ def connect(settings: PostgresSettings, timeout_s: float, statement_timeout_ms: 
             startup_params=startup,
         )
     except Exception as exc:  # pg8000 raises InterfaceError, OSError or DatabaseError here
-        if is_connection_lost(exc) or _sqlstate(exc).startswith(("28", "3D")):
+        if is_connection_lost(exc) or _sqlstate(exc).startswith(_CONNECT_REFUSED_CODES):
             raise StoreUnavailable(f"cannot connect to Postgres at {settings.describe()}: {_reason(exc)}") from None
         raise
 
@@ -77,6 +84,7 @@ class PooledConnection:
     def __init__(self, con: pg8000.native.Connection) -> None:
         self.con = con
         self._prepared: dict[str, Any] = {}
+        self.idle_since = time.monotonic()
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         statement = self._prepared.get(sql)
@@ -91,43 +99,102 @@ class PooledConnection:
 
 
 class PostgresPool:
-    """Lazily made connections, reused across requests, re-made after a dropped connection."""
+    """Lazily made connections, reused across requests, re-made after a dropped connection, and
+    closed after `idle_timeout_s` unused."""
 
-    def __init__(self, settings: PostgresSettings, size: int, timeout_s: float, statement_timeout_ms: int) -> None:
+    def __init__(
+        self,
+        settings: PostgresSettings,
+        size: int,
+        timeout_s: float,
+        statement_timeout_ms: int,
+        idle_timeout_s: float = POOL_IDLE_TIMEOUT_S,
+    ) -> None:
         self.settings = settings
         self._size = max(1, size)
         self._timeout_s = timeout_s
         self._statement_timeout_ms = statement_timeout_ms
-        self._idle: queue.LifoQueue[PooledConnection] = queue.LifoQueue()
+        self._idle_timeout_s = idle_timeout_s
+        # Most recently used on the right: reused first, so the left end is what expires.
+        self._idle: deque[PooledConnection] = deque()
         self._open = 0
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._reaper: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    def _take_expired(self) -> list[PooledConnection]:
+        """Remove the connections idle for too long (caller holds `_changed`); the caller closes them."""
+        expired = []
+        limit = time.monotonic() - self._idle_timeout_s
+        while self._idle and self._idle[0].idle_since <= limit:
+            expired.append(self._idle.popleft())
+        self._open -= len(expired)
+        if expired:
+            self._changed.notify(len(expired))
+        return expired
+
+    def close_expired(self) -> int:
+        """Close the connections unused for longer than the idle timeout; returns how many."""
+        with self._changed:
+            expired = self._take_expired()
+        for conn in expired:  # outside the lock: closing talks to the server
+            conn.close()
+        return len(expired)
+
+    def _reap(self) -> None:
+        # Also when this worker gets no requests at all, its idle connections go back to Postgres.
+        while not self._closed.wait(self._idle_timeout_s / 2):
+            self.close_expired()
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap, name="postgres-pool-reaper", daemon=True)
+            self._reaper.start()
 
     def _acquire(self) -> tuple[PooledConnection, bool]:
         """A connection and whether it was reused from the pool (and so may have gone stale)."""
-        try:
-            return self._idle.get_nowait(), True
-        except queue.Empty:
-            pass
-        with self._lock:
-            may_open = self._open < self._size
+        deadline = time.monotonic() + self._timeout_s
+        with self._changed:
+            expired = self._take_expired()
+            while not self._idle and self._open >= self._size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            reused = self._idle.pop() if self._idle else None
+            may_open = reused is None and self._open < self._size
             if may_open:
                 self._open += 1
+                self._start_reaper()
+        for conn in expired:
+            conn.close()
+        if reused is not None:
+            return reused, True
         if not may_open:
-            try:
-                return self._idle.get(timeout=self._timeout_s), True
-            except queue.Empty:
-                raise StoreUnavailable("all Postgres connections are busy") from None
+            raise StoreUnavailable("all Postgres connections of this worker are busy")
         try:
             return PooledConnection(connect(self.settings, self._timeout_s, self._statement_timeout_ms)), False
         except BaseException:
-            with self._lock:
+            with self._changed:
                 self._open -= 1
+                self._changed.notify()
             raise
+
+    def _release(self, conn: PooledConnection) -> None:
+        conn.idle_since = time.monotonic()
+        with self._changed:
+            self._idle.append(conn)
+            self._changed.notify()
 
     def _discard(self, conn: PooledConnection) -> None:
         conn.close()
-        with self._lock:
+        with self._changed:
             self._open -= 1
+            self._changed.notify()
 
     def _execute(self, conn: PooledConnection, sql: str, params: dict[str, Any]) -> list[list[Any]]:
         """Run on `conn`, then give it back to the pool, or throw it away if it broke."""
@@ -135,14 +202,14 @@ class PostgresPool:
             rows = conn.run(sql, **params)
         except Exception as exc:
             if not is_connection_lost(exc):
-                self._idle.put(conn)
+                self._release(conn)
                 if _timed_out(exc):
                     raise StoreUnavailable("Postgres did not answer in time") from None
                 raise
             self._discard(conn)
             error = StoreUnavailable if _timed_out(exc) else _ConnectionLost
             raise error(f"Postgres connection failed: {_reason(exc)}") from None
-        self._idle.put(conn)
+        self._release(conn)
         return rows
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
@@ -161,14 +228,22 @@ class PostgresPool:
         conn, _ = self._acquire()
         return self._execute(conn, sql, params)
 
+    def prefill(self, count: int) -> None:
+        """Open `count` connections now (at most the pool's size), e.g. so a test's statements start together."""
+        taken = [self._acquire()[0] for _ in range(min(count, self._size))]
+        for conn in taken:
+            self._release(conn)
+
     def drop_idle(self) -> None:
         """Close idle connections, e.g. after the server went away: they are all stale."""
-        while True:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            self._discard(conn)
+        with self._changed:
+            idle = list(self._idle)
+            self._idle.clear()
+            self._open -= len(idle)
+            self._changed.notify(len(idle))
+        for conn in idle:
+            conn.close()
 
     def close(self) -> None:
+        self._closed.set()
         self.drop_idle()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import schema
 from .config import Settings, load_settings
-from .postgres import PostgresPool, connect
+from .postgres import PostgresPool, StoreUnavailable, connect, is_connection_lost
 from .store import FactStore
 
 if TYPE_CHECKING:
@@ -33,7 +33,11 @@ class Services:
         self.settings = settings
         self.clock = clock
         pool = PostgresPool(
-            settings.postgres, settings.pool_size, settings.connect_timeout_s, settings.statement_timeout_ms
+            settings.postgres,
+            settings.pool_size,
+            settings.connect_timeout_s,
+            settings.statement_timeout_ms,
+            settings.pool_idle_timeout_s,
         )
         self.store = FactStore(pool)
         self._cache: DayCache | None = None
@@ -69,6 +73,8 @@ class Services:
 
 
 _lock = threading.Lock()
+# Held only while one thread of this process migrates: the others answer 503 instead of queueing.
+_migrating = threading.Lock()
 _services: Services | None = None
 _schema_ready = False
 
@@ -81,19 +87,41 @@ def _schema_is_current(pool: PostgresPool) -> bool:
 
 
 def ensure_schema(svc: Services) -> None:
-    """Check the schema once per instance; migrate (and seed) only if it is behind."""
+    """Check the schema once per instance; migrate (and seed) only if it is behind.
+
+    The deployment migrates before any instance starts; this is the fallback. While another
+    instance (or thread) migrates, it raises MigrationInProgress, a 503 with Retry-After.
+    """
     global _schema_ready
     if _schema_ready:
         return
     with _lock:
         if _schema_ready:
             return
-        if not _schema_is_current(svc.store.pool):
-            # Its own connection: migrating and seeding may outlast the requests' statement timeout.
-            settings = svc.settings
-            with connect(settings.postgres, settings.connect_timeout_s, statement_timeout_ms=None) as con:
-                schema.migrate(con)
+        _schema_ready = _schema_is_current(svc.store.pool)
+    if _schema_ready:
+        return
+    if not _migrating.acquire(blocking=False):
+        raise schema.MigrationInProgress("the database schema is being migrated by another request")
+    try:
+        _migrate(svc.settings)
         _schema_ready = True
+    finally:
+        _migrating.release()
+
+
+def _migrate(settings: Settings) -> None:
+    # Its own connection: migrating and seeding may outlast the requests' 1.5 s timeouts, so it
+    # has no statement timeout and a socket timeout of its own, bounded well inside the function's.
+    try:
+        with connect(settings.postgres, settings.migrate_timeout_s, statement_timeout_ms=None) as con:
+            schema.migrate(con, wait=False)
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        if is_connection_lost(exc):
+            raise StoreUnavailable(f"migrating the schema failed: {exc.__class__.__name__}") from None
+        raise
 
 
 def services(migrate: bool = True) -> Services:

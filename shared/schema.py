@@ -1,12 +1,17 @@
 """Versioned migrations, applied once per database under an advisory lock.
 
-Instances that find the schema current do one cheap query and nothing else, so a cold start
-never pays for migration or seeding work that is already done.
+The deployment runs them as a step of its own (`python -m shared.schema`, or
+`python harness.py migrate`) before any instance starts. Instances that find the schema current
+do one cheap query and nothing else; one that finds it behind migrates (the fallback for local
+use), and one that finds another migrating is told to come back later (MigrationInProgress).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -14,11 +19,17 @@ from typing import NamedTuple
 import pg8000.native
 
 from . import catalogue
+from .config import ConfigError, PostgresSettings, parse_database_url
+from .postgres import StoreUnavailable, connect
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6D696772  # "migr"
 _RECORD = "INSERT INTO schema_migrations (version, name) VALUES (:version, :name)"
+
+
+class MigrationInProgress(StoreUnavailable):
+    """Another connection holds the migration lock: the schema is being brought up to date."""
 
 
 class Migration(NamedTuple):
@@ -61,12 +72,19 @@ def current_version(con: pg8000.native.Connection) -> int:
     return int(con.run("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0])
 
 
-def migrate(con: pg8000.native.Connection) -> list[str]:
-    """Apply the missing migrations; returns their names. Safe when several instances start at once."""
+def migrate(con: pg8000.native.Connection, wait: bool = True) -> list[str]:
+    """Apply the missing migrations; returns their names. Safe when several instances start at once.
+
+    With `wait`, wait for another migrator to finish (then usually find nothing to do); without,
+    raise MigrationInProgress at once, so that a request is answered instead of held.
+    """
     if current_version(con) >= latest_version():
         return []
     applied_now: list[str] = []
-    con.run("SELECT pg_advisory_lock(:key)", key=MIGRATION_LOCK_KEY)
+    if wait:
+        con.run("SELECT pg_advisory_lock(:key)", key=MIGRATION_LOCK_KEY)
+    elif not con.run("SELECT pg_try_advisory_lock(:key)", key=MIGRATION_LOCK_KEY)[0][0]:
+        raise MigrationInProgress("the database schema is being migrated by another instance")
     try:
         con.run(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -92,3 +110,34 @@ def migrate(con: pg8000.native.Connection) -> list[str]:
     finally:
         con.run("SELECT pg_advisory_unlock(:key)", key=MIGRATION_LOCK_KEY)
     return applied_now
+
+
+def migrate_database(settings: PostgresSettings, timeout_s: float) -> list[str]:
+    """Bring the database up to date on a connection of its own (no statement timeout; every
+    socket read bounded by `timeout_s`), waiting for any other migrator."""
+    with connect(settings, timeout_s, statement_timeout_ms=None) as con:
+        return migrate(con, wait=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m shared.schema`: the deployment's migration step, against DATABASE_URL."""
+    parser = argparse.ArgumentParser(prog="python -m shared.schema", description=main.__doc__)
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds any one step may take (default 300)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if not url:
+        print("migrate: DATABASE_URL is not set (postgresql://user:password@host:5432/dbname)", file=sys.stderr)
+        return 2
+    try:
+        applied = migrate_database(parse_database_url(url), args.timeout)
+    except (ConfigError, StoreUnavailable) as exc:
+        print(f"migrate: {exc}", file=sys.stderr)
+        return 2
+    version = latest_version()
+    print(f"applied: {', '.join(applied)}" if applied else f"schema current (version {version}): nothing to do")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,6 +24,31 @@ _COMMON_HEADERS = {
     "Access-Control-Expose-Headers": "ETag, Retry-After",
     "X-Content-Type-Options": "nosniff",
 }
+
+
+class _Outage:
+    """One warning when the database becomes unavailable and one line when it is back, not one
+    per request: a connection budget exhausted under load would otherwise flood the log."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ongoing = False
+
+    def failed(self, error: StoreUnavailable) -> None:
+        with self._lock:
+            first, self._ongoing = not self._ongoing, True
+        if first:
+            log.warning("database unavailable: %s (further failures are not logged until it recovers)", error)
+
+    def succeeded(self) -> None:
+        if self._ongoing:  # unlocked read: the common case costs nothing
+            with self._lock:
+                recovered, self._ongoing = self._ongoing, False
+            if recovered:
+                log.info("database available again")
+
+
+_database_outage = _Outage()
 
 
 class ApiError(Exception):
@@ -113,14 +139,16 @@ def serve(request: flask.Request, handler: Callable[[flask.Request], flask.Respo
                 f"method {_shown(request.method, 20)} is not allowed; use GET or HEAD",
                 headers={"Allow": ", ".join(ALLOWED_METHODS)},
             )
-        return handler(request)
+        response = handler(request)
+        _database_outage.succeeded()
+        return response
     except ApiError as error:
         return error_response(error)
     except ConfigError as error:
         log.error("misconfigured: %s", error)
         return error_response(ApiError(503, "misconfigured", str(error), headers={"Retry-After": "30"}))
     except StoreUnavailable as error:
-        log.warning("database unavailable: %s", error)
+        _database_outage.failed(error)
         message = "the fact database is unavailable; try again shortly"
         return error_response(ApiError(503, "database_unavailable", message, headers={"Retry-After": RETRY_AFTER_S}))
     except Exception:

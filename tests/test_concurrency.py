@@ -67,8 +67,7 @@ def test_64_simultaneous_choices_in_postgres_record_exactly_one(services, db):
     store = FactStore(pool)
     day = date(2033, 1, 1)
     try:
-        for _ in range(64):  # open the connections first, so the barrier releases statements, not connects
-            pool._idle.put(pool._acquire()[0])
+        pool.prefill(64)  # open the connections first, so the barrier releases statements, not connects
         start = threading.Barrier(64)
 
         def choose(_):

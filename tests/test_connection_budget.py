@@ -1,0 +1,142 @@
+"""Connection exhaustion is a 503 with Retry-After, never a 500, and it heals by itself.
+
+Against real servers: the worker's Postgres for the pool's own promises, and a fresh Postgres
+started with a small max_connections (bench/scaleout.py's) for more instances than it allows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from bench import scaleout
+from devservices.embedded import postgres_bin_dir
+from devservices.ports import free_port
+from devservices.waiting import wait_until
+from shared import runtime, schema
+from shared.config import parse_database_url
+from shared.postgres import PostgresPool, StoreUnavailable, connect
+
+from .support.logcapture import captured_logs
+
+
+@pytest.fixture(scope="module")
+def small_postgres():
+    """A fresh Postgres allowing 17 connections, 14 of them to the functions' role (3 are reserved
+    for superusers), migrated: (admin URL, app URL, Redis URL)."""
+    try:
+        postgres_bin_dir()
+    except FileNotFoundError as exc:
+        pytest.skip(f"needs PostgreSQL server binaries to start a server with a small max_connections: {exc}")
+    with scaleout.fresh_servers(max_connections=17) as urls:
+        schema.migrate_database(parse_database_url(urls[1]), timeout_s=60)
+        yield urls
+
+
+def test_idle_connections_go_back_to_postgres(services, db):
+    pool = PostgresPool(parse_database_url(services.database_url), 3, 5.0, 5000, idle_timeout_s=0.3)
+    start = threading.Barrier(3)
+    pids: list[int] = []
+
+    def busy() -> None:
+        start.wait(10)
+        pids.append(pool.run("SELECT pg_backend_pid() FROM pg_sleep(0.2)")[0][0])
+
+    threads = [threading.Thread(target=busy) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    try:
+        assert len(set(pids)) == 3 and pool.open_connections == 3
+
+        def closed() -> None:
+            alive = db.run("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(CAST(:p AS int[]))", p=pids)
+            assert pool.open_connections == 0 and alive == [[0]], (pool.open_connections, alive)
+
+        wait_until(closed, 5, "idle connections closed")  # nobody used the pool: the reaper did it
+        assert pool.run("SELECT 1") == [[1]]  # and the pool opens a new one when needed
+    finally:
+        pool.close()
+
+
+def test_a_busy_pool_is_store_unavailable_after_its_wait_timeout(services):
+    pool = PostgresPool(parse_database_url(services.database_url), 1, 0.3, 5000)
+    held, _ = pool._acquire()  # the pool's only connection, busy as with a long request
+    try:
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="busy"):
+            pool.run("SELECT 1")
+        assert 0.25 <= time.monotonic() - began < 1.2
+    finally:
+        pool._release(held)
+    assert pool.run("SELECT 1") == [[1]]  # given back: usable again
+    pool.close()
+
+
+def test_too_many_clients_at_connect_is_store_unavailable(small_postgres):
+    _, app_url, _ = small_postgres
+    settings = parse_database_url(app_url)
+    held = []
+    try:
+        with pytest.raises(StoreUnavailable, match=r"too many clients|remaining connection slots"):
+            for _ in range(20):  # bounded: 14 slots, so this fails well before the end
+                held.append(connect(settings, 5.0, 1500))
+        assert len(held) == 14
+    finally:
+        for con in held:
+            con.close()
+
+
+@pytest.mark.usefixtures("fresh_runtime")
+def test_one_warning_per_outage_and_a_line_when_it_is_back(services, random_client, monkeypatch):
+    refused = f"postgresql://facts:secret@127.0.0.1:{free_port()}/facts"
+    monkeypatch.setenv("DATABASE_URL", refused)
+    runtime.reset()
+    with captured_logs() as records:
+        answers = [random_client.get("/") for _ in range(5)]
+        monkeypatch.setenv("DATABASE_URL", services.database_url)
+        runtime.reset()
+        back = random_client.get("/")
+    assert [a.status_code for a in answers] == [503] * 5
+    assert all(a.headers["Retry-After"] and a.get_json()["error"]["code"] == "database_unavailable" for a in answers)
+    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING and "database" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert back.status_code == 200
+    assert any(r.getMessage() == "database available again" for r in records)
+
+
+def _answers_in_a_row(port: int, route: str, count: int) -> None:
+    for _ in range(count):
+        answer, _ = scaleout.request(port, route, "en", None)
+        assert answer.status == 200, f"{answer.status}: {answer.body}"
+
+
+def test_more_instances_than_postgres_allows_503_then_all_back_to_200(small_postgres, tmp_path):
+    admin_url, app_url, redis_url = small_postgres
+    env = {**scaleout.deployed_environment(), "DATABASE_URL": app_url, "REDIS_URL": redis_url}
+    # The burst goes to random's 3 instances: 3 x 2 workers x 4 connections = 24 wanted from 14, so
+    # it exhausts them, and when it is over random's workers hold every slot. today's 3 instances
+    # then get their first requests: they must get connections once random's sit idle.
+    with (
+        scaleout.ConnectionSampler(admin_url) as sampler,
+        scaleout.instances_of_both(3, env, tmp_path) as (instances, started),
+        scaleout.Front(instances, started) as front,
+    ):
+        answers = scaleout.burst(front.port, clients=32, requests=480, languages=["en", "de"], routes=("random",))
+        burst_over = time.monotonic()
+        statuses = {a.status for a in answers}
+        assert statuses <= {200, 304, 503}, statuses
+        refused = [a for a in answers if a.status == 503]
+        assert refused, "the burst did not exhaust the connections: this test proves nothing"
+        assert all(a.retry_after and a.body and a.body["error"]["code"] == "database_unavailable" for a in refused)
+
+        # After the burst, each instance answers 20 requests in a row with 200, today's too.
+        for instance in instances:
+            wait_until(lambda i=instance: _answers_in_a_row(i.port, i.route, 20), 30, f"{instance.name} back to 200")
+        recovered_s = time.monotonic() - burst_over
+        assert sampler.peak <= 14
+    print(f"\n{len(refused)} of {len(answers)} answers were 503; every instance back to 200 {recovered_s:.1f} s after")
