@@ -256,6 +256,8 @@ function showError(message) {
 }
 
 async function setUpExplorer() {
+  // Header rows need no description: a click before openapi.json arrives still adds one.
+  document.getElementById("add-header").addEventListener("click", addHeaderRow);
   try {
     const response = await fetch("/openapi.json", { cache: "no-store", headers: { Accept: "application/json" } });
     spec = await response.json();
@@ -267,7 +269,6 @@ async function setUpExplorer() {
   addUndescribedFunctions();
   document.getElementById("explorer-path").addEventListener("change", methodOptions);
   document.getElementById("explorer-method").addEventListener("change", parameterFields);
-  document.getElementById("add-header").addEventListener("click", addHeaderRow);
   document.getElementById("explorer-form").addEventListener("submit", send);
 }
 

@@ -141,6 +141,7 @@ _CONTROLS = """() => [...document.querySelectorAll('button, input, select, texta
 def test_every_control_is_labelled_and_reachable_by_keyboard(page: Any, harness: str) -> None:
     _open(page, harness)
     page.select_option("#explorer-path", "/today")  # the form with the most fields
+    expect(page.locator("#param-query-language")).to_be_visible()  # openapi.json has arrived
     page.click("#add-header")  # and a header row: its inputs and its Remove button
     controls = page.evaluate(_CONTROLS)
     assert len(controls) >= 12
