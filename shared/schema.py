@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import pg8000.native
 
@@ -61,9 +61,22 @@ def current_version(con: pg8000.native.Connection) -> int:
     return int(con.run("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0])
 
 
+class _Runner(Protocol):
+    def run(self, sql: str, **params: Any) -> Any: ...
+
+
+def missing_versions(runner: _Runner) -> set[int]:
+    """Known migrations not applied yet: a set, not a max, because SQL migrations numbered below the
+    seed step (1000) can come after it (0003 on a database seeded by an earlier version)."""
+    known = {migration.version for migration in migrations()}
+    if not runner.run("SELECT to_regclass('schema_migrations') IS NOT NULL")[0][0]:
+        return known
+    return known - {row[0] for row in runner.run("SELECT version FROM schema_migrations")}
+
+
 def migrate(con: pg8000.native.Connection) -> list[str]:
     """Apply the missing migrations; returns their names. Safe when several instances start at once."""
-    if current_version(con) >= latest_version():
+    if not missing_versions(con):
         return []
     applied_now: list[str] = []
     con.run("SELECT pg_advisory_lock(:key)", key=MIGRATION_LOCK_KEY)
