@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from .group_commit import GroupCommit
 from .postgres import PostgresPool
+
+# How long a request waits for a grouped statement: beyond the pool's connect and statement
+# timeouts (1.5 s each by default) with a retry, so it ends only when something is broken.
+GROUP_WAIT_S = 10.0
 
 # A fact's views are the sum of its counter shards (migrations/0003_view_shards.sql): every fact
 # has shard 0, where random picks count (their rows are spread over the catalogue anyway), and the
@@ -29,6 +35,20 @@ UPDATE view_shards v SET views = v.views + 1
 FROM facts f
 WHERE f.language = :language AND f.seq = {_PICK_SEQ} AND v.fact_id = f.fact_id AND v.shard = 0
 RETURNING f.fact_id, f.fact, f.language, f.source, v.views + {_OTHER_SHARDS}"""
+
+# Several random views in one statement (group commit, shared/group_commit.py): :count picks, each
+# uniform; a fact picked twice is counted twice (`hits`), and the caller hands out its answers.
+RANDOM_VIEWS = f"""
+WITH picks AS (
+    SELECT 1 + floor(random() * c.n)::integer AS seq, count(*) AS hits
+    FROM fact_counts c CROSS JOIN generate_series(1, :count)
+    WHERE c.language = :language
+    GROUP BY 1
+)
+UPDATE view_shards v SET views = v.views + p.hits
+FROM picks p JOIN facts f ON f.language = :language AND f.seq = p.seq
+WHERE v.fact_id = f.fact_id AND v.shard = 0
+RETURNING f.fact_id, f.fact, f.language, f.source, v.views + {_OTHER_SHARDS}, p.hits"""
 
 RANDOM_PEEK = f"""
 SELECT f.fact_id, f.fact, f.language, f.source, {_ALL_SHARDS}
@@ -67,11 +87,11 @@ SELECT f.fact_id, f.fact, f.language, f.source, counted.views FROM facts f JOIN 
 TODAY_PEEK = f"""{_DAY_CHOICE}
 SELECT f.fact_id, f.fact, f.language, f.source, {_ALL_SHARDS} FROM facts f JOIN choice USING (fact_id)"""
 
-# Counting a view of the day's fact when the instance already knows which it is: one shard at
-# random, and only if `fact_id` is still the day's choice (Postgres stays the truth, so a stale
-# memo or cache entry answers no rows and the caller asks TODAY_VIEW instead).
+# Counting :count views of the day's fact (several with group commit) when the instance already
+# knows which it is: one shard at random, and only if `fact_id` is still the day's choice (Postgres
+# stays the truth, so a stale memo or cache entry answers no rows and the caller asks TODAY_VIEW).
 KNOWN_DAY_VIEW = f"""
-UPDATE view_shards v SET views = v.views + 1
+UPDATE view_shards v SET views = v.views + :count
 FROM daily_facts d
 WHERE d.day = :day AND d.language = :language AND d.fact_id = :fact_id
   AND v.fact_id = d.fact_id AND v.shard = {_RANDOM_SHARD}
@@ -115,9 +135,25 @@ def _one(rows: list[list[Any]]) -> Fact | None:
 class FactStore:
     def __init__(self, pool: PostgresPool) -> None:
         self.pool = pool
+        # Views that arrive while a statement of the same kind is on its way go together in the next.
+        self._random_views = GroupCommit(self._count_random_views, GROUP_WAIT_S)
+        self._day_views = GroupCommit(self._count_known_day_views, GROUP_WAIT_S)
 
     def random(self, language: str, count_view: bool = True) -> Fact | None:
-        return _one(self.pool.run(RANDOM_VIEW if count_view else RANDOM_PEEK, language=language))
+        if not count_view:
+            return _one(self.pool.run(RANDOM_PEEK, language=language))
+        return self._random_views.submit(language)
+
+    def _count_random_views(self, language: str, count: int) -> list[Fact | None]:
+        if count == 1:
+            return [_one(self.pool.run(RANDOM_VIEW, language=language))]
+        answers: list[Fact | None] = []
+        for fact_id, fact, lang, source, views, hits in self.pool.run(RANDOM_VIEWS, language=language, count=count):
+            answers.extend(Fact(fact_id, fact, lang, source, views - hits + 1 + i) for i in range(hits))
+        answers.extend([None] * (count - len(answers)))  # an empty catalogue picks nothing
+        # Rows come back in the database's order: shuffled, each request's fact is a uniform pick.
+        random.shuffle(answers)
+        return answers
 
     def view_external(self, fact_id: str, fact: str, language: str, source: str) -> Fact | None:
         """Count a view of a fact from outside the catalogue, adding it on first sight."""
@@ -129,9 +165,18 @@ class FactStore:
 
     def known_day_views(self, day: date, language: str, fact_id: str, count_view: bool = True) -> int | None:
         """Views of the day's fact `fact_id` (counting this one); None when it is not the day's choice."""
-        statement = KNOWN_DAY_VIEW if count_view else KNOWN_DAY_PEEK
-        rows = self.pool.run(statement, day=day, language=language, fact_id=fact_id)
+        if count_view:
+            return self._day_views.submit((day, language, fact_id))
+        rows = self.pool.run(KNOWN_DAY_PEEK, day=day, language=language, fact_id=fact_id)
         return int(rows[0][0]) if rows else None
+
+    def _count_known_day_views(self, key: tuple[date, str, str], count: int) -> list[int | None]:
+        day, language, fact_id = key
+        rows = self.pool.run(KNOWN_DAY_VIEW, day=day, language=language, fact_id=fact_id, count=count)
+        if not rows:
+            return [None] * count
+        total = int(rows[0][0])  # counts all `count` views: each request gets its own number
+        return [total - count + 1 + i for i in range(count)]
 
     def views(self, fact_id: str) -> int | None:
         """A fact's views: the one read path for a count (None for an unknown fact)."""

@@ -11,10 +11,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from devservices.waiting import wait_until
 from shared import runtime, schema
 from shared.cache import today_key
 from shared.config import parse_database_url
-from shared.postgres import PostgresPool, connect
+from shared.group_commit import GroupCommit
+from shared.postgres import PostgresPool, StoreUnavailable, connect
 from shared.store import DAY_SHARDS, FactStore
 
 from .support.logcapture import captured_logs
@@ -167,3 +169,78 @@ def test_migration_moves_every_view_into_the_shards(scratch_database):  # noqa: 
         assert sum(store.all_views().values()) == sum(before.values()) + 3
     finally:
         pool.close()
+
+
+def _gathered(group: GroupCommit, key: str, size: int):
+    def check() -> None:
+        assert group._waiting[key].size == size
+
+    return check
+
+
+def test_group_commit_gives_each_waiting_request_its_own_result_from_one_statement():
+    calls: list[int] = []
+    first_running = threading.Event()
+    release = threading.Event()
+
+    def run(key: str, count: int) -> list[str]:
+        calls.append(count)
+        if len(calls) == 1:
+            first_running.set()
+            release.wait(10)  # the first statement is "on its way" while the others arrive
+        return [f"{key}-{len(calls)}-{i}" for i in range(count)]
+
+    group: GroupCommit[str, str] = GroupCommit(run, wait_s=10)
+    with ThreadPoolExecutor(9) as executor:
+        first = executor.submit(group.submit, "k")
+        first_running.wait(10)
+        waiting = [executor.submit(group.submit, "k") for _ in range(8)]
+        wait_until(_gathered(group, "k", 8), 10, "eight requests waiting")
+        release.set()
+        answers = [first.result(10)] + [f.result(10) for f in waiting]
+    assert calls == [1, 8]  # nine views, two statements
+    assert sorted(answers) == sorted(["k-1-0"] + [f"k-2-{i}" for i in range(8)])
+
+
+def test_group_commit_hands_a_failure_to_every_request_of_the_batch():
+    started = threading.Event()
+    release = threading.Event()
+
+    def run(key: str, count: int) -> list[int]:
+        if not started.is_set():
+            started.set()
+            release.wait(10)
+            return [0]
+        raise StoreUnavailable("down")
+
+    group: GroupCommit[str, int] = GroupCommit(run, wait_s=10)
+    with ThreadPoolExecutor(4) as executor:
+        first = executor.submit(group.submit, "k")
+        started.wait(10)
+        waiting = [executor.submit(group.submit, "k") for _ in range(3)]
+        wait_until(_gathered(group, "k", 3), 10, "three requests waiting")
+        release.set()
+        assert first.result(10) == 0
+        for future in waiting:
+            with pytest.raises(StoreUnavailable):
+                future.result(10)
+    with pytest.raises(StoreUnavailable):
+        group.submit("k")  # the key is free again: the next request runs at once (and fails, as run does now)
+
+
+def test_random_views_in_one_statement_count_a_fact_picked_twice_twice(services, db):
+    db.run("UPDATE fact_counts SET n = 3 WHERE language = 'en'")
+    pool = PostgresPool(parse_database_url(services.database_url), size=2, timeout_s=10, statement_timeout_ms=10_000)
+    store = FactStore(pool)
+    try:
+        answers = store._count_random_views("en", 60)
+    finally:
+        pool.close()
+    assert len(answers) == 60 and all(fact is not None for fact in answers)
+    by_fact: dict[str, list[int]] = {}
+    for fact in answers:
+        by_fact.setdefault(fact.fact_id, []).append(fact.views)
+    assert len(by_fact) == 3
+    for fact_id, views in by_fact.items():
+        assert sorted(views) == list(range(1, len(views) + 1))  # each request its own number
+        assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=fact_id) == [[len(views)]]
