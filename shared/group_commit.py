@@ -1,9 +1,11 @@
 """Group commit inside an instance: concurrent views of the same kind share one statement.
 
-While a statement for a key (say, the day's fact) is on its way, the requests that arrive for the
-same key wait together; when it returns, the first of them sends one statement for all of them
-(`views + n`), and each gets its own result back. Under load that is one round trip, one commit and
-one row update for several views, on the instance and on Postgres; alone, a request runs at once.
+While `max_in_flight` statements for a key (say, the day's fact) are on their way, the requests that
+arrive for the same key wait together; when one returns, the first of them sends one statement for
+all of them (`views + n`), and each gets its own result back. Under load that is one round trip, one
+commit and one row update for several views, on the instance and on Postgres; a request that finds
+a free slot runs at once. More than one statement in flight keeps the commits overlapping: with a
+single one, every view would wait for the previous statement's commit (a disk flush) first.
 """
 
 from __future__ import annotations
@@ -32,24 +34,26 @@ class _Batch(Generic[R]):
 class GroupCommit(Generic[K, R]):
     """`run(key, n)` counts n views in one statement and returns n results, one per request, in order."""
 
-    def __init__(self, run: Callable[[K, int], list[R]], wait_s: float) -> None:
+    def __init__(self, run: Callable[[K, int], list[R]], wait_s: float, max_in_flight: int = 2) -> None:
         self._run = run
+        self._max_in_flight = max(1, max_in_flight)
         # Longer than any statement may take (its timeouts), so a wait that ends is a broken promise.
         self._wait_s = wait_s
         self._lock = threading.Lock()
-        self._running: set[K] = set()
+        self._in_flight: dict[K, int] = {}
         self._waiting: dict[K, _Batch[R]] = {}
 
     def submit(self, key: K) -> R:
         with self._lock:
-            if key in self._running:
+            running = self._in_flight.get(key, 0)
+            if running >= self._max_in_flight:
                 batch = self._waiting.setdefault(key, _Batch())
                 batch.size += 1
                 index = batch.size - 1
             else:
-                self._running.add(key)
+                self._in_flight[key] = running + 1
                 batch = None
-        if batch is None:  # nothing on its way: run at once, alone (no events to make or wait on)
+        if batch is None:  # a free slot: run at once, alone (no events to make or wait on)
             try:
                 return self._run(key, 1)[0]
             finally:
@@ -77,10 +81,14 @@ class GroupCommit(Generic[K, R]):
         return batch.results[0]
 
     def _hand_over(self, key: K) -> None:
-        """Wake the first member of the batch that gathered meanwhile, or mark the key idle."""
+        """Pass the slot to the batch that gathered meanwhile (its first member runs it), or free it."""
         with self._lock:
             following = self._waiting.pop(key, None)
             if following is None:
-                self._running.discard(key)
+                left = self._in_flight[key] - 1
+                if left:
+                    self._in_flight[key] = left
+                else:
+                    del self._in_flight[key]
         if following is not None:
             following.turn.set()

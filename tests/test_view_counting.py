@@ -190,7 +190,7 @@ def test_group_commit_gives_each_waiting_request_its_own_result_from_one_stateme
             release.wait(10)  # the first statement is "on its way" while the others arrive
         return [f"{key}-{len(calls)}-{i}" for i in range(count)]
 
-    group: GroupCommit[str, str] = GroupCommit(run, wait_s=10)
+    group: GroupCommit[str, str] = GroupCommit(run, wait_s=10, max_in_flight=1)
     with ThreadPoolExecutor(9) as executor:
         first = executor.submit(group.submit, "k")
         first_running.wait(10)
@@ -213,7 +213,7 @@ def test_group_commit_hands_a_failure_to_every_request_of_the_batch():
             return [0]
         raise StoreUnavailable("down")
 
-    group: GroupCommit[str, int] = GroupCommit(run, wait_s=10)
+    group: GroupCommit[str, int] = GroupCommit(run, wait_s=10, max_in_flight=1)
     with ThreadPoolExecutor(4) as executor:
         first = executor.submit(group.submit, "k")
         started.wait(10)
@@ -228,19 +228,26 @@ def test_group_commit_hands_a_failure_to_every_request_of_the_batch():
         group.submit("k")  # the key is free again: the next request runs at once (and fails, as run does now)
 
 
-def test_random_views_in_one_statement_count_a_fact_picked_twice_twice(services, db):
-    db.run("UPDATE fact_counts SET n = 3 WHERE language = 'en'")
-    pool = PostgresPool(parse_database_url(services.database_url), size=2, timeout_s=10, statement_timeout_ms=10_000)
-    store = FactStore(pool)
-    try:
-        answers = store._count_random_views("en", 60)
-    finally:
-        pool.close()
-    assert len(answers) == 60 and all(fact is not None for fact in answers)
-    by_fact: dict[str, list[int]] = {}
-    for fact in answers:
-        by_fact.setdefault(fact.fact_id, []).append(fact.views)
-    assert len(by_fact) == 3
-    for fact_id, views in by_fact.items():
-        assert sorted(views) == list(range(1, len(views) + 1))  # each request its own number
-        assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=fact_id) == [[len(views)]]
+def test_group_commit_lets_two_statements_overlap_before_grouping():
+    calls: list[int] = []
+    two_running = threading.Barrier(3)
+    release = threading.Event()
+
+    def run(key: str, count: int) -> list[int]:
+        calls.append(count)
+        if len(calls) <= 2:
+            two_running.wait(10)
+            release.wait(10)
+        return list(range(count))
+
+    group: GroupCommit[str, int] = GroupCommit(run, wait_s=10, max_in_flight=2)
+    with ThreadPoolExecutor(5) as executor:
+        running = [executor.submit(group.submit, "k") for _ in range(2)]
+        two_running.wait(10)  # both are in flight at once, neither waited for the other
+        waiting = [executor.submit(group.submit, "k") for _ in range(3)]
+        wait_until(_gathered(group, "k", 3), 10, "three requests waiting")
+        release.set()
+        assert [f.result(10) for f in running] == [0, 0]
+        assert sorted(f.result(10) for f in waiting) == [0, 1, 2]
+    assert calls == [1, 1, 3]
+    assert group._in_flight == {} and group._waiting == {}
