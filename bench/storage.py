@@ -93,5 +93,5 @@ def storage_rounds(
 
 
 def statement_variables(day: date, language: str, fact_id: str) -> dict[str, str]:
-    """The parameters of both statements: the day's choice (which must exist), the language, one view each."""
-    return {"day": day.isoformat(), "language": language, "fact_id": fact_id, "count": "1"}
+    """The parameters of both statements: the day's choice (which must exist), and the language."""
+    return {"day": day.isoformat(), "language": language, "fact_id": fact_id}

@@ -6,12 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from .group_commit import GroupCommit
 from .postgres import PostgresPool
-
-# How long a request waits for a grouped statement: beyond the pool's connect and statement
-# timeouts (1.5 s each by default) with a retry, so it ends only when something is broken.
-GROUP_WAIT_S = 10.0
 
 # A fact's views are the sum of its counter shards (migrations/0003_view_shards.sql): every fact
 # has shard 0, where random picks count (their rows are spread over the catalogue anyway), and the
@@ -72,11 +67,11 @@ SELECT f.fact_id, f.fact, f.language, f.source, counted.views FROM facts f JOIN 
 TODAY_PEEK = f"""{_DAY_CHOICE}
 SELECT f.fact_id, f.fact, f.language, f.source, {_ALL_SHARDS} FROM facts f JOIN choice USING (fact_id)"""
 
-# Counting :count views of the day's fact (several with group commit) when the instance already
-# knows which it is: one shard at random, and only if `fact_id` is still the day's choice (Postgres
-# stays the truth, so a stale memo or cache entry answers no rows and the caller asks TODAY_VIEW).
+# Counting a view of the day's fact when the instance already knows which it is: one shard at
+# random, and only if `fact_id` is still the day's choice (Postgres stays the truth, so a stale memo
+# or cache entry answers no rows and the caller asks TODAY_VIEW).
 KNOWN_DAY_VIEW = f"""
-UPDATE view_shards v SET views = v.views + :count
+UPDATE view_shards v SET views = v.views + 1
 FROM daily_facts d
 WHERE d.day = :day AND d.language = :language AND d.fact_id = :fact_id
   AND v.fact_id = d.fact_id AND v.shard = {_RANDOM_SHARD}
@@ -120,9 +115,6 @@ def _one(rows: list[list[Any]]) -> Fact | None:
 class FactStore:
     def __init__(self, pool: PostgresPool) -> None:
         self.pool = pool
-        # Views of the day's fact that arrive while two statements for it are on their way go
-        # together in the next (not random views: measured, see bench/README.md).
-        self._day_views = GroupCommit(self._count_known_day_views, GROUP_WAIT_S, max_in_flight=2)
 
     def random(self, language: str, count_view: bool = True) -> Fact | None:
         return _one(self.pool.run(RANDOM_VIEW if count_view else RANDOM_PEEK, language=language))
@@ -137,18 +129,9 @@ class FactStore:
 
     def known_day_views(self, day: date, language: str, fact_id: str, count_view: bool = True) -> int | None:
         """Views of the day's fact `fact_id` (counting this one); None when it is not the day's choice."""
-        if count_view:
-            return self._day_views.submit((day, language, fact_id))
-        rows = self.pool.run(KNOWN_DAY_PEEK, day=day, language=language, fact_id=fact_id)
+        statement = KNOWN_DAY_VIEW if count_view else KNOWN_DAY_PEEK
+        rows = self.pool.run(statement, day=day, language=language, fact_id=fact_id)
         return int(rows[0][0]) if rows else None
-
-    def _count_known_day_views(self, key: tuple[date, str, str], count: int) -> list[int | None]:
-        day, language, fact_id = key
-        rows = self.pool.run(KNOWN_DAY_VIEW, day=day, language=language, fact_id=fact_id, count=count)
-        if not rows:
-            return [None] * count
-        total = int(rows[0][0])  # counts all `count` views: each request gets its own number
-        return [total - count + 1 + i for i in range(count)]
 
     def views(self, fact_id: str) -> int | None:
         """A fact's views: the one read path for a count (None for an unknown fact)."""

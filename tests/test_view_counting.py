@@ -11,12 +11,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devservices.waiting import wait_until
 from shared import runtime, schema
 from shared.cache import today_key
 from shared.config import parse_database_url
-from shared.group_commit import GroupCommit
-from shared.postgres import PostgresPool, StoreUnavailable, connect
+from shared.postgres import PostgresPool, connect
 from shared.store import DAY_SHARDS, FactStore
 
 from .support.logcapture import captured_logs
@@ -169,85 +167,3 @@ def test_migration_moves_every_view_into_the_shards(scratch_database):  # noqa: 
         assert sum(store.all_views().values()) == sum(before.values()) + 3
     finally:
         pool.close()
-
-
-def _gathered(group: GroupCommit, key: str, size: int):
-    def check() -> None:
-        assert group._waiting[key].size == size
-
-    return check
-
-
-def test_group_commit_gives_each_waiting_request_its_own_result_from_one_statement():
-    calls: list[int] = []
-    first_running = threading.Event()
-    release = threading.Event()
-
-    def run(key: str, count: int) -> list[str]:
-        calls.append(count)
-        if len(calls) == 1:
-            first_running.set()
-            release.wait(10)  # the first statement is "on its way" while the others arrive
-        return [f"{key}-{len(calls)}-{i}" for i in range(count)]
-
-    group: GroupCommit[str, str] = GroupCommit(run, wait_s=10, max_in_flight=1)
-    with ThreadPoolExecutor(9) as executor:
-        first = executor.submit(group.submit, "k")
-        first_running.wait(10)
-        waiting = [executor.submit(group.submit, "k") for _ in range(8)]
-        wait_until(_gathered(group, "k", 8), 10, "eight requests waiting")
-        release.set()
-        answers = [first.result(10)] + [f.result(10) for f in waiting]
-    assert calls == [1, 8]  # nine views, two statements
-    assert sorted(answers) == sorted(["k-1-0"] + [f"k-2-{i}" for i in range(8)])
-
-
-def test_group_commit_hands_a_failure_to_every_request_of_the_batch():
-    started = threading.Event()
-    release = threading.Event()
-
-    def run(key: str, count: int) -> list[int]:
-        if not started.is_set():
-            started.set()
-            release.wait(10)
-            return [0]
-        raise StoreUnavailable("down")
-
-    group: GroupCommit[str, int] = GroupCommit(run, wait_s=10, max_in_flight=1)
-    with ThreadPoolExecutor(4) as executor:
-        first = executor.submit(group.submit, "k")
-        started.wait(10)
-        waiting = [executor.submit(group.submit, "k") for _ in range(3)]
-        wait_until(_gathered(group, "k", 3), 10, "three requests waiting")
-        release.set()
-        assert first.result(10) == 0
-        for future in waiting:
-            with pytest.raises(StoreUnavailable):
-                future.result(10)
-    with pytest.raises(StoreUnavailable):
-        group.submit("k")  # the key is free again: the next request runs at once (and fails, as run does now)
-
-
-def test_group_commit_lets_two_statements_overlap_before_grouping():
-    calls: list[int] = []
-    two_running = threading.Barrier(3)
-    release = threading.Event()
-
-    def run(key: str, count: int) -> list[int]:
-        calls.append(count)
-        if len(calls) <= 2:
-            two_running.wait(10)
-            release.wait(10)
-        return list(range(count))
-
-    group: GroupCommit[str, int] = GroupCommit(run, wait_s=10, max_in_flight=2)
-    with ThreadPoolExecutor(5) as executor:
-        running = [executor.submit(group.submit, "k") for _ in range(2)]
-        two_running.wait(10)  # both are in flight at once, neither waited for the other
-        waiting = [executor.submit(group.submit, "k") for _ in range(3)]
-        wait_until(_gathered(group, "k", 3), 10, "three requests waiting")
-        release.set()
-        assert [f.result(10) for f in running] == [0, 0]
-        assert sorted(f.result(10) for f in waiting) == [0, 1, 2]
-    assert calls == [1, 1, 3]
-    assert group._in_flight == {} and group._waiting == {}

@@ -93,5 +93,5 @@ def minimal_today(request):
     if not raw:
         return _answer(_run(TODAY_VIEW, day=day, language="en"))
     fact = json.loads(raw)
-    rows = _run(KNOWN_DAY_VIEW, day=day, language="en", fact_id=fact["fact_id"], count=1)
+    rows = _run(KNOWN_DAY_VIEW, day=day, language="en", fact_id=fact["fact_id"])
     return _answer([[fact["fact_id"], fact["fact"], fact["language"], fact["source"], rows[0][0]]] if rows else [])
