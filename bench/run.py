@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the facts functions against minimal reference functions, on loopback only.
 
-    python bench/run.py                 # full run (~5 minutes on 2 cores): prints a table, writes bench/results.json
+    python bench/run.py                 # full run (~6 minutes on 2 cores): prints a table, writes bench/results.json
     python bench/run.py --quick         # smoke run (~1 minute): short loads, no test-suite timing
     python bench/run.py --rounds 5 --duration 10
 
@@ -9,8 +9,9 @@ One embedded Postgres (durable: commits wait for the disk) and Redis serve every
 (/random, /today) and three reference functions (hello, minimal_random, minimal_today) run as
 separate gunicorn servers with the harness's own configuration, and wrk loads them in alternation
 (A B C D E, A B C D E, ...) so that slow drifts of the machine (other jobs, disk) hit all alike.
-Then: cold starts of the functions-framework CLI, /random at 10k and 1M facts, and the test suite's
-start-up and wall times. Medians everywhere.
+Then: the functions' view statements on Postgres alone (bench/storage.py: pgbench, today and
+random alternating), cold starts of the functions-framework CLI, /random at 10k and 1M facts, and
+the test suite's start-up and wall times. Medians everywhere.
 """
 
 from __future__ import annotations
