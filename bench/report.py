@@ -53,6 +53,20 @@ def document(info: dict[str, Any], measured: dict[str, Any], settings: dict[str,
         "cold_start_samples_ms": {key: v["samples_ms"] for key, v in measured["cold_start"].items()},
         "cold_start_listening_ms": {key: v["listening_median_ms"] for key, v in measured["cold_start"].items()},
     }
+    # The function tier's CPU per request (what each instance spends; Postgres and Redis apart).
+    doc["cpu_ms_per_req"] = dict(doc["app_cpu_ms_per_req"])
+    cpu = doc["cpu_ms_per_req"]
+    if all(name in cpu for name in ("random", "minimal_random", "today", "minimal_today")):
+        doc["ratio"]["random_cpu_to_minimal"] = cpu["random"] / cpu["minimal_random"]
+        doc["ratio"]["today_cpu_to_minimal"] = cpu["today"] / cpu["minimal_today"]
+    storage_runs = measured["storage"]
+    doc["storage_tps"] = {name: median_of(runs, "tps") for name, runs in storage_runs.items()}
+    doc["storage_failed"] = {name: sum(run["failed"] for run in runs) for name, runs in storage_runs.items()}
+    # Each round's today run beside the random run right after it, so a drift of the machine cancels.
+    doc["ratio"]["today_storage_to_random_storage"] = statistics.median(
+        t["tps"] / r["tps"] for t, r in zip(storage_runs["today"], storage_runs["random"], strict=True)
+    )
+    doc["storage_runs"] = storage_runs
     scale = {key: summarise(runs) for key, runs in measured["scale"]["runs"].items()}
     for field in ("rps", "p50_ms", "p99_ms", "non2xx", "socket_errors", "app_cpu_ms_per_req", "db_cpu_ms_per_req"):
         doc[field].update({key: s[field] for key, s in scale.items() if field in s})
@@ -72,7 +86,8 @@ def document(info: dict[str, Any], measured: dict[str, Any], settings: dict[str,
     doc["runs"] = measured["runs"]
     doc["scale"] = measured["scale"]
     # The headline figures also flat ("rps.hello"), for tools that look a figure up by one key.
-    for metric in ("rps", "p50_ms", "p99_ms", "ratio", "cold_start_ms", "suite_s", "startup_s"):
+    for metric in ("rps", "p50_ms", "p99_ms", "ratio", "cold_start_ms", "suite_s", "startup_s", "storage_tps",
+                   "cpu_ms_per_req"):  # fmt: skip
         doc.update({f"{metric}.{target}": value for target, value in doc[metric].items()})
     return doc
 
@@ -99,9 +114,44 @@ def _row(doc: dict[str, Any], name: str) -> str:
     return text
 
 
+# The figures of issue 10's table: (label, ratio key, target, whether higher is better).
+HEADLINE = (
+    ("Postgres ceiling, today's view statement / random's", "today_storage_to_random_storage", 0.5, True),
+    ("/random / minimal_random (throughput)", "random_to_minimal", 1.0, True),
+    ("/today / minimal_today (throughput)", "today_to_minimal", 1.0, True),
+    ("CPU per request, /random / minimal_random", "random_cpu_to_minimal", 1.05, False),
+    ("CPU per request, /today / minimal_today", "today_cpu_to_minimal", 1.05, False),
+)
+
+
+def headline(doc: dict[str, Any]) -> list[str]:
+    """The four figures with their targets (CPU per request counts as one figure, for both functions)."""
+    tps, cpu = doc["storage_tps"], doc.get("cpu_ms_per_req", {})
+    detail = {
+        "today_storage_to_random_storage": f"{tps['today']:.0f} vs {tps['random']:.0f} statements/s",
+        "random_to_minimal": f"{doc['rps']['random']:.0f} vs {doc['rps']['minimal_random']:.0f} req/s",
+        "today_to_minimal": f"{doc['rps']['today']:.0f} vs {doc['rps']['minimal_today']:.0f} req/s",
+        "random_cpu_to_minimal": f"{cpu.get('random', 0):.3f} vs {cpu.get('minimal_random', 0):.3f} ms",
+        "today_cpu_to_minimal": f"{cpu.get('today', 0):.3f} vs {cpu.get('minimal_today', 0):.3f} ms",
+    }
+    lines = [f"{'figure':<54}{'this run':>9}  {'target':<8}{'':<6}detail"]
+    for label, key, target, higher in HEADLINE:
+        value = doc["ratio"].get(key)
+        if value is None:
+            lines.append(f"{label:<54}{'n/a':>9}")
+            continue
+        met = value >= target if higher else value <= target
+        goal = f"{'>=' if higher else '<='} {target:g}"
+        lines.append(f"{label:<54}{value:>8.2f}x  {goal:<8}{'met' if met else 'NOT met':<8}{detail[key]}")
+    return lines
+
+
 def table(doc: dict[str, Any]) -> str:
     s, m = doc["settings"], doc["machine"]
     lines = [
+        "",
+        "issue 10's figures (medians of alternating rounds; ratios of one run):",
+        *headline(doc),
         "",
         f"facts-api benchmark  {m['date']}  commit {m['git_commit']}  {m['cpu_count']} CPUs  Python {m['python']}",
         f"gunicorn {m['gunicorn_workers']} workers x {m['gunicorn_threads']} threads (gthread);  "
@@ -115,7 +165,12 @@ def table(doc: dict[str, Any]) -> str:
     for name, label in LABELS.items():
         lines.append(f"{label:<22}{_row(doc, name)}")
     r = doc["ratio"]
+    tps = doc["storage_tps"]
     lines += [
+        "",
+        f"Postgres alone (pgbench, {s['connections']} connections, prepared, the functions' own statements):",
+        f"  today's view statement {tps['today']:8.0f} statements/s   random's {tps['random']:8.0f}"
+        f"   ratio {r['today_storage_to_random_storage']:.2f} (median of per-round ratios)",
         "",
         "CPU ms/req: CPU time of the target's gunicorn (app) and of Postgres + Redis (db) per answered request;",
         "others' CPU: share of the machine used by processes not ours during the runs (noise).",
@@ -150,6 +205,7 @@ def table(doc: dict[str, Any]) -> str:
     if doc.get("suite_skipped"):
         lines.append(f"  suite wall time not measured ({doc['suite_skipped']})")
     bad = {k: v for k, v in doc["non2xx"].items() if v}
+    bad.update({f"storage {k}": v for k, v in doc["storage_failed"].items() if v})
     errors = {k: v for k, v in doc["socket_errors"].items() if v}
     if bad:
         lines += ["", f"WARNING: non-2xx responses: {bad}"]

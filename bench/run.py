@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the facts functions against minimal reference functions, on loopback only.
 
-    python bench/run.py                 # full run (~5 minutes on 2 cores): prints a table, writes bench/results.json
+    python bench/run.py                 # full run (~6 minutes on 2 cores): prints a table, writes bench/results.json
     python bench/run.py --quick         # smoke run (~1 minute): short loads, no test-suite timing
     python bench/run.py --rounds 5 --duration 10
 
@@ -9,8 +9,9 @@ One embedded Postgres (durable: commits wait for the disk) and Redis serve every
 (/random, /today) and three reference functions (hello, minimal_random, minimal_today) run as
 separate gunicorn servers with the harness's own configuration, and wrk loads them in alternation
 (A B C D E, A B C D E, ...) so that slow drifts of the machine (other jobs, disk) hit all alike.
-Then: cold starts of the functions-framework CLI, /random at 10k and 1M facts, and the test suite's
-start-up and wall times. Medians everywhere.
+Then: the functions' view statements on Postgres alone (bench/storage.py: pgbench, today and
+random alternating), cold starts of the functions-framework CLI, /random at 10k and 1M facts, and
+the test suite's start-up and wall times. Medians everywhere.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import cpu, dataset, report, servers, suite  # noqa: E402
+from bench import cpu, dataset, report, servers, storage, suite  # noqa: E402
 from bench.wrkload import LoadSettings, ensure_wrk, run_wrk  # noqa: E402
 
 RESULTS_FILE = ROOT / "bench" / "results.json"
@@ -131,15 +132,29 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def prepare_database(database_url: str) -> str:
-    """Migrate and seed (as `harness.py serve` does before its workers start); a fact id for minimal_today."""
+def prepare_database(database_url: str) -> None:
+    """Migrate and seed, as `harness.py serve` does before its workers start."""
     from shared import schema
     from shared.config import parse_database_url
     from shared.postgres import connect
 
     with connect(parse_database_url(database_url), 30.0, statement_timeout_ms=None) as con:
         schema.migrate(con)
-        return str(con.run("SELECT fact_id FROM facts WHERE language = 'en' ORDER BY seq LIMIT 1")[0][0])
+
+
+def storage_ceilings(database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, list[dict]]:
+    """The today and random view statements on Postgres alone (bench/storage.py), alternating."""
+    from shared.config import parse_database_url
+    from shared.postgres import connect
+
+    day = datetime.now(UTC).date()
+    with connect(parse_database_url(database_url), 30.0, statement_timeout_ms=None) as con:
+        rows = con.run("SELECT fact_id FROM daily_facts WHERE day = :day AND language = 'en'", day=day)
+    if not rows:
+        raise RuntimeError("the day's fact was not chosen (the harness's /today answers that first)")
+    variables = storage.statement_variables(day, "en", str(rows[0][0]))
+    load = storage.StorageLoad(max(1, round(args.duration)), args.connections, args.threads)
+    return storage.storage_rounds(database_url, variables, args.rounds, load, workdir, log)
 
 
 def load_rounds(meter: Meter, urls: dict[str, str], args: argparse.Namespace) -> dict[str, list[dict]]:
@@ -216,9 +231,9 @@ def bench_servers(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str
     log("starting embedded Postgres and Redis (durable) ...")
     with embedded_services(workdir / "services", durable=True) as endpoints, servers.Servers(log_dir) as running:
         out["services_startup_s"] = round(endpoints.startup_s, 2)
-        fact_id = prepare_database(endpoints.database_url)
+        prepare_database(endpoints.database_url)
         # As the harness's subprocess sees it; the functions log JSON to stdout, i.e. to a log file.
-        env = {**os.environ, **endpoints.environ(), "FACTS_LOG_FORMAT": "json", "BENCH_FACT_ID": fact_id}
+        env = {**os.environ, **endpoints.environ(), "FACTS_LOG_FORMAT": "json"}
         log("starting the harness and the reference servers ...")
         harness = running.start("harness", servers.harness_argv(port := free_port()), port, env, ready_path="/healthz")
         urls = {"random": harness.base + "/random", "today": harness.base + "/today"}
@@ -230,6 +245,8 @@ def bench_servers(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str
         roots.update(postgres=endpoints.postgres.process.pid, redis=endpoints.redis.process.pid)  # type: ignore[union-attr]
         meter = Meter(wrk, roots)
         out["runs"] = load_rounds(meter, urls, args)
+        log("Postgres alone: the today and random view statements (pgbench) ...")
+        out["storage"] = storage_ceilings(endpoints.database_url, workdir, args)
         log("cold starts of the functions-framework CLI ...")
         out["cold_start"] = cold_starts(env, log_dir, args.repeats)
         out["scale"] = scale_runs(meter, endpoints.database_url, urls["random"], args)

@@ -376,7 +376,7 @@ def rehearse(
             peak = sampler.peak
             samples = sampler.samples
         with connect_url(admin_url) as con:
-            views = int(con.run("SELECT coalesce(sum(views), 0) FROM facts")[0][0])
+            views = int(con.run("SELECT coalesce(sum(views), 0) FROM fact_views")[0][0])
             migrations_recorded = int(con.run("SELECT count(*) FROM schema_migrations")[0][0])
             daily = con.run("SELECT language, count(*), min(fact_id) FROM daily_facts GROUP BY language")
     statuses = Counter(a.status for a in answers)

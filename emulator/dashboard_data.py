@@ -20,10 +20,9 @@ MOST_VIEWED = 10
 def views_relation() -> str:
     """The one place that reads view counts: a relation (fact_id, views).
 
-    Every figure on the dashboard joins this; if counts move (say, to sharded counters), change
-    only this function.
+    Counts live in counter shards; the SQL view `fact_views` is their one read path.
     """
-    return "SELECT fact_id, views FROM facts"
+    return "SELECT fact_id, views FROM fact_views"
 
 
 def todays_facts(pool: PostgresPool, day: date) -> list[dict[str, Any]]:

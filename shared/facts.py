@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .catalogue import fact_id
 from .store import Fact, FactStore
@@ -32,6 +32,28 @@ class DayFact:
     cache_hit: bool
 
 
+@dataclass(frozen=True)
+class DayChoice:
+    """What is fixed about the day's fact once chosen: all but its views."""
+
+    fact_id: str
+    fact: str
+    language: str
+    source: str
+
+    def as_cached(self) -> dict[str, str]:
+        return {"fact_id": self.fact_id, "fact": self.fact, "language": self.language, "source": self.source}
+
+    @classmethod
+    def from_cached(cls, value: dict[str, Any]) -> DayChoice | None:
+        """None for an entry without every field (one written by an older version, or foreign)."""
+        fields = [value.get(name) for name in ("fact_id", "fact", "language", "source")]
+        return cls(*fields) if all(isinstance(field, str) for field in fields) else None  # type: ignore[arg-type]
+
+    def with_views(self, views: int) -> Fact:
+        return Fact(self.fact_id, self.fact, self.language, self.source, views)
+
+
 def random_fact(
     store: FactStore, language: str, count_view: bool = True, upstream: Upstream | None = None
 ) -> Fact | None:
@@ -46,20 +68,26 @@ def random_fact(
 def fact_of_the_day(
     store: FactStore, cache: DayCache, language: str, now: datetime, count_view: bool = True
 ) -> DayFact | None:
-    """The day's fact: from the cache when it holds it, else chosen or read in Postgres and cached."""
+    """The day's fact: remembered by the instance or cached in Redis, else chosen or read in Postgres and cached."""
     day = utc_day(now)
-    cached = cache.get(language, day)
-    if cached is not None:
-        fact = store.by_id(str(cached["fact_id"]), count_view)
-        if fact is not None:
-            return DayFact(fact, day, cache_hit=True)
+    memo = cache.memo
+    choice: DayChoice | None = memo.get(language, day)
+    if choice is not None:
+        views = store.known_day_views(day, language, choice.fact_id, count_view)
+        if views is not None:
+            return DayFact(choice.with_views(views), day, cache_hit=True)
+        memo.forget(language, day)
+    else:
+        cached = cache.get(language, day)
+        choice = DayChoice.from_cached(cached) if cached is not None else None
+        if choice is not None:
+            views = store.known_day_views(day, language, choice.fact_id, count_view)
+            if views is not None:
+                memo.remember(language, day, choice)
+                return DayFact(choice.with_views(views), day, cache_hit=True)
     fact = store.of_the_day(day, language, count_view)
     if fact is None:
         return None
-    cache.put(
-        language,
-        day,
-        {"fact_id": fact.fact_id, "fact": fact.fact, "language": language},
-        seconds_until_utc_midnight(now),
-    )
+    choice = DayChoice(fact.fact_id, fact.fact, fact.language, fact.source)
+    cache.put(language, day, choice.as_cached(), seconds_until_utc_midnight(now))
     return DayFact(fact, day, cache_hit=False)

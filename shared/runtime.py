@@ -81,9 +81,7 @@ _schema_ready = False
 
 def _schema_is_current(pool: PostgresPool) -> bool:
     # On a pooled connection: an instance that finds the schema current pays no extra connection.
-    if not pool.run("SELECT to_regclass('schema_migrations') IS NOT NULL")[0][0]:
-        return False
-    return int(pool.run("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0]) >= schema.latest_version()
+    return not schema.missing_versions(pool)
 
 
 def ensure_schema(svc: Services) -> None:

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import pg8000.native
 
@@ -65,11 +65,17 @@ def latest_version() -> int:
     return migrations()[-1].version
 
 
-def current_version(con: pg8000.native.Connection) -> int:
-    rows = con.run("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    if not rows[0][0]:
-        return 0
-    return int(con.run("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0])
+class _Runner(Protocol):
+    def run(self, sql: str, **params: Any) -> Any: ...
+
+
+def missing_versions(runner: _Runner) -> set[int]:
+    """Known migrations not applied yet: a set, not a max, because SQL migrations numbered below the
+    seed step (1000) can come after it (0003 on a database seeded by an earlier version)."""
+    known = {migration.version for migration in migrations()}
+    if not runner.run("SELECT to_regclass('schema_migrations') IS NOT NULL")[0][0]:
+        return known
+    return known - {row[0] for row in runner.run("SELECT version FROM schema_migrations")}
 
 
 def migrate(con: pg8000.native.Connection, wait: bool = True) -> list[str]:
@@ -78,7 +84,7 @@ def migrate(con: pg8000.native.Connection, wait: bool = True) -> list[str]:
     With `wait`, wait for another migrator to finish (then usually find nothing to do); without,
     raise MigrationInProgress at once, so that a request is answered instead of held.
     """
-    if current_version(con) >= latest_version():
+    if not missing_versions(con):
         return []
     applied_now: list[str] = []
     if wait:

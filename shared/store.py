@@ -8,24 +8,36 @@ from typing import Any
 
 from .postgres import PostgresPool
 
-_COLUMNS = "fact_id, fact, language, source, views"
+# A fact's views are the sum of its counter shards (migrations/0003_view_shards.sql): every fact
+# has shard 0, where random picks count (their rows are spread over the catalogue anyway), and the
+# day's fact also has shards 1..DAY_SHARDS-1, one of them chosen at random per /today view, so the
+# views of the day do not all queue on one row's lock. `fact_views` is the read path for totals.
+DAY_SHARDS = 16
+_RANDOM_SHARD = f"(SELECT floor(random() * {DAY_SHARDS})::smallint)"
+# The total a view answers: its shard's new count plus the other shards as of the statement's
+# snapshot. It includes this view; it may miss views still in flight on other shards; and it never
+# goes below an answer given before this statement began (those are committed, so in the snapshot).
+_SHARD_SUM = "(SELECT CAST(coalesce(sum(o.views), 0) AS bigint) FROM view_shards o WHERE o.fact_id = {}.fact_id{})"
+_OTHER_SHARDS = _SHARD_SUM.format("v", " AND o.shard <> v.shard")
+_ALL_SHARDS = _SHARD_SUM.format("f", "")
 # `seq` is dense per language (1..n), so a uniform pick is one index lookup whatever the
 # catalogue size; the uncorrelated subquery runs once per statement.
 _PICK_SEQ = "(SELECT 1 + floor(random() * n)::integer FROM fact_counts WHERE language = :language)"
 
 RANDOM_VIEW = f"""
-UPDATE facts SET views = views + 1
-WHERE language = :language AND seq = {_PICK_SEQ}
-RETURNING {_COLUMNS}"""
+UPDATE view_shards v SET views = v.views + 1
+FROM facts f
+WHERE f.language = :language AND f.seq = {_PICK_SEQ} AND v.fact_id = f.fact_id AND v.shard = 0
+RETURNING f.fact_id, f.fact, f.language, f.source, v.views + {_OTHER_SHARDS}"""
 
-RANDOM_PEEK = f"SELECT {_COLUMNS} FROM facts WHERE language = :language AND seq = {_PICK_SEQ}"
-
-VIEW_BY_ID = f"UPDATE facts SET views = views + 1 WHERE fact_id = :fact_id RETURNING {_COLUMNS}"
-
-PEEK_BY_ID = f"SELECT {_COLUMNS} FROM facts WHERE fact_id = :fact_id"
+RANDOM_PEEK = f"""
+SELECT f.fact_id, f.fact, f.language, f.source, {_ALL_SHARDS}
+FROM facts f WHERE f.language = :language AND f.seq = {_PICK_SEQ}"""
 
 # The day's choice: the stored one if any, else a random fact inserted for the day. Concurrent
 # first requests race on the primary key; ON CONFLICT DO UPDATE hands the losers the winner's row.
+# The chosen fact's day shards are made here (a no-op once they exist), so the statements below
+# that count a known day's fact always find them.
 _DAY_CHOICE = f"""
 WITH existing AS (
     SELECT fact_id FROM daily_facts WHERE day = :day AND language = :language
@@ -37,16 +49,45 @@ WITH existing AS (
     RETURNING fact_id
 ), choice AS (
     SELECT fact_id FROM existing UNION ALL SELECT fact_id FROM inserted
+), shards AS (
+    INSERT INTO view_shards (fact_id, shard)
+    SELECT choice.fact_id, s.shard FROM choice CROSS JOIN generate_series(1, {DAY_SHARDS - 1}) AS s (shard)
+    ON CONFLICT DO NOTHING
 )"""
 
-TODAY_VIEW = f"""{_DAY_CHOICE}
-UPDATE facts f SET views = f.views + 1 FROM choice WHERE f.fact_id = choice.fact_id
-RETURNING f.fact_id, f.fact, f.language, f.source, f.views"""
-
-VIEW_EXTERNAL = f"SELECT {_COLUMNS} FROM view_external_fact(:fact_id, :fact, :language, :source)"
+# A day's first requests (and those of an instance that does not know the choice yet) count in
+# shard 0; the others use the statement after this one.
+TODAY_VIEW = f"""{_DAY_CHOICE}, counted AS (
+    UPDATE view_shards v SET views = v.views + 1 FROM choice
+    WHERE v.fact_id = choice.fact_id AND v.shard = 0
+    RETURNING v.fact_id, v.views + {_OTHER_SHARDS} AS views
+)
+SELECT f.fact_id, f.fact, f.language, f.source, counted.views FROM facts f JOIN counted USING (fact_id)"""
 
 TODAY_PEEK = f"""{_DAY_CHOICE}
-SELECT f.fact_id, f.fact, f.language, f.source, f.views FROM facts f JOIN choice USING (fact_id)"""
+SELECT f.fact_id, f.fact, f.language, f.source, {_ALL_SHARDS} FROM facts f JOIN choice USING (fact_id)"""
+
+# Counting a view of the day's fact when the instance already knows which it is: one shard at
+# random, and only if `fact_id` is still the day's choice (Postgres stays the truth, so a stale memo
+# or cache entry answers no rows and the caller asks TODAY_VIEW).
+KNOWN_DAY_VIEW = f"""
+UPDATE view_shards v SET views = v.views + 1
+FROM daily_facts d
+WHERE d.day = :day AND d.language = :language AND d.fact_id = :fact_id
+  AND v.fact_id = d.fact_id AND v.shard = {_RANDOM_SHARD}
+RETURNING v.views + {_OTHER_SHARDS}"""
+
+KNOWN_DAY_PEEK = """
+SELECT CAST(coalesce(sum(o.views), 0) AS bigint) FROM daily_facts d JOIN view_shards o USING (fact_id)
+WHERE d.day = :day AND d.language = :language AND d.fact_id = :fact_id
+HAVING count(*) > 0"""
+
+VIEW_EXTERNAL = (
+    "SELECT fact_id, fact, language, source, views FROM view_external_fact(:fact_id, :fact, :language, :source)"
+)
+
+VIEW_TOTALS = "SELECT fact_id, views FROM fact_views"
+VIEW_TOTAL = "SELECT views FROM fact_views WHERE fact_id = :fact_id"
 
 
 @dataclass(frozen=True)
@@ -78,9 +119,6 @@ class FactStore:
     def random(self, language: str, count_view: bool = True) -> Fact | None:
         return _one(self.pool.run(RANDOM_VIEW if count_view else RANDOM_PEEK, language=language))
 
-    def by_id(self, fact_id: str, count_view: bool = True) -> Fact | None:
-        return _one(self.pool.run(VIEW_BY_ID if count_view else PEEK_BY_ID, fact_id=fact_id))
-
     def view_external(self, fact_id: str, fact: str, language: str, source: str) -> Fact | None:
         """Count a view of a fact from outside the catalogue, adding it on first sight."""
         return _one(self.pool.run(VIEW_EXTERNAL, fact_id=fact_id, fact=fact, language=language, source=source))
@@ -88,6 +126,21 @@ class FactStore:
     def of_the_day(self, day: date, language: str, count_view: bool = True) -> Fact | None:
         """The day's fact, chosen now if it is the day's first request."""
         return _one(self.pool.run(TODAY_VIEW if count_view else TODAY_PEEK, day=day, language=language))
+
+    def known_day_views(self, day: date, language: str, fact_id: str, count_view: bool = True) -> int | None:
+        """Views of the day's fact `fact_id` (counting this one); None when it is not the day's choice."""
+        statement = KNOWN_DAY_VIEW if count_view else KNOWN_DAY_PEEK
+        rows = self.pool.run(statement, day=day, language=language, fact_id=fact_id)
+        return int(rows[0][0]) if rows else None
+
+    def views(self, fact_id: str) -> int | None:
+        """A fact's views: the one read path for a count (None for an unknown fact)."""
+        rows = self.pool.run(VIEW_TOTAL, fact_id=fact_id)
+        return int(rows[0][0]) if rows else None
+
+    def all_views(self) -> dict[str, int]:
+        """Every fact's views, by fact id."""
+        return {str(fact_id): int(views) for fact_id, views in self.pool.run(VIEW_TOTALS)}
 
     def ping(self) -> bool:
         return self.pool.run("SELECT 1") == [[1]]

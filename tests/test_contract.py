@@ -56,7 +56,7 @@ def test_today_if_none_match_gets_304_and_still_counts(today_client, db):
     assert again.status_code == 304
     assert again.get_data() == b""
     assert again.headers["ETag"] == etag
-    views = db.run("SELECT views FROM facts WHERE fact_id = :id", id=first.get_json()["fact_id"])[0][0]
+    views = db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=first.get_json()["fact_id"])[0][0]
     assert views == 2
 
 
@@ -94,7 +94,7 @@ def test_other_methods_get_405_with_allow(client, method, db):
     response = client.open("/", method=method, data=b'{"x": 1}')
     _is_json_error(response, 405, "method_not_allowed")
     assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
-    assert db.run("SELECT coalesce(sum(views), 0) FROM facts")[0][0] == 0
+    assert db.run("SELECT coalesce(sum(views), 0) FROM fact_views")[0][0] == 0
 
 
 def test_head_answers_without_counting_a_view(client, db):
@@ -102,7 +102,7 @@ def test_head_answers_without_counting_a_view(client, db):
     assert response.status_code == 200
     assert response.headers["Content-Type"] == JSON_TYPE
     assert response.get_data() == b""
-    assert db.run("SELECT coalesce(sum(views), 0) FROM facts")[0][0] == 0
+    assert db.run("SELECT coalesce(sum(views), 0) FROM fact_views")[0][0] == 0
 
 
 def test_options_answers_a_cors_preflight(client):
@@ -118,6 +118,6 @@ def test_unknown_query_parameters_are_ignored(random_client):
 
 def test_random_counts_views_atomically_in_postgres(random_client, db):
     seen = [random_client.get("/").get_json()["fact_id"] for _ in range(30)]
-    assert db.run("SELECT sum(views) FROM facts")[0][0] == 30
+    assert db.run("SELECT sum(views) FROM fact_views")[0][0] == 30
     for fact_id in set(seen):
-        assert db.run("SELECT views FROM facts WHERE fact_id = :id", id=fact_id)[0][0] == seen.count(fact_id)
+        assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=fact_id)[0][0] == seen.count(fact_id)

@@ -14,7 +14,9 @@ def test_data_access_random_endpoint(random_client, db):
 
     assert response.status_code == 200
     body = response.get_json()
-    rows = db.run("SELECT fact, views FROM facts WHERE fact_id = :fact_id", fact_id=body["fact_id"])
+    rows = db.run(
+        "SELECT fact, views FROM facts JOIN fact_views USING (fact_id) WHERE fact_id = :id", id=body["fact_id"]
+    )
     assert len(rows) == 1
     assert rows[0] == [body["fact"], body["views"]]
     assert body["views"] == 1
@@ -25,7 +27,9 @@ def test_data_access_today_endpoint(today_client, db, redis_client, services):
 
     assert response.status_code == 200
     body = response.get_json()
-    rows = db.run("SELECT fact, views FROM facts WHERE fact_id = :fact_id", fact_id=body["fact_id"])
+    rows = db.run(
+        "SELECT fact, views FROM facts JOIN fact_views USING (fact_id) WHERE fact_id = :id", id=body["fact_id"]
+    )
     assert len(rows) == 1
     assert rows[0] == [body["fact"], body["views"]]
     chosen = db.run(

@@ -84,7 +84,7 @@ def test_function_starts_from_the_upload_set_under_the_cli(services, runtime_ven
         assert status == 200
         assert headers["Content-Type"] == "application/json; charset=utf-8"
         assert body["language"] == "de" and (extra_key is None or extra_key in body)
-        assert db.run("SELECT views FROM facts WHERE fact_id = :id", id=body["fact_id"]) == [[body["views"]]]
+        assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=body["fact_id"]) == [[body["views"]]]
         with pytest.raises(urllib.error.HTTPError) as bad:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/?language=xx", timeout=5)
         assert bad.value.code == 400

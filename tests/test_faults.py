@@ -72,7 +72,7 @@ def test_redis_down_both_functions_answer_fast_with_one_warning(
         return redis_client.exists(key) == 1
 
     _eventually(cached_again)
-    views = db.run("SELECT views FROM facts WHERE fact_id = :id", id=before["fact_id"])[0][0]
+    views = db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=before["fact_id"])[0][0]
     assert views == today_client.get("/").get_json()["views"] - 1
 
 

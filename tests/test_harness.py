@@ -60,7 +60,7 @@ def test_served_function_matches_the_deployed_contract(harness, db):
     assert headers["ETag"] == f'W/"{fact["fact_id"]}-{fact["date"]}"'
     status, _, body = _get(harness + "/today", headers={"If-None-Match": headers["ETag"]})
     assert status == 304 and body == b""
-    assert db.run("SELECT views FROM facts WHERE fact_id = :id", id=fact["fact_id"]) == [[2]]
+    assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=fact["fact_id"]) == [[2]]
     status, headers, _ = _get(harness + "/random", method="DELETE")
     assert status == 405 and headers["Allow"] == "GET, HEAD, OPTIONS"
 

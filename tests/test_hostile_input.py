@@ -358,7 +358,7 @@ def test_unknown_methods_get_405_with_allow_and_count_no_view(harness, function,
     error = assert_error(answer, 405, "method_not_allowed")
     assert method.decode() in error["message"]
     assert answer.header("Allow") == "GET, HEAD, OPTIONS"
-    assert db.run("SELECT coalesce(sum(views), 0) FROM facts")[0][0] == 0
+    assert db.run("SELECT coalesce(sum(views), 0) FROM fact_views")[0][0] == 0
 
 
 @pytest.mark.parametrize("target", [b"/", b"/healthz", b"/openapi.json"])
@@ -434,7 +434,7 @@ def test_a_broken_chunked_body_is_a_400(harness, function, method, headers, body
     if error is not None:
         assert error["error"]["code"] == "invalid_body"
     assert answer.header("Content-Type") == JSON_TYPE
-    assert db.run("SELECT coalesce(sum(views), 0) FROM facts")[0][0] == 0
+    assert db.run("SELECT coalesce(sum(views), 0) FROM fact_views")[0][0] == 0
 
 
 def test_a_body_shorter_than_its_content_length_is_answered(harness, function):

@@ -31,7 +31,9 @@ def test_upstream_fact_is_saved_and_counted(upstream, random_client, db, seeded_
     assert (first["source"], first["views"], first["language"]) == ("stub-upstream", 1, "de")
     second = random_client.get("/", query_string={"language": "de"}).get_json()
     assert second["fact_id"] == first["fact_id"] and second["views"] == 2
-    rows = db.run("SELECT views, seq FROM facts WHERE fact_id = :id", id=first["fact_id"])
+    rows = db.run(
+        "SELECT views, seq FROM facts JOIN fact_views USING (fact_id) WHERE fact_id = :id", id=first["fact_id"]
+    )
     assert rows == [[2, seeded_counts["de"] + 1]]  # numbered after the catalogue: selection stays uniform
     assert db.run("SELECT n FROM fact_counts WHERE language = 'de'") == [[seeded_counts["de"] + 1]]
 

@@ -1,7 +1,8 @@
 """Reference functions doing the least work the real ones must do: the floor for /random and /today.
 
-- `minimal_random`: one prepared UPDATE ... RETURNING (the same statement shared/store.py runs).
-- `minimal_today`: one Redis GET of the day's key, then one prepared UPDATE of that row.
+- `minimal_random`: one prepared statement, shared/store.py's RANDOM_VIEW (imported, so it cannot drift).
+- `minimal_today`: one Redis GET of the day's key, then one prepared KNOWN_DAY_VIEW (the view counted
+  in one of the day fact's shards); TODAY_VIEW only when the key is missing (just after UTC midnight).
 
 No validation, no pool, no logging, no error contract: one pg8000 connection per thread, made on the
 thread's first request, with its statement prepared once. A broken connection is dropped and made
@@ -10,27 +11,21 @@ again on the next request, so a restart does not wedge the benchmark.
 
 import json
 import os
+import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import functions_framework
 import pg8000.native
 import redis
 
-COLUMNS = "fact_id, fact, language, source, views"
-# pg8000's native API names parameters (:language); it sends them as $1, so the server sees the
-# statement `... WHERE language = $1 AND seq = (SELECT ... WHERE language = $1) ...`.
-RANDOM_SQL = (
-    "UPDATE facts SET views = views + 1 WHERE language = :language AND seq = "
-    "(SELECT 1 + floor(random() * n)::integer FROM fact_counts WHERE language = :language) "
-    f"RETURNING {COLUMNS}"
-)
-BY_ID_SQL = f"UPDATE facts SET views = views + 1 WHERE fact_id = :fact_id RETURNING {COLUMNS}"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root, for its statements
+from shared.store import KNOWN_DAY_VIEW, RANDOM_VIEW, TODAY_VIEW
+
 HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 PREFIX = os.environ.get("FACTS_CACHE_PREFIX", "facts")
-# Used only when the day's key is missing (e.g. just after UTC midnight, before /today refilled it).
-FALLBACK_FACT_ID = os.environ.get("BENCH_FACT_ID", "")
 
 _local = threading.local()
 _redis = None
@@ -88,12 +83,15 @@ def _answer(rows):
 
 @functions_framework.http
 def minimal_random(request):
-    return _answer(_run(RANDOM_SQL, language="en"))
+    return _answer(_run(RANDOM_VIEW, language="en"))
 
 
 @functions_framework.http
 def minimal_today(request):
-    day = datetime.now(UTC).date().isoformat()
-    raw = _cache().get(f"{PREFIX}:today:en:{day}")
-    fact_id = json.loads(raw)["fact_id"] if raw else FALLBACK_FACT_ID
-    return _answer(_run(BY_ID_SQL, fact_id=fact_id))
+    day = datetime.now(UTC).date()
+    raw = _cache().get(f"{PREFIX}:today:en:{day.isoformat()}")
+    if not raw:
+        return _answer(_run(TODAY_VIEW, day=day, language="en"))
+    fact = json.loads(raw)
+    rows = _run(KNOWN_DAY_VIEW, day=day, language="en", fact_id=fact["fact_id"])
+    return _answer([[fact["fact_id"], fact["fact"], fact["language"], fact["source"], rows[0][0]]] if rows else [])

@@ -77,7 +77,7 @@ def test_revalidation_counts_a_view_but_the_script_sees_the_cached_body(
     assert first["status"] == second["status"] == 200
     assert second["body"] == first["body"]  # the cached body, views included
     fact_id = first["body"]["fact_id"]
-    assert db.run("SELECT views FROM facts WHERE fact_id = :id", id=fact_id) == [[first["body"]["views"] + 1]]
+    assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=fact_id) == [[first["body"]["views"] + 1]]
 
 
 def test_another_origin_cannot_read_the_dashboard(page: Any, harness: str, front_end: str) -> None:

@@ -33,7 +33,9 @@ def reset(db: Any, cache: redis.Redis, prefix: str, counts: dict[str, int]) -> N
             languages=languages,
             sizes=sizes,
         )
-        db.run("UPDATE facts SET views = 0 WHERE views <> 0")
+        # Views live in counter shards (shared/migrations/0003): the day shards go, shard 0 is zeroed.
+        db.run("DELETE FROM view_shards WHERE shard > 0")
+        db.run("UPDATE view_shards SET views = 0 WHERE views <> 0")
         db.run("COMMIT")
     except BaseException:
         db.run("ROLLBACK")
