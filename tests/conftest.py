@@ -119,10 +119,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.config.stash.setdefault(_REPORTS, []).append(report)
 
 
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    report = getattr(node, "workeroutput", {}).get("facts_services")
-    if report:
-        node.config.stash.setdefault(_REPORTS, []).append(report)
+class _WorkerReports:
+    """Collects the workers' reports on the controller; a hook that exists only when xdist is loaded."""
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        report = getattr(node, "workeroutput", {}).get("facts_services")
+        if report:
+            node.config.stash.setdefault(_REPORTS, []).append(report)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered only with xdist: `pytest -p no:xdist` would otherwise stop at an unknown hook.
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_WorkerReports(), "facts-worker-reports")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
