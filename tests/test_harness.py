@@ -9,34 +9,24 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from .support.harness_process import ROOT, harness_server
-
-
-def _get(url, method="GET", headers=None):
-    request = urllib.request.Request(url, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
+from .support.plain_http import get as http_get
 
 
 def test_index_lists_the_routes(harness):
-    status, headers, body = _get(harness + "/")
+    status, headers, body = http_get(harness + "/")
     assert status == 200 and headers["Content-Type"] == "application/json; charset=utf-8"
     routes = {r["path"]: r["target"] for r in json.loads(body)["routes"]}
     assert routes == {"/random": "random_fact", "/today": "today_fact"}
 
 
 def test_healthz_reports_both_stores(harness):
-    status, _, body = _get(harness + "/healthz")
+    status, _, body = http_get(harness + "/healthz")
     assert status == 200
     assert json.loads(body) == {"status": "ok", "postgres": "ok", "redis": "ok"}
 
@@ -55,18 +45,18 @@ def test_function_paths_answer_directly_without_redirect(harness, path):
 
 
 def test_served_function_matches_the_deployed_contract(harness, db):
-    status, headers, body = _get(harness + "/today")
+    status, headers, body = http_get(harness + "/today")
     fact = json.loads(body)
     assert headers["ETag"] == f'W/"{fact["fact_id"]}-{fact["date"]}"'
-    status, _, body = _get(harness + "/today", headers={"If-None-Match": headers["ETag"]})
+    status, _, body = http_get(harness + "/today", headers={"If-None-Match": headers["ETag"]})
     assert status == 304 and body == b""
     assert db.run("SELECT views FROM facts WHERE fact_id = :id", id=fact["fact_id"]) == [[2]]
-    status, headers, _ = _get(harness + "/random", method="DELETE")
+    status, headers, _ = http_get(harness + "/random", method="DELETE")
     assert status == 405 and headers["Allow"] == "GET, HEAD, OPTIONS"
 
 
 def test_unknown_path_is_a_json_404_listing_routes(harness):
-    status, headers, body = _get(harness + "/nothing/here")
+    status, headers, body = http_get(harness + "/nothing/here")
     assert status == 404 and headers["Content-Type"].startswith("application/json")
     assert json.loads(body)["error"]["routes"] == ["/random", "/today"]
 
@@ -74,7 +64,7 @@ def test_unknown_path_is_a_json_404_listing_routes(harness):
 def test_one_log_line_per_request_and_no_password(services):
     with harness_server(services.environ()) as (base, log_path):
         for path in ("/random", "/today", "/healthz", "/random?language=xx"):
-            _get(base + path)
+            http_get(base + path)
         # Log lines reach the file within the flush interval (0.25 s): wait for the four of them.
         text = _wait_for(lambda: (lambda t: t if t.count('"facts.') >= 4 else None)(log_path.read_text()), 10)
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
@@ -131,9 +121,9 @@ def test_a_third_function_needs_no_change_to_the_harness(services, tmp_path):
     )
     process, base, log = _serve_copy(copy, services)
     try:
-        index = _wait_for(lambda: json.loads(_get(base + "/")[2]))
+        index = _wait_for(lambda: json.loads(http_get(base + "/")[2]))
         assert [r["path"] for r in index["routes"]] == ["/hello_fact", "/random", "/today"]
-        status, _, body = _get(base + "/hello_fact?name=tests")
+        status, _, body = http_get(base + "/hello_fact?name=tests")
         assert status == 200 and json.loads(body) == {"hello": "tests"}
     finally:
         process.send_signal(signal.SIGTERM)
@@ -147,14 +137,14 @@ def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(services, tm
     good = source.read_text()
     process, base, log = _serve_copy(copy, services, "--reload")
     try:
-        _wait_for(lambda: _get(base + "/random")[0] == 200)
+        _wait_for(lambda: http_get(base + "/random")[0] == 200)
         source.write_text(good + "\ndef broken(:\n")
-        failed = _wait_for(lambda: (lambda r: r if r[0] == 500 else None)(_get(base + "/random")))
+        failed = _wait_for(lambda: (lambda r: r if r[0] == 500 else None)(http_get(base + "/random")))
         error = json.loads(failed[2])["error"]
         assert error["code"] == "function_failed_to_load" and "SyntaxError" in error["message"]
-        assert _get(base + "/today")[0] == 200  # the other function keeps serving
+        assert http_get(base + "/today")[0] == 200  # the other function keeps serving
         source.write_text(good)
-        _wait_for(lambda: _get(base + "/random")[0] == 200)
+        _wait_for(lambda: http_get(base + "/random")[0] == 200)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -1,0 +1,36 @@
+"""Passwords must never reach a log line or an answer: find them in whatever text a test collected."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
+
+from devservices import Endpoints
+from shared import logs
+
+
+def passwords_of(endpoints: Endpoints) -> list[str]:
+    """The passwords inside the worker's server URLs, as written and URL-decoded."""
+    found = set()
+    for url in (endpoints.database_url, endpoints.redis_url):
+        password = urlsplit(url).password
+        if password:
+            found |= {password, unquote(password)}
+    return sorted(found)
+
+
+def rendered(records: Iterable[logging.LogRecord]) -> list[str]:
+    """Each record as both real formatters write it (Cloud Logging JSON and the terminal line)."""
+    cloud, console = logs.CloudJsonFormatter(), logs.ConsoleFormatter()
+    return [line for record in records for line in (cloud.format(record), console.format(record))]
+
+
+def assert_no_password(lines: Iterable[str], endpoints: Endpoints) -> None:
+    passwords = passwords_of(endpoints)
+    leaked = [line for line in lines if any(password in line for password in passwords)]
+    if leaked:
+        example = leaked[0][:300]
+        for password in passwords:
+            example = example.replace(password, "<PASSWORD>")
+        raise AssertionError(f"{len(leaked)} line(s) hold a server password, e.g. {example!r}")
