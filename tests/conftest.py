@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from devservices import Endpoints
 from shared import runtime
 
-from .support import factories, janitor
+from .support import factories, janitor, leaks
 from .support.harness_process import harness_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 services = factories.services_fixture()
 db = factories.postgres_fixture()
 redis_client = factories.redis_fixture()
+fault_log = leaks.fault_log_fixture()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Faults against the worker's real servers: stopped, restarted, frozen and flushed by the tests.
 
 Every record our loggers emit during a fault test is searched for the servers' passwords (the
-autouse `fault_log` fixture), and so is the harness's log in the tests that go through gunicorn.
+`fault_log` fixture), and so is the harness's log in the tests that go through gunicorn.
 Timing bounds are the README's promises or the configured timeouts, each with its margin said.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
@@ -25,11 +25,11 @@ from shared.cache import today_key
 from shared.config import load_settings
 
 from .support.harness_process import LogSince, harness_server
-from .support.leaks import assert_no_password, rendered
-from .support.logcapture import captured_logs
+from .support.leaks import assert_no_password
 from .support.plain_http import get as http_get
 
-pytestmark = pytest.mark.usefixtures("fresh_runtime")
+# fault_log: every record our loggers emit is searched for the servers' passwords after each test.
+pytestmark = pytest.mark.usefixtures("fresh_runtime", "fault_log")
 
 # The README's promises, written out here so that a changed constant in the code fails a test.
 RETRY_AFTER = "2"  # 503 database_unavailable carries Retry-After: 2
@@ -37,14 +37,6 @@ REDIS_PAUSE_S = 2.0  # caching resumes by itself about 2 s after Redis returns
 FAST_S = 2.0  # with a server down (refusing), answers come within 2 s; they take milliseconds
 # How late the test may notice that caching resumed: its polling interval plus a loaded machine.
 RESUME_MARGIN_S = 1.5
-
-
-@pytest.fixture(autouse=True)
-def fault_log(services) -> Iterator[list[logging.LogRecord]]:
-    """The records our loggers emit during the test; afterwards, none may hold a server password."""
-    with captured_logs() as records:
-        yield records
-    assert_no_password(rendered(records), services)
 
 
 def _require_control(services, which):

@@ -18,6 +18,10 @@ UPSTREAM_PAUSE_S = 5.0  # README: after a failure the upstream is left alone for
 RESUME_MARGIN_S = 1.5  # how late the test may notice (its polling interval, a loaded machine)
 
 
+# fault_log: every record our loggers emit is searched for the servers' passwords after each test.
+pytestmark = pytest.mark.usefixtures("fault_log")
+
+
 @pytest.fixture
 def upstream(services, monkeypatch):
     with upstream_stub() as (url, state):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlsplit
+
+import pytest
 
 from devservices import Endpoints
 from shared import logs
+
+from .logcapture import captured_logs
 
 
 def passwords_of(endpoints: Endpoints) -> list[str]:
@@ -34,3 +38,15 @@ def assert_no_password(lines: Iterable[str], endpoints: Endpoints) -> None:
         for password in passwords:
             example = example.replace(password, "<PASSWORD>")
         raise AssertionError(f"{len(leaked)} line(s) hold a server password, e.g. {example!r}")
+
+
+def fault_log_fixture() -> Callable[..., Iterator[list[logging.LogRecord]]]:
+    """Fixture: the records our loggers emit during a test; afterwards, none may hold a server password."""
+
+    @pytest.fixture
+    def fault_log(services: Endpoints) -> Iterator[list[logging.LogRecord]]:
+        with captured_logs() as records:
+            yield records
+        assert_no_password(rendered(records), services)
+
+    return fault_log
