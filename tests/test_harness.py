@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from devservices.waiting import wait_until
+
 from .support.harness_process import ROOT, harness_server
 from .support.plain_http import get as http_get
 
@@ -65,8 +67,14 @@ def test_one_log_line_per_request_and_no_password(services):
     with harness_server(services.environ()) as (base, log_path):
         for path in ("/random", "/today", "/healthz", "/random?language=xx"):
             http_get(base + path)
+
         # Log lines reach the file within the flush interval (0.25 s): wait for the four of them.
-        text = _wait_for(lambda: (lambda t: t if t.count('"facts.') >= 4 else None)(log_path.read_text()), 10)
+        def four_lines():
+            text = log_path.read_text()
+            assert text.count('"facts.') >= 4
+            return text
+
+        text = wait_until(four_lines, 10, "the four request lines in the harness log")
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     requests = [(line.get("function"), line.get("status")) for line in lines if line["logger"] == "facts.requests"]
     assert sorted(requests, key=str) == sorted(
@@ -99,18 +107,28 @@ def _serve_copy(copy: Path, services, *args):
     return process, f"http://127.0.0.1:{port}", log
 
 
-def _wait_for(check, within_s=30.0):
-    deadline = time.monotonic() + within_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (OSError, ValueError) as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out; last: {last!r}")
+def _answers(url, status):
+    answer = http_get(url)
+    assert answer[0] == status, answer
+    return answer
+
+
+def _edit_until_answered(path, text, url, status):
+    """Write `text` to `path` until `url` answers `status`, again (a newer mtime) every 2 s.
+
+    gunicorn's reloader takes each file's first mtime when its thread first scans, which on a loaded
+    machine can come after the edit: the edit is then its baseline, never a change, unless repeated.
+    """
+    written_at = -1e9
+
+    def answered():
+        nonlocal written_at
+        if time.monotonic() - written_at > 2:
+            path.write_text(text)
+            written_at = time.monotonic()
+        return _answers(url, status)
+
+    return wait_until(answered, 60, f"{url} to answer {status} after the edit")
 
 
 def test_a_third_function_needs_no_change_to_the_harness(services, tmp_path):
@@ -121,7 +139,7 @@ def test_a_third_function_needs_no_change_to_the_harness(services, tmp_path):
     )
     process, base, log = _serve_copy(copy, services)
     try:
-        index = _wait_for(lambda: json.loads(http_get(base + "/")[2]))
+        index = wait_until(lambda: json.loads(http_get(base + "/")[2]), 30, "the copy's harness")
         assert [r["path"] for r in index["routes"]] == ["/hello_fact", "/random", "/today"]
         status, _, body = http_get(base + "/hello_fact?name=tests")
         assert status == 200 and json.loads(body) == {"hello": "tests"}
@@ -137,14 +155,12 @@ def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(services, tm
     good = source.read_text()
     process, base, log = _serve_copy(copy, services, "--reload")
     try:
-        _wait_for(lambda: http_get(base + "/random")[0] == 200)
-        source.write_text(good + "\ndef broken(:\n")
-        failed = _wait_for(lambda: (lambda r: r if r[0] == 500 else None)(http_get(base + "/random")))
+        wait_until(lambda: _answers(base + "/random", 200), 30, "the copy's harness")
+        failed = _edit_until_answered(source, good + "\ndef broken(:\n", base + "/random", 500)
         error = json.loads(failed[2])["error"]
         assert error["code"] == "function_failed_to_load" and "SyntaxError" in error["message"]
         assert http_get(base + "/today")[0] == 200  # the other function keeps serving
-        source.write_text(good)
-        _wait_for(lambda: http_get(base + "/random")[0] == 200)
+        _edit_until_answered(source, good, base + "/random", 200)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
