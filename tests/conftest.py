@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from devservices import Endpoints
 from shared import runtime
 
-from .support import factories, janitor
+from .support import factories, janitor, leaks
 from .support.harness_process import harness_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +36,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 services = factories.services_fixture()
 db = factories.postgres_fixture()
 redis_client = factories.redis_fixture()
+fault_log = leaks.fault_log_fixture()
 
 
 @pytest.fixture(scope="session")
@@ -119,10 +120,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.config.stash.setdefault(_REPORTS, []).append(report)
 
 
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    report = getattr(node, "workeroutput", {}).get("facts_services")
-    if report:
-        node.config.stash.setdefault(_REPORTS, []).append(report)
+class _WorkerReports:
+    """Collects the workers' reports on the controller; a hook that exists only when xdist is loaded."""
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        report = getattr(node, "workeroutput", {}).get("facts_services")
+        if report:
+            node.config.stash.setdefault(_REPORTS, []).append(report)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered only with xdist: `pytest -p no:xdist` would otherwise stop at an unknown hook.
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_WorkerReports(), "facts-worker-reports")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -6,12 +6,18 @@ import http.client
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import UTC, date, datetime
 from urllib.parse import urlsplit
 
+import pytest
+
+from devservices.waiting import wait_until
+from shared import runtime
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool
 from shared.store import FactStore
+
+from .support.factories import TestDatabase
 
 SMALL_CATALOGUE = 10
 
@@ -64,7 +70,8 @@ def test_64_concurrent_first_requests_of_the_day_agree_over_http(harness, db):
 
 
 def test_64_simultaneous_choices_in_postgres_record_exactly_one(services, db):
-    """The race itself, without the server's thread limit: 64 connections choose at the same moment."""
+    """Many choices at the same moment, without the server's thread limit (a stress test: how many
+    of them truly collide depends on the scheduler; the forced interleaving below does not)."""
     pool = PostgresPool(parse_database_url(services.database_url), size=64, timeout_s=10, statement_timeout_ms=10_000)
     store = FactStore(pool)
     day = date(2033, 1, 1)
@@ -83,3 +90,48 @@ def test_64_simultaneous_choices_in_postgres_record_exactly_one(services, db):
     assert len({fact.fact_id for fact in facts}) == 1
     assert db.run("SELECT count(*) FROM daily_facts WHERE day = CAST(:d AS date)", d=day.isoformat())[0][0] == 1
     assert sorted(fact.views for fact in facts) == list(range(1, 65))
+
+
+def _a_backend_waits_on_a_lock(db) -> bool:
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    return db.run(waiting)[0][0] > 0
+
+
+@pytest.mark.usefixtures("fresh_runtime")
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_first_request_that_loses_the_race_answers_the_winners_fact(services, today_client, db, method):
+    """The race forced, not hoped for: a rival transaction records the day's choice and stays open;
+    the function's first request of the day starts and must wait on it; then the rival commits.
+    The request must answer the rival's fact, and the rival's choice must stay the day's."""
+    day = datetime(2035, 6, 1, 12, 0, tzinfo=UTC)
+    runtime.set_clock(lambda: day)
+    # The function picks among seq 1..10; the rival's fact is seq 11, so no pick of its own can match it.
+    db.run("UPDATE fact_counts SET n = 10 WHERE language = 'en'")
+    rival_fact = db.run("SELECT fact_id FROM facts WHERE language = 'en' AND seq = 11")[0][0]
+    rival = TestDatabase(services.database_url)
+    executor = ThreadPoolExecutor(1)
+    try:
+        rival.run("BEGIN")
+        rival.run(
+            "INSERT INTO daily_facts (day, language, fact_id) VALUES (CAST(:day AS date), 'en', :fact_id)",
+            day=day.date().isoformat(),
+            fact_id=rival_fact,
+        )
+        answer = executor.submit(today_client.open, "/", method=method)
+
+        def request_waits_for_the_rival():
+            assert answer.done() or _a_backend_waits_on_a_lock(db)
+
+        wait_until(request_waits_for_the_rival, 10, "the function's request to wait for the rival's choice")
+        rival.run("COMMIT")
+        response = answer.result(timeout=10)
+    finally:
+        executor.shutdown(wait=False)
+        rival.close()
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.headers["ETag"] == f'W/"{rival_fact}-{day.date().isoformat()}"'
+    if method == "GET":
+        body = response.get_json()
+        assert (body["fact_id"], body["views"]) == (rival_fact, 1)
+    chosen = db.run("SELECT fact_id FROM daily_facts WHERE day = CAST(:day AS date)", day=day.date().isoformat())
+    assert chosen == [[rival_fact]]

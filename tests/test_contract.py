@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -117,7 +120,30 @@ def test_unknown_query_parameters_are_ignored(random_client):
 
 
 def test_random_counts_views_atomically_in_postgres(random_client, db):
-    seen = [random_client.get("/").get_json()["fact_id"] for _ in range(30)]
-    assert db.run("SELECT sum(views) FROM fact_views")[0][0] == 30
+    """Eight threads at once on three hot rows: a read-then-write count would lose views here."""
+    db.run("UPDATE fact_counts SET n = 3 WHERE language = 'en'")
+    threads, per_thread = 8, 25
+    start = threading.Barrier(threads)
+
+    def views(_):
+        client = random_client.application.test_client()  # a client per thread; the app is shared
+        start.wait(timeout=30)
+        return [client.get("/").get_json()["fact_id"] for _ in range(per_thread)]
+
+    with ThreadPoolExecutor(threads) as pool:
+        seen = [fact_id for batch in pool.map(views, range(threads)) for fact_id in batch]
+    assert db.run("SELECT sum(views) FROM fact_views")[0][0] == threads * per_thread
     for fact_id in set(seen):
         assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=fact_id)[0][0] == seen.count(fact_id)
+
+
+def test_head_on_a_cached_today_counts_no_view(today_client):
+    first = today_client.get("/")  # chooses and caches the day's fact: the requests below are cache hits
+    etag = first.headers["ETag"]
+    head = today_client.head("/")
+    assert head.status_code == 200 and head.get_data() == b""
+    assert head.headers["ETag"] == etag
+    conditional = today_client.head("/", headers={"If-None-Match": etag})
+    assert conditional.status_code == 304 and conditional.get_data() == b""
+    assert conditional.headers["ETag"] == etag
+    assert today_client.get("/").get_json()["views"] == 2  # the two GETs, neither HEAD

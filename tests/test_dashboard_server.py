@@ -7,8 +7,6 @@ import logging
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,27 +15,19 @@ import pytest
 from emulator import logstream
 from emulator.dashboard import EventStream
 
-
-def _get(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, Any, bytes]:
-    request = urllib.request.Request(url, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
-
+from .support.plain_http import get as http_get
 
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 
 
 def test_a_browser_gets_the_page_at_the_root_and_api_clients_the_route_table(harness: str) -> None:
-    status, headers, body = _get(harness + "/", {"Accept": BROWSER_ACCEPT})
+    status, headers, body = http_get(harness + "/", headers={"Accept": BROWSER_ACCEPT})
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     assert b"/_dashboard/dashboard.js" in body
     assert "default-src 'self'" in headers["Content-Security-Policy"]  # nothing from elsewhere
     assert headers["Vary"] == "Accept" and "Access-Control-Allow-Origin" not in headers
     for accept in (None, "*/*", "application/json", "application/json, text/html;q=0.5"):
-        status, headers, body = _get(harness + "/", {"Accept": accept} if accept else {})
+        status, headers, body = http_get(harness + "/", headers={"Accept": accept} if accept else {})
         assert status == 200 and headers["Content-Type"] == "application/json; charset=utf-8", accept
         assert [r["path"] for r in json.loads(body)["routes"]] == ["/random", "/today"]
 
@@ -45,22 +35,22 @@ def test_a_browser_gets_the_page_at_the_root_and_api_clients_the_route_table(har
 def test_the_dashboard_is_read_only_and_answers_only_its_own_host(harness: str) -> None:
     port = urlsplit(harness).port
     for path in ("/_dashboard/api/services", "/_dashboard/api/functions"):
-        assert _get(harness + path, method="POST")[0] == 405
-        assert _get(harness + path, method="DELETE")[0] == 405
-        status, _, body = _get(harness + path, {"Host": f"attacker.example:{port}"})  # DNS rebinding
+        assert http_get(harness + path, method="POST")[0] == 405
+        assert http_get(harness + path, method="DELETE")[0] == 405
+        status, _, body = http_get(harness + path, headers={"Host": f"attacker.example:{port}"})  # DNS rebinding
         assert status == 403 and json.loads(body)["error"]["code"] == "host_not_allowed"
-        assert _get(harness + path, {"Host": f"localhost:{port}"})[0] == 200
-    assert _get(harness + "/", {"Accept": BROWSER_ACCEPT, "Host": "attacker.example"})[0] == 403
+        assert http_get(harness + path, headers={"Host": f"localhost:{port}"})[0] == 200
+    assert http_get(harness + "/", headers={"Accept": BROWSER_ACCEPT, "Host": "attacker.example"})[0] == 403
     started = time.monotonic()
-    assert _get(harness + "/_dashboard/api/events", method="HEAD")[0] == 200
+    assert http_get(harness + "/_dashboard/api/events", method="HEAD")[0] == 200
     assert time.monotonic() - started < 2.0  # no stream held open for a HEAD
-    assert _get(harness + "/_dashboard/../harness.py")[0] == 404
-    assert _get(harness + "/_dashboard/index.html")[0] == 404  # only the page's own assets
+    assert http_get(harness + "/_dashboard/../harness.py")[0] == 404
+    assert http_get(harness + "/_dashboard/index.html")[0] == 404  # only the page's own assets
 
 
 def test_the_services_answer_has_health_data_and_no_password(harness: str, services: Any) -> None:
-    _get(harness + "/today")
-    status, headers, body = _get(harness + "/_dashboard/api/services")
+    http_get(harness + "/today")
+    status, headers, body = http_get(harness + "/_dashboard/api/services")
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
     answer = json.loads(body)
     assert answer["provider"] == "external" and answer["status"] == "ok"
@@ -99,8 +89,8 @@ def test_the_live_log_streams_request_lines_with_their_fields(harness: str) -> N
     result: list[str] = []
     reader.start()
     time.sleep(1.0)  # the stream asks the hub first: from then on, workers forward lines
-    _get(harness + "/today?language=de")
-    _get(harness + "/no/such/path")
+    http_get(harness + "/today?language=de")
+    http_get(harness + "/no/such/path")
     reader.join()
     assert "text/event-stream; charset=utf-8" in "\n".join(result[:10])
     events = [json.loads(line[len("data: ") :]) for line in result if line.startswith('data: {"time"')]
@@ -121,7 +111,7 @@ def test_each_worker_holds_few_streams_and_the_functions_keep_answering(harness:
         statuses = [sock.recv(64).split(b" ")[1] for sock in streams]
         assert b"503" in statuses and b"200" in statuses
         started = time.monotonic()
-        assert _get(harness + "/random")[0] == 200
+        assert http_get(harness + "/random")[0] == 200
         assert time.monotonic() - started < 2.0
     finally:
         for sock in streams:
@@ -197,7 +187,7 @@ def test_with_redis_down_the_services_answer_says_so_quickly_and_keeps_the_rest(
     services.redis.stop()
     try:
         started = time.monotonic()
-        status, _, body = _get(harness + "/_dashboard/api/services")
+        status, _, body = http_get(harness + "/_dashboard/api/services")
         assert time.monotonic() - started < 3.0
     finally:
         services.redis.start()

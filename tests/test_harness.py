@@ -8,35 +8,27 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from devservices.waiting import wait_until
+
 from .support.harness_process import ROOT, harness_server
 from .support.harness_process import project_copy as _copy_project
-
-
-def _get(url, method="GET", headers=None):
-    request = urllib.request.Request(url, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
+from .support.plain_http import get as http_get
 
 
 def test_index_lists_the_routes(harness):
-    status, headers, body = _get(harness + "/")
+    status, headers, body = http_get(harness + "/")
     assert status == 200 and headers["Content-Type"] == "application/json; charset=utf-8"
     routes = {r["path"]: r["target"] for r in json.loads(body)["routes"]}
     assert routes == {"/random": "random_fact", "/today": "today_fact"}
 
 
 def test_healthz_reports_both_stores(harness):
-    status, _, body = _get(harness + "/healthz")
+    status, _, body = http_get(harness + "/healthz")
     assert status == 200
     assert json.loads(body) == {"status": "ok", "postgres": "ok", "redis": "ok"}
 
@@ -55,18 +47,18 @@ def test_function_paths_answer_directly_without_redirect(harness, path):
 
 
 def test_served_function_matches_the_deployed_contract(harness, db):
-    status, headers, body = _get(harness + "/today")
+    status, headers, body = http_get(harness + "/today")
     fact = json.loads(body)
     assert headers["ETag"] == f'W/"{fact["fact_id"]}-{fact["date"]}"'
-    status, _, body = _get(harness + "/today", headers={"If-None-Match": headers["ETag"]})
+    status, _, body = http_get(harness + "/today", headers={"If-None-Match": headers["ETag"]})
     assert status == 304 and body == b""
     assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=fact["fact_id"]) == [[2]]
-    status, headers, _ = _get(harness + "/random", method="DELETE")
+    status, headers, _ = http_get(harness + "/random", method="DELETE")
     assert status == 405 and headers["Allow"] == "GET, HEAD, OPTIONS"
 
 
 def test_unknown_path_is_a_json_404_listing_routes(harness):
-    status, headers, body = _get(harness + "/nothing/here")
+    status, headers, body = http_get(harness + "/nothing/here")
     assert status == 404 and headers["Content-Type"].startswith("application/json")
     assert json.loads(body)["error"]["routes"] == ["/random", "/today"]
 
@@ -74,9 +66,15 @@ def test_unknown_path_is_a_json_404_listing_routes(harness):
 def test_one_log_line_per_request_and_no_password(services):
     with harness_server(services.environ()) as (base, log_path):
         for path in ("/random", "/today", "/healthz", "/random?language=xx"):
-            _get(base + path)
+            http_get(base + path)
+
         # Log lines reach the file within the flush interval (0.25 s): wait for the four of them.
-        text = _wait_for(lambda: (lambda t: t if t.count('"facts.') >= 4 else None)(log_path.read_text()), 10)
+        def four_lines():
+            text = log_path.read_text()
+            assert text.count('"facts.') >= 4
+            return text
+
+        text = wait_until(four_lines, 10, "the four request lines in the harness log")
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     requests = [(line.get("function"), line.get("status")) for line in lines if line["logger"] == "facts.requests"]
     assert sorted(requests, key=str) == sorted(
@@ -99,18 +97,28 @@ def _serve_copy(copy: Path, services, *args):
     return process, f"http://127.0.0.1:{port}", log
 
 
-def _wait_for(check, within_s=30.0):
-    deadline = time.monotonic() + within_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (OSError, ValueError) as exc:
-            last = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out; last: {last!r}")
+def _answers(url, status):
+    answer = http_get(url)
+    assert answer[0] == status, answer
+    return answer
+
+
+def _edit_until_answered(path, text, url, status):
+    """Write `text` to `path` until `url` answers `status`, again (a newer mtime) every 2 s.
+
+    gunicorn's reloader takes each file's first mtime when its thread first scans, which on a loaded
+    machine can come after the edit: the edit is then its baseline, never a change, unless repeated.
+    """
+    written_at = -1e9
+
+    def answered():
+        nonlocal written_at
+        if time.monotonic() - written_at > 2:
+            path.write_text(text)
+            written_at = time.monotonic()
+        return _answers(url, status)
+
+    return wait_until(answered, 60, f"{url} to answer {status} after the edit")
 
 
 def test_a_third_function_needs_no_change_to_the_harness(services, tmp_path):
@@ -121,9 +129,9 @@ def test_a_third_function_needs_no_change_to_the_harness(services, tmp_path):
     )
     process, base, log = _serve_copy(copy, services)
     try:
-        index = _wait_for(lambda: json.loads(_get(base + "/")[2]))
+        index = wait_until(lambda: json.loads(http_get(base + "/")[2]), 30, "the copy's harness")
         assert [r["path"] for r in index["routes"]] == ["/hello_fact", "/random", "/today"]
-        status, _, body = _get(base + "/hello_fact?name=tests")
+        status, _, body = http_get(base + "/hello_fact?name=tests")
         assert status == 200 and json.loads(body) == {"hello": "tests"}
     finally:
         process.send_signal(signal.SIGTERM)
@@ -137,14 +145,12 @@ def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(services, tm
     good = source.read_text()
     process, base, log = _serve_copy(copy, services, "--reload")
     try:
-        _wait_for(lambda: _get(base + "/random")[0] == 200)
-        source.write_text(good + "\ndef broken(:\n")
-        failed = _wait_for(lambda: (lambda r: r if r[0] == 500 else None)(_get(base + "/random")))
+        wait_until(lambda: _answers(base + "/random", 200), 30, "the copy's harness")
+        failed = _edit_until_answered(source, good + "\ndef broken(:\n", base + "/random", 500)
         error = json.loads(failed[2])["error"]
         assert error["code"] == "function_failed_to_load" and "SyntaxError" in error["message"]
-        assert _get(base + "/today")[0] == 200  # the other function keeps serving
-        source.write_text(good)
-        _wait_for(lambda: _get(base + "/random")[0] == 200)
+        assert http_get(base + "/today")[0] == 200  # the other function keeps serving
+        _edit_until_answered(source, good, base + "/random", 200)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -15,19 +15,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is in requirements-dev.txt")
-
-import requests  # noqa: E402  (a schemathesis dependency)
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import (  # noqa: E402
+import requests  # a schemathesis dependency
+import schemathesis  # required (requirements-dev.txt): a broken install fails here instead of skipping the fuzzing
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
-from schemathesis.config import SchemathesisConfig  # noqa: E402
+from schemathesis.config import SchemathesisConfig
 
 CHECKS = [
     not_a_server_error,

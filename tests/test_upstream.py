@@ -7,11 +7,19 @@ import time
 
 import pytest
 
+from devservices.waiting import wait_until
 from shared import runtime
 from shared.catalogue import fact_id
 
 from .support.logcapture import captured_logs
 from .support.upstream_stub import upstream_stub
+
+UPSTREAM_PAUSE_S = 5.0  # README: after a failure the upstream is left alone for 5 s
+RESUME_MARGIN_S = 1.5  # how late the test may notice (its polling interval, a loaded machine)
+
+
+# fault_log: every record our loggers emit is searched for the servers' passwords after each test.
+pytestmark = pytest.mark.usefixtures("fault_log")
 
 
 @pytest.fixture
@@ -48,6 +56,23 @@ def test_failing_or_slow_upstream_falls_back_to_the_catalogue(upstream, random_c
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert all(r.get_json()["fact"] != upstream.text for r in responses)
     assert took < 2.0  # one short timeout at most, then the breaker skips the upstream
+    assert upstream.requests == 1, "the upstream was asked again during its pause"
     warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "falling back to the catalogue" in warnings[0]
     assert db.run("SELECT count(*) FROM facts WHERE fact_id = :id", id=fact_id(upstream.text)) == [[0]]
+
+
+def test_a_failed_upstream_is_left_alone_for_the_promised_pause(upstream, random_client):
+    upstream.mode = "error"
+    failed_at = time.monotonic()
+    assert random_client.get("/").status_code == 200  # from the catalogue
+    upstream.mode = "ok"
+
+    def from_the_upstream_again():
+        assert random_client.get("/").get_json()["fact"] == upstream.text
+
+    wait_until(from_the_upstream_again, UPSTREAM_PAUSE_S + 10, "random to ask the upstream again")
+    back_after = time.monotonic() - failed_at
+    assert back_after >= UPSTREAM_PAUSE_S, "the upstream was asked again before its pause was over"
+    assert back_after < UPSTREAM_PAUSE_S + RESUME_MARGIN_S
+    assert upstream.requests == 2  # the failed call and the one after the pause, none in between

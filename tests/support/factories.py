@@ -71,6 +71,8 @@ class TestDatabase:
     Fault tests restart the server under it, so a dropped connection is re-made once, quietly.
     """
 
+    __test__ = False  # a helper, not a test class, despite its name
+
     def __init__(self, url: str) -> None:
         self._settings = parse_database_url(url)
         self._con = connect(self._settings, 5.0, statement_timeout_ms=None)

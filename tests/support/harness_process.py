@@ -75,3 +75,26 @@ def _healthy(process: subprocess.Popen[bytes], base: str) -> None:
         raise RuntimeError(f"harness exited with {process.returncode}")
     with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
         assert response.status == 200
+
+
+class LogSince:
+    """What a harness has written to its log file since this object was made."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.start = path.stat().st_size
+
+    def text(self) -> str:
+        with open(self.path, "rb") as log:
+            log.seek(self.start)
+            return log.read().decode("utf-8", "replace")
+
+    def wait_for(self, needle: str, within_s: float = 10.0) -> str:
+        """The text once it holds `needle` (lines reach the file within the log flush interval)."""
+
+        def holds_needle() -> str:
+            text = self.text()
+            assert needle in text
+            return text
+
+        return wait_until(holds_needle, within_s, f"{needle!r} in the harness log", lambda: self.text()[-3000:])

@@ -1,0 +1,52 @@
+"""Passwords must never reach a log line or an answer: find them in whatever text a test collected."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from devservices import Endpoints
+from shared import logs
+
+from .logcapture import captured_logs
+
+
+def passwords_of(endpoints: Endpoints) -> list[str]:
+    """The passwords inside the worker's server URLs, as written and URL-decoded."""
+    found = set()
+    for url in (endpoints.database_url, endpoints.redis_url):
+        password = urlsplit(url).password
+        if password:
+            found |= {password, unquote(password)}
+    return sorted(found)
+
+
+def rendered(records: Iterable[logging.LogRecord]) -> list[str]:
+    """Each record as both real formatters write it (Cloud Logging JSON and the terminal line)."""
+    cloud, console = logs.CloudJsonFormatter(), logs.ConsoleFormatter()
+    return [line for record in records for line in (cloud.format(record), console.format(record))]
+
+
+def assert_no_password(lines: Iterable[str], endpoints: Endpoints) -> None:
+    passwords = passwords_of(endpoints)
+    leaked = [line for line in lines if any(password in line for password in passwords)]
+    if leaked:
+        example = leaked[0][:300]
+        for password in passwords:
+            example = example.replace(password, "<PASSWORD>")
+        raise AssertionError(f"{len(leaked)} line(s) hold a server password, e.g. {example!r}")
+
+
+def fault_log_fixture() -> Callable[..., Iterator[list[logging.LogRecord]]]:
+    """Fixture: the records our loggers emit during a test; afterwards, none may hold a server password."""
+
+    @pytest.fixture
+    def fault_log(services: Endpoints) -> Iterator[list[logging.LogRecord]]:
+        with captured_logs() as records:
+            yield records
+        assert_no_password(rendered(records), services)
+
+    return fault_log
