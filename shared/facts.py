@@ -72,19 +72,18 @@ def fact_of_the_day(
     day = utc_day(now)
     memo = cache.memo
     choice: DayChoice | None = memo.get(language, day)
+    remembered = choice is not None
+    if not remembered:
+        cached = cache.get(language, day)
+        choice = DayChoice.from_cached(cached) if cached is not None else None
     if choice is not None:
         views = store.known_day_views(day, language, choice.fact_id, count_view)
         if views is not None:
-            return DayFact(choice.with_views(views), day, cache_hit=True)
-        memo.forget(language, day)
-    else:
-        cached = cache.get(language, day)
-        choice = DayChoice.from_cached(cached) if cached is not None else None
-        if choice is not None:
-            views = store.known_day_views(day, language, choice.fact_id, count_view)
-            if views is not None:
+            if not remembered:
                 memo.remember(language, day, choice)
-                return DayFact(choice.with_views(views), day, cache_hit=True)
+            return DayFact(choice.with_views(views), day, cache_hit=True)
+        if remembered:
+            memo.forget(language, day)
     fact = store.of_the_day(day, language, count_view)
     if fact is None:
         return None
