@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emulator.dashboard import DashboardSetup
+    from devharness.dashboard import DashboardSetup
 
 ROOT = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("FACTS_DATA_DIR", ROOT / ".facts-data"))
@@ -49,34 +49,34 @@ def running_services(kind: str, quiet: bool = False) -> Iterator[Any]:
     kind = _resolve_kind(kind)
     if not quiet:
         print(f"starting services: {kind} ...", file=sys.stderr, flush=True)
-    with provide(kind, DATA_DIR / kind, durable=True) as endpoints:
-        os.environ.update(endpoints.environ())
+    with provide(kind, DATA_DIR / kind, durable=True) as provided:
+        os.environ.update(provided.environ())
         settings = load_settings()
         # Migrate here once, before any worker starts, so no request pays for it.
         with connect(settings.postgres, 10.0, statement_timeout_ms=None) as con:
             applied = schema.migrate(con)
         if not quiet:
-            print(f"  {endpoints.description}", file=sys.stderr)
-            print(f"  DATABASE_URL={mask_url(endpoints.database_url)}", file=sys.stderr)
-            print(f"  REDIS_URL={mask_url(endpoints.redis_url)}", file=sys.stderr)
+            print(f"  {provided.description}", file=sys.stderr)
+            print(f"  DATABASE_URL={mask_url(provided.database_url)}", file=sys.stderr)
+            print(f"  REDIS_URL={mask_url(provided.redis_url)}", file=sys.stderr)
             if applied:
                 print(f"  applied migrations: {', '.join(applied)}", file=sys.stderr)
-        yield endpoints
+        yield provided
 
 
 def _health() -> tuple[int, dict[str, Any]]:
-    from shared import runtime
+    from shared import instance
 
     checks: dict[str, str] = {}
     try:
-        svc = runtime.services(migrate=False)
+        current = instance.state(migrate=False)
     except Exception as exc:  # a configuration error: say what, never the URL
         return 503, {"status": "down", "error": str(exc)}
     try:
-        checks["postgres"] = "ok" if svc.store.ping() else "down"
+        checks["postgres"] = "ok" if current.store.ping() else "down"
     except Exception:
         checks["postgres"] = "down"
-    checks["redis"] = "ok" if svc.cache.ping() else "down"
+    checks["redis"] = "ok" if current.cache.ping() else "down"
     healthy = checks["postgres"] == "ok"
     status = "ok" if healthy and checks["redis"] == "ok" else ("degraded" if healthy else "down")
     return (200 if healthy else 503), {"status": status, **checks}
@@ -84,11 +84,11 @@ def _health() -> tuple[int, dict[str, Any]]:
 
 def build_app(dashboard: DashboardSetup | None = None) -> Any:
     """The dispatcher of one gunicorn worker; with `dashboard`, the dashboard and its live log too."""
-    from emulator.dashboard import Dashboard
-    from emulator.dispatcher import Dispatcher
-    from emulator.logstream import forward_request_logs
-    from emulator.routes import discover
-    from emulator.server import worker_stopping
+    from devharness.dashboard import Dashboard
+    from devharness.dispatcher import Dispatcher
+    from devharness.logstream import forward_request_logs
+    from devharness.routes import discover
+    from devharness.server import worker_stopping
     from shared import logs
 
     logs.configure()
@@ -100,15 +100,15 @@ def build_app(dashboard: DashboardSetup | None = None) -> Any:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from emulator.dashboard import DashboardSetup
-    from emulator.logstream import LogHub
-    from emulator.routes import discover
-    from emulator.server import HarnessServer, default_threads
+    from devharness.dashboard import DashboardSetup
+    from devharness.logstream import LogHub
+    from devharness.routes import discover
+    from devharness.server import HarnessServer, default_threads
 
     # gunicorn's arbiter handles SIGINT/SIGTERM once it runs; before that, turn SIGTERM into a
     # clean exit too, so the services started below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with running_services(args.services) as endpoints, LogHub() as hub:
+    with running_services(args.services) as provided, LogHub() as hub:
         os.environ.setdefault("FACTS_LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
         base = f"http://{args.host}:{args.port}"
         print(f"serving on {base}  (Ctrl-C stops the server and the services it started)", file=sys.stderr)
@@ -118,8 +118,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"  dashboard: open {base}/ in a browser (JSON clients get the route table there)", file=sys.stderr)
         sys.stderr.flush()
         dashboard = DashboardSetup(
-            provider=endpoints.provider,
-            description=endpoints.description,
+            provider=provided.provider,
+            description=provided.description,
             bind_host=args.host,
             reload=args.reload,
             hub=hub.address,
@@ -142,7 +142,7 @@ def _parse_pairs(pairs: list[str], sep: str, what: str) -> list[tuple[str, str]]
 def invoke(args: argparse.Namespace) -> int:
     import functions_framework
 
-    from emulator.routes import discover
+    from devharness.routes import discover
 
     routes = {r.path.strip("/"): r for r in discover()} | {r.target: r for r in discover()}
     route = routes.get(args.function)

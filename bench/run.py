@@ -104,7 +104,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def machine_info() -> dict[str, Any]:
-    from emulator.server import default_threads, default_workers
+    from devharness.server import default_threads, default_workers
 
     def command(*argv: str) -> str:
         try:
@@ -229,11 +229,11 @@ def bench_servers(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str
     log_dir = workdir / "logs"
     log_dir.mkdir()
     log("starting embedded Postgres and Redis (durable) ...")
-    with embedded_services(workdir / "services", durable=True) as endpoints, servers.Servers(log_dir) as running:
-        out["services_startup_s"] = round(endpoints.startup_s, 2)
-        prepare_database(endpoints.database_url)
+    with embedded_services(workdir / "services", durable=True) as provided, servers.Servers(log_dir) as running:
+        out["services_startup_s"] = round(provided.startup_s, 2)
+        prepare_database(provided.database_url)
         # As the harness's subprocess sees it; the functions log JSON to stdout, i.e. to a log file.
-        env = {**os.environ, **endpoints.environ(), "FACTS_LOG_FORMAT": "json"}
+        env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json"}
         log("starting the harness and the reference servers ...")
         harness = running.start("harness", servers.harness_argv(port := free_port()), port, env, ready_path="/healthz")
         urls = {"random": harness.base + "/random", "today": harness.base + "/today"}
@@ -242,14 +242,14 @@ def bench_servers(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str
             ref = running.start(name, servers.reference_argv(target, source, port := free_port()), port, env)
             urls[name] = ref.base + "/"
         roots = {server.name: server.process.pid for server in running.started}
-        roots.update(postgres=endpoints.postgres.process.pid, redis=endpoints.redis.process.pid)  # type: ignore[union-attr]
+        roots.update(postgres=provided.postgres.process.pid, redis=provided.redis.process.pid)  # type: ignore[union-attr]
         meter = Meter(wrk, roots)
         out["runs"] = load_rounds(meter, urls, args)
         log("Postgres alone: the today and random view statements (pgbench) ...")
-        out["storage"] = storage_ceilings(endpoints.database_url, workdir, args)
+        out["storage"] = storage_ceilings(provided.database_url, workdir, args)
         log("cold starts of the functions-framework CLI ...")
         out["cold_start"] = cold_starts(env, log_dir, args.repeats)
-        out["scale"] = scale_runs(meter, endpoints.database_url, urls["random"], args)
+        out["scale"] = scale_runs(meter, provided.database_url, urls["random"], args)
     return out
 
 

@@ -310,12 +310,12 @@ def fresh_servers(max_connections: int) -> Iterator[tuple[str, str, str]]:
     """
     with tempfile.TemporaryDirectory(prefix="facts-scaleout-") as folder:
         Path(folder).chmod(0o755)  # the unprivileged server user (when we are root) must enter it
-        with embedded_services(Path(folder), durable=False, max_connections=max_connections) as endpoints:
+        with embedded_services(Path(folder), durable=False, max_connections=max_connections) as provided:
             password = secrets.token_hex(12)
-            with connect_url(endpoints.database_url) as con:
+            with connect_url(provided.database_url) as con:
                 con.run(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD {pg8000.native.literal(password)}")
                 con.run(f"ALTER DATABASE facts OWNER TO {APP_ROLE}")
-            yield endpoints.database_url, with_user(endpoints.database_url, APP_ROLE, password), endpoints.redis_url
+            yield provided.database_url, with_user(provided.database_url, APP_ROLE, password), provided.redis_url
 
 
 @contextlib.contextmanager

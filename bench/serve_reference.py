@@ -28,7 +28,7 @@ def main() -> int:
         sys.path.insert(0, str(ROOT))
     import functions_framework
 
-    from emulator.server import HarnessServer
+    from devharness.server import HarnessServer
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # before gunicorn installs its own handlers
     source = str(Path(args.source).resolve())

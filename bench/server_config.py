@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
 from bench import report, servers  # noqa: E402
 from bench.run import Meter, begin, describe, log, prepare_database  # noqa: E402
 from bench.wrkload import LoadSettings, run_wrk  # noqa: E402
-from emulator.server import default_threads, default_workers  # noqa: E402
+from devharness.server import default_threads, default_workers  # noqa: E402
 
 OUTPUT = ROOT / "bench" / "server_config.json"
 # 1x8 is functions-framework's own default on 2 cores (1 worker, 4 threads per CPU).
@@ -67,9 +67,9 @@ def measure(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str, dict
     log_dir = workdir / "logs"
     log_dir.mkdir()
     log("starting embedded Postgres and Redis (durable) ...")
-    with embedded_services(workdir / "services", durable=True) as endpoints, servers.Servers(log_dir) as running:
-        prepare_database(endpoints.database_url)
-        env = {**os.environ, **endpoints.environ(), "FACTS_LOG_FORMAT": "json"}
+    with embedded_services(workdir / "services", durable=True) as provided, servers.Servers(log_dir) as running:
+        prepare_database(provided.database_url)
+        env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json"}
         urls: dict[str, str] = {}
         for label, (workers, threads) in args.configs.items():
             log(f"starting the harness with WORKERS={workers} THREADS={threads} ...")
@@ -77,7 +77,7 @@ def measure(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str, dict
             port = free_port()
             urls[label] = running.start(label, servers.harness_argv(port), port, config_env, "/healthz").base
         roots = {server.name: server.process.pid for server in running.started}
-        roots.update(postgres=endpoints.postgres.process.pid, redis=endpoints.redis.process.pid)
+        roots.update(postgres=provided.postgres.process.pid, redis=provided.redis.process.pid)
         meter = Meter(wrk, roots)
         load = LoadSettings(args.duration, CONNECTIONS, WRK_THREADS)
         for label in args.configs:  # opens every thread's connections and prepares statements first

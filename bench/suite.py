@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from devservices import Endpoints
+from devservices import ProvidedServers
 from devservices.processes import spawn
 
 from .servers import stop_process
@@ -23,7 +23,7 @@ from .servers import stop_process
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _startup(enter: Callable[[], AbstractContextManager[Endpoints]], repeats: int) -> dict:
+def _startup(enter: Callable[[], AbstractContextManager[ProvidedServers]], repeats: int) -> dict:
     """Median time to enter a provider's context (servers up and answering), and to migrate and seed.
 
     A test worker pays both before its first test; they are reported apart.
@@ -35,10 +35,10 @@ def _startup(enter: Callable[[], AbstractContextManager[Endpoints]], repeats: in
     entry, seed = [], []
     for _ in range(repeats):
         began = time.perf_counter()
-        with enter() as endpoints:
+        with enter() as provided:
             entry.append(time.perf_counter() - began)
             began = time.perf_counter()
-            with connect(parse_database_url(endpoints.database_url), 30.0, statement_timeout_ms=None) as con:
+            with connect(parse_database_url(provided.database_url), 30.0, statement_timeout_ms=None) as con:
                 schema.migrate(con)
             seed.append(time.perf_counter() - began)
     return {
@@ -53,13 +53,13 @@ def embedded_startup_s(repeats: int) -> dict:
     from devservices.embedded import embedded_services
 
     @contextmanager
-    def fresh() -> Iterator[Endpoints]:
+    def fresh() -> Iterator[ProvidedServers]:
         # A new folder each time, like a test worker's scratch folder (embedded_services grants the
         # unprivileged server user traverse rights on it when we run as root).
         folder = Path(tempfile.mkdtemp(prefix="facts-bench-startup-"))
         try:
-            with embedded_services(folder, durable=False) as endpoints:
-                yield endpoints
+            with embedded_services(folder, durable=False) as provided:
+                yield provided
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

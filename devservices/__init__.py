@@ -1,6 +1,6 @@
 """Postgres + Redis for the harness and the tests: external, embedded or containers.
 
-Every provider is a context manager yielding the same `Endpoints` and stopping only what it started.
+Every provider is a context manager yielding the same `ProvidedServers` and stopping only what it started.
 """
 
 from __future__ import annotations
@@ -8,16 +8,16 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from .endpoints import Endpoints
+from .servers import ProvidedServers
 
 KINDS = ("auto", "embedded", "containers", "external")
 
-__all__ = ["KINDS", "Endpoints", "provide"]
+__all__ = ["KINDS", "ProvidedServers", "provide"]
 
 
 def provide(
     kind: str, data_dir: Path, durable: bool, namespace: str | None = None
-) -> AbstractContextManager[Endpoints]:
+) -> AbstractContextManager[ProvidedServers]:
     """Servers of the given kind (not 'auto': callers resolve that by their own rule).
 
     `namespace` (tests) isolates external servers per worker; `durable` keeps embedded data safe on disk.

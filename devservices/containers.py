@@ -13,8 +13,8 @@ from typing import Any
 import pg8000.native
 import redis
 
-from .endpoints import Endpoints
 from .ports import free_port
+from .servers import ProvidedServers
 from .waiting import wait_until
 
 POSTGRES_IMAGE = "postgres:16.10"
@@ -87,7 +87,7 @@ class ContainerServer:
 
 
 @contextmanager
-def container_services() -> Iterator[Endpoints]:
+def container_services() -> Iterator[ProvidedServers]:
     """One Postgres and one Redis container, published on loopback ports, removed on exit."""
     try:
         from testcontainers.community.postgres import PostgresContainer
@@ -130,7 +130,7 @@ def container_services() -> Iterator[Endpoints]:
 
         # The image's init scripts restart Postgres once; wait for the real server from here too.
         wait_until(postgres_ready, 60, f"Postgres container {postgres_image}")
-        yield Endpoints(
+        yield ProvidedServers(
             database_url=f"postgresql://facts:{pg_password}@{host}:{pg_port}/{DATABASE}",
             redis_url=f"redis://:{redis_password}@{host}:{redis_port}/0",
             provider="containers",

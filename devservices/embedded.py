@@ -21,10 +21,10 @@ from pathlib import Path
 import pg8000.native
 import redis
 
-from .endpoints import Endpoints
 from .pgcluster import clone_template, initdb
 from .ports import free_port
 from .processes import descendants, grant_traverse, hand_over, service_user, spawn, terminate
+from .servers import ProvidedServers
 from .waiting import wait_until
 
 HOST = "127.0.0.1"
@@ -242,7 +242,7 @@ def _credentials(root: Path) -> tuple[str, str]:
 
 
 @contextmanager
-def embedded_services(root: Path, durable: bool = False, max_connections: int = 200) -> Iterator[Endpoints]:
+def embedded_services(root: Path, durable: bool = False, max_connections: int = 200) -> Iterator[ProvidedServers]:
     """Start Postgres and Redis with their data under `root`; stop them (only them) on exit."""
     began = time.perf_counter()
     pg_password, redis_password = _credentials(root)
@@ -257,7 +257,7 @@ def embedded_services(root: Path, durable: bool = False, max_connections: int = 
         except Exception:
             cache.stop()
             cache.start()
-        yield Endpoints(
+        yield ProvidedServers(
             database_url=postgres.url,
             redis_url=cache.url,
             provider="embedded",

@@ -18,7 +18,7 @@ import redis
 from shared.config import ConfigError, check_redis_url, parse_database_url
 from shared.postgres import connect
 
-from .endpoints import Endpoints
+from .servers import ProvidedServers
 
 
 def configured_urls() -> tuple[str, str] | None:
@@ -40,18 +40,18 @@ def _with_database(url: str, database: str) -> str:
 
 
 @contextmanager
-def external_services() -> Iterator[Endpoints]:
+def external_services() -> Iterator[ProvidedServers]:
     """The configured servers as they are (the harness)."""
     database_url, redis_url = _require_urls()
     settings = parse_database_url(database_url)
     # Keep the caller's key prefix: the harness re-exports these settings to its functions.
     prefix = os.environ.get("FACTS_CACHE_PREFIX") or "facts"
     description = f"external Postgres {settings.describe()} and Redis (key prefix {prefix})"
-    yield Endpoints(database_url, redis_url, "external", description, cache_prefix=prefix)
+    yield ProvidedServers(database_url, redis_url, "external", description, cache_prefix=prefix)
 
 
 @contextmanager
-def isolated_external_services(namespace: str) -> Iterator[Endpoints]:
+def isolated_external_services(namespace: str) -> Iterator[ProvidedServers]:
     """A database and a key prefix of our own on the configured servers (a test worker)."""
     began = time.perf_counter()
     database_url, redis_url = _require_urls()
@@ -61,7 +61,7 @@ def isolated_external_services(namespace: str) -> Iterator[Endpoints]:
         con.run(f'CREATE DATABASE "{database}"')
     prefix = f"facts-test:{database}"
     try:
-        yield Endpoints(
+        yield ProvidedServers(
             _with_database(database_url, database),
             redis_url,
             "external",

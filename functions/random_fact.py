@@ -3,9 +3,9 @@
 import _source_root  # noqa: F401 - makes `shared` importable; see that file
 import functions_framework
 
-from shared import endpoints
+from shared import handlers
 
 
 @functions_framework.http
 def random_fact(request):
-    return endpoints.random_fact(request)
+    return handlers.handle_random(request)

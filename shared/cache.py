@@ -22,7 +22,7 @@ from .breaker import Breaker
 log = logging.getLogger(__name__)
 
 # After a failure Redis is left alone this long, so an outage costs requests nothing.
-RETRY_AFTER_S = 2.0
+REDIS_PAUSE_S = 2.0
 
 
 def today_key(prefix: str, language: str, day: date) -> str:
@@ -72,7 +72,7 @@ class DayCache:
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
-        self.breaker = Breaker("Redis", log, RETRY_AFTER_S)
+        self.breaker = Breaker("Redis", log, REDIS_PAUSE_S)
 
     def _guarded(self, command: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a Redis command unless the breaker is open; a failure opens it. None when skipped or failed."""

@@ -54,12 +54,12 @@ class DayChoice:
         return Fact(self.fact_id, self.fact, self.language, self.source, views)
 
 
-def random_fact(
+def pick_random(
     store: FactStore, language: str, count_view: bool = True, upstream: Upstream | None = None
 ) -> Fact | None:
     """A random fact: from the upstream API when one is configured and answers, else the catalogue."""
     if upstream is not None and count_view:
-        fetched = upstream.random_fact(language)
+        fetched = upstream.fetch_random(language)
         if fetched is not None:
             return store.view_external(fact_id(fetched.fact), fetched.fact, language, fetched.source)
     return store.random(language, count_view)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .breaker import Breaker
 
 log = logging.getLogger(__name__)
-PAUSE_AFTER_FAILURE_S = 5.0
+UPSTREAM_PAUSE_S = 5.0
 _MAX_BODY = 64 * 1024
 
 
@@ -31,9 +31,9 @@ class Upstream:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.host = urllib.parse.urlsplit(base_url).hostname or "upstream"
-        self.breaker = Breaker(f"upstream {self.host}", log, PAUSE_AFTER_FAILURE_S)
+        self.breaker = Breaker(f"upstream {self.host}", log, UPSTREAM_PAUSE_S)
 
-    def random_fact(self, language: str) -> UpstreamFact | None:
+    def fetch_random(self, language: str) -> UpstreamFact | None:
         """A fact from the upstream, or None (logged) when it cannot give one in time."""
         if not self.breaker.allows():
             return None

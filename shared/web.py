@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 JSON_TYPE = "application/json; charset=utf-8"
 ALLOWED_METHODS = ("GET", "HEAD", "OPTIONS")
-RETRY_AFTER_S = "2"
+DATABASE_RETRY_AFTER_S = 2
 _COMMON_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "ETag, Retry-After",
@@ -150,7 +150,9 @@ def serve(request: flask.Request, handler: Callable[[flask.Request], flask.Respo
     except StoreUnavailable as error:
         _database_outage.failed(error)
         message = "the fact database is unavailable; try again shortly"
-        return error_response(ApiError(503, "database_unavailable", message, headers={"Retry-After": RETRY_AFTER_S}))
+        return error_response(
+            ApiError(503, "database_unavailable", message, headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+        )
     except Exception:
         log.exception("unexpected error")
         return error_response(ApiError(500, "internal", "internal error; it has been logged"))

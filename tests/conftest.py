@@ -12,8 +12,8 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from devservices import Endpoints
-from shared import runtime
+from devservices import ProvidedServers
+from shared import instance
 
 from .support import factories, janitor, leaks
 from .support.harness_process import harness_server
@@ -40,7 +40,7 @@ fault_log = leaks.fault_log_fixture()
 
 
 @pytest.fixture(scope="session")
-def seeded_counts(services: Endpoints, db: Any) -> dict[str, int]:
+def seeded_counts(services: ProvidedServers, db: Any) -> dict[str, int]:
     return janitor.baseline(db)
 
 
@@ -50,7 +50,7 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
     if "services" not in request.fixturenames:
         yield
         return
-    services: Endpoints = request.getfixturevalue("services")
+    services: ProvidedServers = request.getfixturevalue("services")
     db: Any = request.getfixturevalue("db")
     cache: redis.Redis = request.getfixturevalue("redis_client")
     janitor.reset(db, cache, services.cache_prefix, request.getfixturevalue("seeded_counts"))
@@ -75,17 +75,17 @@ def isolate_environment() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def random_client(services: Endpoints) -> FlaskClient:
+def random_client(services: ProvidedServers) -> FlaskClient:
     return functions_framework.create_app("random_fact", str(FUNCTIONS / "random_fact.py")).test_client()
 
 
 @pytest.fixture(scope="session")
-def today_client(services: Endpoints) -> FlaskClient:
+def today_client(services: ProvidedServers) -> FlaskClient:
     return functions_framework.create_app("today_fact", str(FUNCTIONS / "today_fact.py")).test_client()
 
 
 @pytest.fixture(scope="session")
-def harness_process(services: Endpoints) -> Iterator[tuple[str, Path]]:
+def harness_process(services: ProvidedServers) -> Iterator[tuple[str, Path]]:
     """`harness.py serve` running against this worker's servers: its base URL and its log file."""
     with harness_server(services.environ()) as (base, log):
         yield base, log
@@ -102,11 +102,11 @@ def harness_log(harness_process: tuple[str, Path]) -> Path:
 
 
 @pytest.fixture
-def fresh_runtime(services: Endpoints) -> Iterator[None]:
+def fresh_instance(services: ProvidedServers) -> Iterator[None]:
     """Forget connections and breaker state before and after a test that stops servers."""
-    runtime.reset()
+    instance.reset()
     yield
-    runtime.reset()
+    instance.reset()
 
 
 # --- the report: which provider each worker used and how long its servers took to start ---

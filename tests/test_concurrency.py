@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from devservices.waiting import wait_until
-from shared import runtime
+from shared import instance
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool
 from shared.store import FactStore
@@ -97,14 +97,14 @@ def _a_backend_waits_on_a_lock(db) -> bool:
     return db.run(waiting)[0][0] > 0
 
 
-@pytest.mark.usefixtures("fresh_runtime")
+@pytest.mark.usefixtures("fresh_instance")
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_a_first_request_that_loses_the_race_answers_the_winners_fact(services, today_client, db, method):
     """The race forced, not hoped for: a rival transaction records the day's choice and stays open;
     the function's first request of the day starts and must wait on it; then the rival commits.
     The request must answer the rival's fact, and the rival's choice must stay the day's."""
     day = datetime(2035, 6, 1, 12, 0, tzinfo=UTC)
-    runtime.set_clock(lambda: day)
+    instance.set_clock(lambda: day)
     # The function picks among seq 1..10; the rival's fact is seq 11, so no pick of its own can match it.
     db.run("UPDATE fact_counts SET n = 10 WHERE language = 'en'")
     rival_fact = db.run("SELECT fact_id FROM facts WHERE language = 'en' AND seq = 11")[0][0]

@@ -60,12 +60,12 @@ def test_mask_url_hides_passwords_only():
 def test_a_function_without_configuration_answers_a_json_503(monkeypatch):
     import functions_framework
 
-    from shared import runtime
+    from shared import instance
     from tests.conftest import FUNCTIONS
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
-    runtime.reset()
+    instance.reset()
     try:
         client = functions_framework.create_app("random_fact", str(FUNCTIONS / "random_fact.py")).test_client()
         response = client.get("/")
@@ -74,4 +74,4 @@ def test_a_function_without_configuration_answers_a_json_503(monkeypatch):
         assert error["code"] == "misconfigured" and "DATABASE_URL" in error["message"]
         assert "Traceback" not in response.get_data(as_text=True)
     finally:
-        runtime.reset()
+        instance.reset()

@@ -16,7 +16,7 @@ from bench import scaleout
 from devservices.embedded import postgres_bin_dir
 from devservices.ports import free_port
 from devservices.waiting import wait_until
-from shared import runtime, schema
+from shared import instance, schema
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool, StoreUnavailable, connect
 
@@ -91,15 +91,15 @@ def test_too_many_clients_at_connect_is_store_unavailable(small_postgres):
             con.close()
 
 
-@pytest.mark.usefixtures("fresh_runtime")
+@pytest.mark.usefixtures("fresh_instance")
 def test_one_warning_per_outage_and_a_line_when_it_is_back(services, random_client, monkeypatch):
     refused = f"postgresql://facts:secret@127.0.0.1:{free_port()}/facts"
     monkeypatch.setenv("DATABASE_URL", refused)
-    runtime.reset()
+    instance.reset()
     with captured_logs() as records:
         answers = [random_client.get("/") for _ in range(5)]
         monkeypatch.setenv("DATABASE_URL", services.database_url)
-        runtime.reset()
+        instance.reset()
         back = random_client.get("/")
     assert [a.status_code for a in answers] == [503] * 5
     assert all(a.headers["Retry-After"] and a.get_json()["error"]["code"] == "database_unavailable" for a in answers)

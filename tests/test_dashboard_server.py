@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from emulator import logstream
-from emulator.dashboard import EventStream
+from devharness import logstream
+from devharness.dashboard import EventStream
 
 from .support.plain_http import get as http_get
 

@@ -19,10 +19,10 @@ import urllib.request
 
 import pytest
 
+from devharness.routes import http_targets
 from devservices.ports import free_port
 from devservices.processes import spawn, terminate
 from devservices.waiting import wait_until
-from emulator.routes import http_targets
 
 from .support.deploy_copy import ROOT, deploy_venv, deployed_copy, upload_set
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from devservices.waiting import wait_until
-from shared import runtime
+from shared import instance
 from shared.cache import today_key
 from shared.config import load_settings
 
@@ -29,7 +29,7 @@ from .support.leaks import assert_no_password
 from .support.plain_http import get as http_get
 
 # fault_log: every record our loggers emit is searched for the servers' passwords after each test.
-pytestmark = pytest.mark.usefixtures("fresh_runtime", "fault_log")
+pytestmark = pytest.mark.usefixtures("fresh_instance", "fault_log")
 
 # The README's promises, written out here so that a changed constant in the code fails a test.
 RETRY_AFTER = "2"  # 503 database_unavailable carries Retry-After: 2
@@ -229,7 +229,7 @@ def test_harness_restart_keeps_the_fact_and_every_view(services):
 
 def test_day_boundary_changes_the_fact_and_expires_the_cache(services, today_client, redis_client, db):
     ten_to_midnight = datetime(2031, 3, 14, 23, 59, 50, tzinfo=UTC)
-    runtime.set_clock(lambda: ten_to_midnight)
+    instance.set_clock(lambda: ten_to_midnight)
     old = today_client.get("/").get_json()
     assert old["date"] == "2031-03-14"
     old_key = today_key(services.cache_prefix, "en", ten_to_midnight.date())
@@ -237,7 +237,7 @@ def test_day_boundary_changes_the_fact_and_expires_the_cache(services, today_cli
     assert 10_000 - 5_000 < redis_client.pttl(old_key) <= 10_000
 
     next_day = datetime(2031, 3, 15, 0, 0, 1, tzinfo=UTC)
-    runtime.set_clock(lambda: next_day)
+    instance.set_clock(lambda: next_day)
     new = today_client.get("/").get_json()
     assert new["date"] == "2031-03-15"
     assert new["views"] == 1

@@ -12,7 +12,7 @@ import pytest
 
 from devservices.ports import free_port
 from devservices.waiting import wait_until
-from shared import logs, runtime
+from shared import instance, logs
 
 from .support.logcapture import captured_logs
 
@@ -43,11 +43,11 @@ def test_malformed_trace_header_is_left_out(random_client):
     assert "logging.googleapis.com/trace" not in entry
 
 
-@pytest.mark.usefixtures("fresh_runtime")
+@pytest.mark.usefixtures("fresh_instance")
 def test_warnings_keep_their_severity(monkeypatch, services, today_client):
     """A real warning (Redis unreachable: nothing listens on its port) is a WARNING in both formats."""
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    runtime.reset()
+    instance.reset()
     with captured_logs() as records:
         assert today_client.get("/").status_code == 200
     warnings = [r for r in records if "Redis unavailable" in r.getMessage()]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from devservices.waiting import wait_until
-from shared import runtime
+from shared import instance
 from shared.catalogue import fact_id
 
 from .support.logcapture import captured_logs
@@ -27,9 +27,9 @@ def upstream(services, monkeypatch):
     with upstream_stub() as (url, state):
         monkeypatch.setenv("FACTS_UPSTREAM_URL", url)
         monkeypatch.setenv("FACTS_UPSTREAM_TIMEOUT", "0.5")
-        runtime.reset()
+        instance.reset()
         yield state
-    runtime.reset()
+    instance.reset()
 
 
 def test_upstream_fact_is_saved_and_counted(upstream, random_client, db, seeded_counts):

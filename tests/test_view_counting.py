@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from shared import runtime, schema
+from shared import instance, schema
 from shared.cache import today_key
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool, connect
@@ -95,7 +95,7 @@ def _cache_fields(records) -> list[str]:
     return [getattr(r, "fields", {}).get("cache") for r in records if r.name == "facts.requests"]
 
 
-@pytest.mark.usefixtures("fresh_runtime")
+@pytest.mark.usefixtures("fresh_instance")
 def test_a_warm_instance_remembers_the_day_and_a_cold_one_reads_redis_first(services, today_client, redis_client, db):
     key = today_key(services.cache_prefix, "en", datetime.now(UTC).date())
     with captured_logs() as records:
@@ -105,7 +105,7 @@ def test_a_warm_instance_remembers_the_day_and_a_cold_one_reads_redis_first(serv
         redis_client.delete(key)
         remembered = today_client.get("/").get_json()
         assert redis_client.exists(key) == 0  # the warm instance did not ask Redis (a miss would refill it)
-        runtime.reset()  # a cold instance: it reads Redis first, misses, and fills it again
+        instance.reset()  # a cold instance: it reads Redis first, misses, and fills it again
         cold = today_client.get("/").get_json()
         assert redis_client.exists(key) == 1
     assert _cache_fields(records) == ["miss", "hit", "hit", "miss"]
@@ -114,7 +114,7 @@ def test_a_warm_instance_remembers_the_day_and_a_cold_one_reads_redis_first(serv
     assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=first["fact_id"]) == [[4]]
 
 
-@pytest.mark.usefixtures("fresh_runtime")
+@pytest.mark.usefixtures("fresh_instance")
 def test_a_remembered_choice_that_postgres_no_longer_holds_is_dropped(today_client, db):
     for _ in range(2):
         today_client.get("/")  # the second answer comes from Redis: now remembered

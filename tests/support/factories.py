@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis
 
-from devservices import Endpoints, provide
+from devservices import ProvidedServers, provide
 from devservices.containers import docker_available
-from shared import runtime
+from shared import instance
 from shared.config import parse_database_url
 from shared.postgres import connect, is_connection_lost
 
@@ -33,26 +33,26 @@ def worker_id(config: pytest.Config) -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
-def services_fixture() -> Callable[..., Iterator[Endpoints]]:
+def services_fixture() -> Callable[..., Iterator[ProvidedServers]]:
     """Session fixture: this worker's own Postgres and Redis, migrated, with the functions' env set."""
 
     @pytest.fixture(scope="session")
-    def services(request: pytest.FixtureRequest) -> Iterator[Endpoints]:
+    def services(request: pytest.FixtureRequest) -> Iterator[ProvidedServers]:
         config = request.config
         kind = chosen_kind(config)
         worker = worker_id(config)
         saved = {name: os.environ.get(name) for name in ("DATABASE_URL", "REDIS_URL", "FACTS_CACHE_PREFIX")}
-        with scratch_dir(worker) as scratch, provide(kind, scratch, durable=False, namespace=worker) as endpoints:
-            os.environ.update(endpoints.environ())
-            runtime.reset()
-            runtime.services()  # migrate and seed once per worker
-            report = {"worker": worker, "provider": endpoints.provider, "startup_s": round(endpoints.startup_s, 2),
-                      "description": endpoints.description}  # fmt: skip
+        with scratch_dir(worker) as scratch, provide(kind, scratch, durable=False, namespace=worker) as provided:
+            os.environ.update(provided.environ())
+            instance.reset()
+            instance.state()  # migrate and seed once per worker
+            report = {"worker": worker, "provider": provided.provider, "startup_s": round(provided.startup_s, 2),
+                      "description": provided.description}  # fmt: skip
             config.stash[SERVICES_REPORT] = report
             try:
-                yield endpoints
+                yield provided
             finally:
-                runtime.reset()
+                instance.reset()
                 for name, value in saved.items():
                     if value is None:
                         os.environ.pop(name, None)
@@ -94,7 +94,7 @@ class TestDatabase:
 
 def postgres_fixture() -> Callable[..., Iterator[TestDatabase]]:
     @pytest.fixture(scope="session")
-    def db(services: Endpoints) -> Iterator[TestDatabase]:
+    def db(services: ProvidedServers) -> Iterator[TestDatabase]:
         database = TestDatabase(services.database_url)
         yield database
         database.close()
@@ -104,7 +104,7 @@ def postgres_fixture() -> Callable[..., Iterator[TestDatabase]]:
 
 def redis_fixture() -> Callable[..., Iterator[redis.Redis]]:
     @pytest.fixture(scope="session")
-    def redis_client(services: Endpoints) -> Iterator[redis.Redis]:
+    def redis_client(services: ProvidedServers) -> Iterator[redis.Redis]:
         client = redis.Redis.from_url(services.redis_url, decode_responses=True)
         yield client
         client.close()

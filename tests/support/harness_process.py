@@ -19,7 +19,7 @@ from devservices.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 # What `harness.py serve` needs from the repository, for a copy a test may break.
-HARNESS_FILES = ("functions", "shared", "emulator", "devservices", "harness.py", "openapi.json")
+HARNESS_FILES = ("functions", "shared", "devharness", "devservices", "harness.py", "openapi.json")
 
 
 def project_copy(into: Path) -> Path:

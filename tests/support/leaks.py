@@ -8,16 +8,16 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from devservices import Endpoints
+from devservices import ProvidedServers
 from shared import logs
 
 from .logcapture import captured_logs
 
 
-def passwords_of(endpoints: Endpoints) -> list[str]:
+def passwords_of(provided: ProvidedServers) -> list[str]:
     """The passwords inside the worker's server URLs, as written and URL-decoded."""
     found = set()
-    for url in (endpoints.database_url, endpoints.redis_url):
+    for url in (provided.database_url, provided.redis_url):
         password = urlsplit(url).password
         if password:
             found |= {password, unquote(password)}
@@ -30,8 +30,8 @@ def rendered(records: Iterable[logging.LogRecord]) -> list[str]:
     return [line for record in records for line in (cloud.format(record), console.format(record))]
 
 
-def assert_no_password(lines: Iterable[str], endpoints: Endpoints) -> None:
-    passwords = passwords_of(endpoints)
+def assert_no_password(lines: Iterable[str], provided: ProvidedServers) -> None:
+    passwords = passwords_of(provided)
     leaked = [line for line in lines if any(password in line for password in passwords)]
     if leaked:
         example = leaked[0][:300]
@@ -44,7 +44,7 @@ def fault_log_fixture() -> Callable[..., Iterator[list[logging.LogRecord]]]:
     """Fixture: the records our loggers emit during a test; afterwards, none may hold a server password."""
 
     @pytest.fixture
-    def fault_log(services: Endpoints) -> Iterator[list[logging.LogRecord]]:
+    def fault_log(services: ProvidedServers) -> Iterator[list[logging.LogRecord]]:
         with captured_logs() as records:
             yield records
         assert_no_password(rendered(records), services)

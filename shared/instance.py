@@ -28,7 +28,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class Services:
+class InstanceState:
     def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
         self.settings = settings
         self.clock = clock
@@ -75,7 +75,7 @@ class Services:
 _lock = threading.Lock()
 # Held only while one thread of this process migrates: the others answer 503 instead of queueing.
 _migrating = threading.Lock()
-_services: Services | None = None
+_state: InstanceState | None = None
 _schema_ready = False
 
 
@@ -84,7 +84,7 @@ def _schema_is_current(pool: PostgresPool) -> bool:
     return not schema.missing_versions(pool)
 
 
-def ensure_schema(svc: Services) -> None:
+def ensure_schema(instance_state: InstanceState) -> None:
     """Check the schema once per instance; migrate (and seed) only if it is behind.
 
     The deployment migrates before any instance starts; this is the fallback. While another
@@ -96,13 +96,13 @@ def ensure_schema(svc: Services) -> None:
     with _lock:
         if _schema_ready:
             return
-        _schema_ready = _schema_is_current(svc.store.pool)
+        _schema_ready = _schema_is_current(instance_state.store.pool)
     if _schema_ready:
         return
     if not _migrating.acquire(blocking=False):
         raise schema.MigrationInProgress("the database schema is being migrated by another request")
     try:
-        _migrate(svc.settings)
+        _migrate(instance_state.settings)
         _schema_ready = True
     finally:
         _migrating.release()
@@ -122,18 +122,18 @@ def _migrate(settings: Settings) -> None:
         raise
 
 
-def services(migrate: bool = True) -> Services:
-    """The instance's services, built from the environment on first call.
+def state(migrate: bool = True) -> InstanceState:
+    """The instance's state (settings, pool, cache), built from the environment on first call.
 
     With `migrate`, the schema is also brought up to date on first use (nothing after that).
     """
-    global _services
-    current = _services
+    global _state
+    current = _state
     if current is None:
         with _lock:
-            if _services is None:
-                _services = Services(load_settings())
-            current = _services
+            if _state is None:
+                _state = InstanceState(load_settings())
+            current = _state
     if migrate:
         ensure_schema(current)
     return current
@@ -141,11 +141,11 @@ def services(migrate: bool = True) -> Services:
 
 def reset(clock: Clock | None = None) -> None:
     """Forget the instance state (closing connections), e.g. after the environment changed in a test."""
-    global _services, _schema_ready
+    global _state, _schema_ready
     with _lock:
-        if _services is not None:
-            _services.close()
-        _services = None
+        if _state is not None:
+            _state.close()
+        _state = None
         _schema_ready = False
     if clock is not None:
         set_clock(clock)
@@ -153,4 +153,4 @@ def reset(clock: Clock | None = None) -> None:
 
 def set_clock(clock: Clock) -> None:
     """Replace the clock of the current instance (tests of the day boundary)."""
-    services().clock = clock
+    state().clock = clock

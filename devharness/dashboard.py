@@ -142,15 +142,15 @@ class Dashboard:
         return _error(start_response, "403 Forbidden", "host_not_allowed", message)
 
     def _services(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        from shared import runtime
+        from shared import instance
         from shared.facts import utc_day
 
         answer: dict[str, Any] = {"provider": self.setup.provider, "description": self.setup.description}
         try:
-            svc = runtime.services(migrate=False)
+            current = instance.state(migrate=False)
         except ConfigError as exc:  # the message names the variable, never its value
             return _json(start_response, "200 OK", {**answer, "error": str(exc)})
-        settings = svc.settings
+        settings = current.settings
         secrets = tuple(
             s for s in (settings.postgres.password, urlsplit(settings.redis_url).password) if s and len(s) >= 4
         )
@@ -162,10 +162,10 @@ class Dashboard:
             "health": health.get("redis", "down"),
             "key_prefix": settings.cache_prefix,
         }
-        day = utc_day(svc.clock())
+        day = utc_day(current.clock())
         data: dict[str, Any] = {"day": day.isoformat(), "languages": list(settings.languages)}
         try:
-            pool = svc.store.pool
+            pool = current.store.pool
             data["today"] = dashboard_data.todays_facts(pool, day)
             data["most_viewed"] = dashboard_data.most_viewed(pool)
             data["catalogue"] = dashboard_data.catalogue_sizes(pool)
@@ -173,7 +173,7 @@ class Dashboard:
             data["postgres_error"] = f"Postgres unavailable ({exc.__class__.__name__})"
         try:
             data["cache_keys"] = dashboard_data.todays_cache_keys(
-                svc.cache.client, settings.cache_prefix, settings.languages, day
+                current.cache.client, settings.cache_prefix, settings.languages, day
             )
         except redis.RedisError as exc:
             data["redis_error"] = f"Redis unavailable ({exc.__class__.__name__})"

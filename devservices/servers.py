@@ -20,7 +20,7 @@ class Server(Protocol):
 
 
 @dataclass
-class Endpoints:
+class ProvidedServers:
     database_url: str = field(repr=False)
     redis_url: str = field(repr=False)
     provider: str

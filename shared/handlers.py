@@ -8,24 +8,26 @@ from collections.abc import Callable
 
 import flask
 
-from . import facts, logs, runtime, web
+from . import facts, instance, logs, web
 
 log = logging.getLogger("facts.requests")
 
 
 def _random(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
-    svc = runtime.services()
-    language = web.language_param(request, svc.settings.languages)
-    fact = facts.random_fact(svc.store, language, count_view=request.method == "GET", upstream=svc.upstream)
+    current = instance.state()
+    language = web.language_param(request, current.settings.languages)
+    fact = facts.pick_random(current.store, language, count_view=request.method == "GET", upstream=current.upstream)
     if fact is None:
         raise web.ApiError(404, "no_facts", f"the catalogue has no facts in language {language!r} yet")
     return web.json_response(200, fact.as_json(), {"Cache-Control": "no-store"})
 
 
 def _today(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
-    svc = runtime.services()
-    language = web.language_param(request, svc.settings.languages)
-    found = facts.fact_of_the_day(svc.store, svc.cache, language, svc.clock(), count_view=request.method == "GET")
+    current = instance.state()
+    language = web.language_param(request, current.settings.languages)
+    found = facts.fact_of_the_day(
+        current.store, current.cache, language, current.clock(), count_view=request.method == "GET"
+    )
     if found is None:
         raise web.ApiError(404, "no_facts", f"the catalogue has no facts in language {language!r} yet")
     ctx["cache"] = "hit" if found.cache_hit else "miss"
@@ -68,5 +70,5 @@ def _logged(
     return handle
 
 
-random_fact = _logged("random_fact", _random)
-today_fact = _logged("today_fact", _today)
+handle_random = _logged("random_fact", _random)
+handle_today = _logged("today_fact", _today)

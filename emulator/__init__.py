@@ -1,1 +1,0 @@
-"""The local emulator behind `harness.py`: every HTTP function of functions/ on one port."""
