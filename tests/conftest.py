@@ -33,27 +33,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-services = factories.services_fixture()
+servers = factories.servers_fixture()
 db = factories.postgres_fixture()
 redis_client = factories.redis_fixture()
 fault_log = leaks.fault_log_fixture()
 
 
 @pytest.fixture(scope="session")
-def seeded_counts(services: ProvidedServers, db: Any) -> dict[str, int]:
+def seeded_counts(servers: ProvidedServers, db: Any) -> dict[str, int]:
     return janitor.baseline(db)
 
 
 @pytest.fixture(autouse=True)
 def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
     """Tests that touch the servers start from the seeded state, whatever ran before on this worker."""
-    if "services" not in request.fixturenames:
+    if "servers" not in request.fixturenames:
         yield
         return
-    services: ProvidedServers = request.getfixturevalue("services")
+    servers: ProvidedServers = request.getfixturevalue("servers")
     db: Any = request.getfixturevalue("db")
     cache: redis.Redis = request.getfixturevalue("redis_client")
-    janitor.reset(db, cache, services.cache_prefix, request.getfixturevalue("seeded_counts"))
+    janitor.reset(db, cache, servers.cache_prefix, request.getfixturevalue("seeded_counts"))
     yield
 
 
@@ -75,19 +75,19 @@ def isolate_environment() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def random_client(services: ProvidedServers) -> FlaskClient:
+def random_client(servers: ProvidedServers) -> FlaskClient:
     return functions_framework.create_app("random_fact", str(FUNCTIONS / "random_fact.py")).test_client()
 
 
 @pytest.fixture(scope="session")
-def today_client(services: ProvidedServers) -> FlaskClient:
+def today_client(servers: ProvidedServers) -> FlaskClient:
     return functions_framework.create_app("today_fact", str(FUNCTIONS / "today_fact.py")).test_client()
 
 
 @pytest.fixture(scope="session")
-def harness_process(services: ProvidedServers) -> Iterator[tuple[str, Path]]:
+def harness_process(servers: ProvidedServers) -> Iterator[tuple[str, Path]]:
     """`harness.py serve` running against this worker's servers: its base URL and its log file."""
-    with harness_server(services.environ()) as (base, log):
+    with harness_server(servers.environ()) as (base, log):
         yield base, log
 
 
@@ -102,7 +102,7 @@ def harness_log(harness_process: tuple[str, Path]) -> Path:
 
 
 @pytest.fixture
-def fresh_instance(services: ProvidedServers) -> Iterator[None]:
+def fresh_instance(servers: ProvidedServers) -> Iterator[None]:
     """Forget connections and breaker state before and after a test that stops servers."""
     instance.reset()
     yield

@@ -69,10 +69,10 @@ def test_64_concurrent_first_requests_of_the_day_agree_over_http(harness, db):
     assert all(1 <= body["views"] <= 64 for _, body in answers)
 
 
-def test_64_simultaneous_choices_in_postgres_record_exactly_one(services, db):
+def test_64_simultaneous_choices_in_postgres_record_exactly_one(servers, db):
     """Many choices at the same moment, without the server's thread limit (a stress test: how many
     of them truly collide depends on the scheduler; the forced interleaving below does not)."""
-    pool = PostgresPool(parse_database_url(services.database_url), size=64, timeout_s=10, statement_timeout_ms=10_000)
+    pool = PostgresPool(parse_database_url(servers.database_url), size=64, timeout_s=10, statement_timeout_ms=10_000)
     store = FactStore(pool)
     day = date(2033, 1, 1)
     try:
@@ -99,7 +99,7 @@ def _a_backend_waits_on_a_lock(db) -> bool:
 
 @pytest.mark.usefixtures("fresh_instance")
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_a_first_request_that_loses_the_race_answers_the_winners_fact(services, today_client, db, method):
+def test_a_first_request_that_loses_the_race_answers_the_winners_fact(servers, today_client, db, method):
     """The race forced, not hoped for: a rival transaction records the day's choice and stays open;
     the function's first request of the day starts and must wait on it; then the rival commits.
     The request must answer the rival's fact, and the rival's choice must stay the day's."""
@@ -108,7 +108,7 @@ def test_a_first_request_that_loses_the_race_answers_the_winners_fact(services, 
     # The function picks among seq 1..10; the rival's fact is seq 11, so no pick of its own can match it.
     db.run("UPDATE fact_counts SET n = 10 WHERE language = 'en'")
     rival_fact = db.run("SELECT fact_id FROM facts WHERE language = 'en' AND seq = 11")[0][0]
-    rival = TestDatabase(services.database_url)
+    rival = TestDatabase(servers.database_url)
     executor = ThreadPoolExecutor(1)
     try:
         rival.run("BEGIN")

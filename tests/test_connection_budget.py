@@ -36,8 +36,8 @@ def small_postgres():
         yield urls
 
 
-def test_idle_connections_go_back_to_postgres(services, db):
-    pool = PostgresPool(parse_database_url(services.database_url), 3, 5.0, 5000, idle_timeout_s=0.3)
+def test_idle_connections_go_back_to_postgres(servers, db):
+    pool = PostgresPool(parse_database_url(servers.database_url), 3, 5.0, 5000, idle_timeout_s=0.3)
     start = threading.Barrier(3)
     pids: list[int] = []
 
@@ -63,8 +63,8 @@ def test_idle_connections_go_back_to_postgres(services, db):
         pool.close()
 
 
-def test_a_busy_pool_is_store_unavailable_after_its_wait_timeout(services):
-    pool = PostgresPool(parse_database_url(services.database_url), 1, 0.3, 5000)
+def test_a_busy_pool_is_store_unavailable_after_its_wait_timeout(servers):
+    pool = PostgresPool(parse_database_url(servers.database_url), 1, 0.3, 5000)
     held, _ = pool._acquire()  # the pool's only connection, busy as with a long request
     try:
         began = time.monotonic()
@@ -92,13 +92,13 @@ def test_too_many_clients_at_connect_is_store_unavailable(small_postgres):
 
 
 @pytest.mark.usefixtures("fresh_instance")
-def test_one_warning_per_outage_and_a_line_when_it_is_back(services, random_client, monkeypatch):
+def test_one_warning_per_outage_and_a_line_when_it_is_back(servers, random_client, monkeypatch):
     refused = f"postgresql://facts:secret@127.0.0.1:{free_port()}/facts"
     monkeypatch.setenv("DATABASE_URL", refused)
     instance.reset()
     with captured_logs() as records:
         answers = [random_client.get("/") for _ in range(5)]
-        monkeypatch.setenv("DATABASE_URL", services.database_url)
+        monkeypatch.setenv("DATABASE_URL", servers.database_url)
         instance.reset()
         back = random_client.get("/")
     assert [a.status_code for a in answers] == [503] * 5

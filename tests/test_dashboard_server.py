@@ -48,7 +48,7 @@ def test_the_dashboard_is_read_only_and_answers_only_its_own_host(harness: str) 
     assert http_get(harness + "/_dashboard/index.html")[0] == 404  # only the page's own assets
 
 
-def test_the_services_answer_has_health_data_and_no_password(harness: str, services: Any) -> None:
+def test_the_services_answer_has_health_data_and_no_password(harness: str, servers: Any) -> None:
     http_get(harness + "/today")
     status, headers, body = http_get(harness + "/_dashboard/api/services")
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
@@ -60,7 +60,7 @@ def test_the_services_answer_has_health_data_and_no_password(harness: str, servi
     assert data["catalogue"] == {"de": 30, "en": 7193}
     assert [key["key"].rsplit(":", 2)[-2] for key in data["cache_keys"]] == ["en"]
     assert 0 < data["cache_keys"][0]["ttl_s"] <= 86400
-    for url in (services.database_url, services.redis_url):
+    for url in (servers.database_url, servers.redis_url):
         password = urlsplit(url).password
         if password:
             assert password not in body.decode()
@@ -181,16 +181,16 @@ def test_the_hub_answers_a_reader_from_before_a_restart_from_the_start() -> None
         assert [e["seq"] for e in hub.read(after=500, wait_s=0)["events"]] == [1, 2]
 
 
-def test_with_redis_down_the_services_answer_says_so_quickly_and_keeps_the_rest(harness: str, services: Any) -> None:
-    if services.redis is None:
-        pytest.skip(f"{services.provider} servers are not ours to stop; run with --services=embedded or containers")
-    services.redis.stop()
+def test_with_redis_down_the_services_answer_says_so_quickly_and_keeps_the_rest(harness: str, servers: Any) -> None:
+    if servers.redis is None:
+        pytest.skip(f"{servers.provider} servers are not ours to stop; run with --services=embedded or containers")
+    servers.redis.stop()
     try:
         started = time.monotonic()
         status, _, body = http_get(harness + "/_dashboard/api/services")
         assert time.monotonic() - started < 3.0
     finally:
-        services.redis.start()
+        servers.redis.start()
     answer = json.loads(body)
     assert status == 200 and answer["status"] == "degraded"
     assert answer["redis"]["health"] == "down" and answer["postgres"]["health"] == "ok"

@@ -26,7 +26,7 @@ def _ms_until_utc_midnight(now: datetime) -> int:
     return int((midnight - now) / timedelta(milliseconds=1))
 
 
-def test_data_access_today_endpoint(today_client, db, redis_client, services):
+def test_data_access_today_endpoint(today_client, db, redis_client, servers):
     before = datetime.now(UTC)
     response = today_client.get("/")
 
@@ -42,7 +42,7 @@ def test_data_access_today_endpoint(today_client, db, redis_client, services):
     )
     assert chosen == [[body["fact_id"]]]
 
-    key = today_key(services.cache_prefix, "en", datetime.fromisoformat(body["date"]).date())
+    key = today_key(servers.cache_prefix, "en", datetime.fromisoformat(body["date"]).date())
     cached = json.loads(redis_client.get(key))
     assert (cached["fact_id"], cached["fact"]) == (body["fact_id"], body["fact"])
     # The entry expires at midnight: its TTL, whole seconds rounded down, was set during the request.

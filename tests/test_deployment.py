@@ -65,10 +65,10 @@ def test_lock_pins_every_deployed_package_with_hashes():
 
 
 @pytest.mark.parametrize(("target", "extra_key"), [("random_fact", None), ("today_fact", "date")])
-def test_function_starts_from_the_upload_set_under_the_cli(services, runtime_venv, tmp_path, db, target, extra_key):
+def test_function_starts_from_the_upload_set_under_the_cli(servers, runtime_venv, tmp_path, db, target, extra_key):
     root = deployed_copy(tmp_path / "deployed")
     port = free_port()
-    env = {"PATH": f"{runtime_venv}/bin:/usr/bin:/bin", "PORT": str(port), **services.environ()}
+    env = {"PATH": f"{runtime_venv}/bin:/usr/bin:/bin", "PORT": str(port), **servers.environ()}
     argv = [str(runtime_venv / "bin" / "functions-framework"), "--target", target, "--source", f"functions/{target}.py"]
     log_path = tmp_path / "server.log"
     with open(log_path, "wb") as log:
@@ -93,7 +93,7 @@ def test_function_starts_from_the_upload_set_under_the_cli(services, runtime_ven
         terminate(process, signal.SIGTERM)
     log_text = log_path.read_text()
     assert "Traceback" not in log_text
-    assert services.database_url.split("@")[0].split(":")[-1] not in log_text  # the password never shows
+    assert servers.database_url.split("@")[0].split(":")[-1] not in log_text  # the password never shows
 
 
 def dry_run(**env: str) -> tuple[list[list[str]], list[str]]:

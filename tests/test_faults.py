@@ -39,10 +39,10 @@ FAST_S = 2.0  # with a server down (refusing), answers come within 2 s; they tak
 RESUME_MARGIN_S = 1.5
 
 
-def _require_control(services, which):
-    server = getattr(services, which)
+def _require_control(servers, which):
+    server = getattr(servers, which)
     if server is None:
-        pytest.skip(f"{services.provider} servers are not ours to stop; run with --services=embedded or containers")
+        pytest.skip(f"{servers.provider} servers are not ours to stop; run with --services=embedded or containers")
     return server
 
 
@@ -80,9 +80,9 @@ def _messages(records, level=logging.WARNING, containing=""):
 
 
 def test_a_redis_outage_longer_than_the_pause_warns_once_and_caching_resumes_after_the_pause(
-    services, random_client, today_client, redis_client, fault_log
+    servers, random_client, today_client, redis_client, fault_log
 ):
-    redis_server = _require_control(services, "redis")
+    redis_server = _require_control(servers, "redis")
     today_views = 0  # /today GETs sent, each a view of the day's fact (random asks for German facts)
 
     def get_today():
@@ -91,7 +91,7 @@ def test_a_redis_outage_longer_than_the_pause_warns_once_and_caching_resumes_aft
         return today_client.get("/")
 
     before = get_today().get_json()  # the day's choice is made (and cached) while Redis is up
-    key = today_key(services.cache_prefix, "en", datetime.fromisoformat(before["date"]).date())
+    key = today_key(servers.cache_prefix, "en", datetime.fromisoformat(before["date"]).date())
 
     # Outage 1, longer than the pause: Redis is tried again after each pause and fails again.
     with stopped(redis_server):
@@ -132,8 +132,8 @@ def test_a_redis_outage_longer_than_the_pause_warns_once_and_caching_resumes_aft
     assert get_today().get_json()["views"] == today_views  # no view lost while Redis was away
 
 
-def test_hung_redis_costs_today_well_under_two_seconds(services, today_client):
-    redis_server = _require_control(services, "redis")
+def test_hung_redis_costs_today_well_under_two_seconds(servers, today_client):
+    redis_server = _require_control(servers, "redis")
     expected = today_client.get("/").get_json()["fact_id"]
     redis_server.freeze()
     try:
@@ -145,9 +145,9 @@ def test_hung_redis_costs_today_well_under_two_seconds(services, today_client):
         redis_server.thaw()
 
 
-def test_redis_flushed_mid_day_keeps_the_fact_and_every_view(services, today_client, redis_client):
+def test_redis_flushed_mid_day_keeps_the_fact_and_every_view(servers, today_client, redis_client):
     first = [today_client.get("/").get_json() for _ in range(3)]
-    for key in redis_client.scan_iter(match=f"{services.cache_prefix}:*"):
+    for key in redis_client.scan_iter(match=f"{servers.cache_prefix}:*"):
         redis_client.delete(key)
     after = today_client.get("/").get_json()
     assert after["fact_id"] == first[0]["fact_id"]
@@ -157,8 +157,8 @@ def test_redis_flushed_mid_day_keeps_the_fact_and_every_view(services, today_cli
 # --- Postgres ---------------------------------------------------------------------------------
 
 
-def test_postgres_down_is_a_fast_503_and_recovers_without_restart(services, random_client, today_client, fault_log):
-    postgres_server = _require_control(services, "postgres")
+def test_postgres_down_is_a_fast_503_and_recovers_without_restart(servers, random_client, today_client, fault_log):
+    postgres_server = _require_control(servers, "postgres")
     assert random_client.get("/").status_code == 200  # the pool now holds a connection that will go stale
     with stopped(postgres_server):
         for client in (random_client, today_client):
@@ -175,10 +175,10 @@ def test_postgres_down_is_a_fast_503_and_recovers_without_restart(services, rand
 
 
 @pytest.mark.parametrize("function", ["random", "today"])
-def test_a_quiet_postgres_restart_costs_the_next_request_nothing(services, random_client, today_client, function):
+def test_a_quiet_postgres_restart_costs_the_next_request_nothing(servers, random_client, today_client, function):
     """A maintenance restart at night: nothing arrives during the outage, so the pool still holds
     connections to the old server when the first request of the morning comes."""
-    postgres_server = _require_control(services, "postgres")
+    postgres_server = _require_control(servers, "postgres")
     client = {"random": random_client, "today": today_client}[function]
     assert [client.get("/").status_code for _ in range(2)] == [200, 200]  # pooled (and, for today, cached)
     postgres_server.stop()
@@ -187,8 +187,8 @@ def test_a_quiet_postgres_restart_costs_the_next_request_nothing(services, rando
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
-def test_hung_postgres_is_a_503_within_its_timeout_and_recovers(services, random_client, today_client):
-    postgres_server = _require_control(services, "postgres")
+def test_hung_postgres_is_a_503_within_its_timeout_and_recovers(servers, random_client, today_client):
+    postgres_server = _require_control(servers, "postgres")
     settings = load_settings()
     timeout_s = max(settings.connect_timeout_s, settings.statement_timeout_ms / 1000)
     # Measured 1.50-1.53 s with 1.5 s timeouts; twice the timeout leaves a loaded machine its margin.
@@ -213,26 +213,26 @@ def _expect_status(response, status):
 # --- restarts, flushes and the day boundary -----------------------------------------------------
 
 
-def test_harness_restart_keeps_the_fact_and_every_view(services):
+def test_harness_restart_keeps_the_fact_and_every_view(servers):
     def get(base):
         status, _, body = http_get(base + "/today")
         assert status == 200
         return json.loads(body)
 
-    with harness_server(services.environ()) as (base, _):
+    with harness_server(servers.environ()) as (base, _):
         before = [get(base) for _ in range(3)]
-    with harness_server(services.environ()) as (base, _):
+    with harness_server(servers.environ()) as (base, _):
         after = get(base)
     assert after["fact_id"] == before[0]["fact_id"]
     assert after["views"] == 4
 
 
-def test_day_boundary_changes_the_fact_and_expires_the_cache(services, today_client, redis_client, db):
+def test_day_boundary_changes_the_fact_and_expires_the_cache(servers, today_client, redis_client, db):
     ten_to_midnight = datetime(2031, 3, 14, 23, 59, 50, tzinfo=UTC)
     instance.set_clock(lambda: ten_to_midnight)
     old = today_client.get("/").get_json()
     assert old["date"] == "2031-03-14"
-    old_key = today_key(services.cache_prefix, "en", ten_to_midnight.date())
+    old_key = today_key(servers.cache_prefix, "en", ten_to_midnight.date())
     # Expires exactly at (the clock's) midnight: a 10 s TTL, of which only real time has passed since.
     assert 10_000 - 5_000 < redis_client.pttl(old_key) <= 10_000
 
@@ -243,7 +243,7 @@ def test_day_boundary_changes_the_fact_and_expires_the_cache(services, today_cli
     assert new["views"] == 1
     days = db.run("SELECT CAST(day AS text), fact_id FROM daily_facts WHERE language = 'en' ORDER BY day")
     assert days == [["2031-03-14", old["fact_id"]], ["2031-03-15", new["fact_id"]]]
-    new_key = today_key(services.cache_prefix, "en", next_day.date())
+    new_key = today_key(servers.cache_prefix, "en", next_day.date())
     assert 86_399_000 - 5_000 < redis_client.pttl(new_key) <= 86_399_000  # 00:00:01 leaves 86,399 s
 
 
@@ -255,8 +255,8 @@ def _json(answer):
     return status, headers, json.loads(body)
 
 
-def test_postgres_down_over_http_is_a_503_and_healthz_names_it(services, harness, harness_log):
-    postgres_server = _require_control(services, "postgres")
+def test_postgres_down_over_http_is_a_503_and_healthz_names_it(servers, harness, harness_log):
+    postgres_server = _require_control(servers, "postgres")
     log = LogSince(harness_log)
     assert http_get(harness + "/random")[0] == 200
     with stopped(postgres_server):
@@ -273,11 +273,11 @@ def test_postgres_down_over_http_is_a_503_and_healthz_names_it(services, harness
     assert _json(http_get(harness + "/healthz"))[::2] == (200, {"status": "ok", "postgres": "ok", "redis": "ok"})
     text = log.wait_for("database unavailable")
     assert "Traceback" not in text
-    assert_no_password(text.splitlines(), services)
+    assert_no_password(text.splitlines(), servers)
 
 
-def test_redis_down_over_http_keeps_answering_and_healthz_names_it(services, harness, harness_log):
-    redis_server = _require_control(services, "redis")
+def test_redis_down_over_http_keeps_answering_and_healthz_names_it(servers, harness, harness_log):
+    redis_server = _require_control(servers, "redis")
     log = LogSince(harness_log)
     with stopped(redis_server):
         for path in ("/today", "/random", "/today"):
@@ -289,7 +289,7 @@ def test_redis_down_over_http_keeps_answering_and_healthz_names_it(services, har
     text = log.wait_for("Redis unavailable")
     warning = next(json.loads(line) for line in text.splitlines() if "Redis unavailable" in line)
     assert warning["severity"] == "WARNING"  # the real line, as Cloud Logging reads it
-    assert_no_password(text.splitlines(), services)
+    assert_no_password(text.splitlines(), servers)
     wait_until(
         lambda: _expect_health(harness, {"status": "ok", "postgres": "ok", "redis": "ok"}), 10, "healthz to be ok"
     )
@@ -299,8 +299,8 @@ def _expect_health(base, expected):
     assert _json(http_get(base + "/healthz"))[::2] == (200, expected)
 
 
-def test_a_quiet_postgres_restart_over_http_costs_no_request(services, harness):
-    postgres_server = _require_control(services, "postgres")
+def test_a_quiet_postgres_restart_over_http_costs_no_request(servers, harness):
+    postgres_server = _require_control(servers, "postgres")
 
     def many(path: str, count: int = 16) -> list[int]:
         # At once, on separate connections, so that every gunicorn worker gets some of them.

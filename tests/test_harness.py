@@ -63,8 +63,8 @@ def test_unknown_path_is_a_json_404_listing_routes(harness):
     assert json.loads(body)["error"]["routes"] == ["/random", "/today"]
 
 
-def test_one_log_line_per_request_and_no_password(services):
-    with harness_server(services.environ()) as (base, log_path):
+def test_one_log_line_per_request_and_no_password(servers):
+    with harness_server(servers.environ()) as (base, log_path):
         for path in ("/random", "/today", "/healthz", "/random?language=xx"):
             http_get(base + path)
 
@@ -81,18 +81,18 @@ def test_one_log_line_per_request_and_no_password(services):
         [("random_fact", 200), ("today_fact", 200), ("random_fact", 400)], key=str
     )
     assert sum(1 for line in lines if line["logger"] == "facts.harness" and "/healthz" in line["message"]) >= 1
-    password = services.database_url.split("@")[0].rsplit(":", 1)[-1]
+    password = servers.database_url.split("@")[0].rsplit(":", 1)[-1]
     assert password not in text
 
 
-def _serve_copy(copy: Path, services, *args):
+def _serve_copy(copy: Path, servers, *args):
     from devservices.ports import free_port
     from devservices.processes import spawn
 
     port = free_port()
     log = open(copy / "harness.log", "wb")
     argv = [sys.executable, str(copy / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
-    env = {**services.environ(), "PATH": "/usr/bin:/bin"}
+    env = {**servers.environ(), "PATH": "/usr/bin:/bin"}
     process = spawn(argv, log, None, signal.SIGTERM, env=env, cwd=copy)
     return process, f"http://127.0.0.1:{port}", log
 
@@ -121,13 +121,13 @@ def _edit_until_answered(path, text, url, status):
     return wait_until(answered, 60, f"{url} to answer {status} after the edit")
 
 
-def test_a_third_function_needs_no_change_to_the_harness(services, tmp_path):
+def test_a_third_function_needs_no_change_to_the_harness(servers, tmp_path):
     copy = _copy_project(tmp_path)
     (copy / "functions" / "hello_fact.py").write_text(
         "import functions_framework\n\n\n@functions_framework.http\ndef hello_fact(request):\n"
         "    return {'hello': request.args.get('name', 'world')}\n"
     )
-    process, base, log = _serve_copy(copy, services)
+    process, base, log = _serve_copy(copy, servers)
     try:
         index = wait_until(lambda: json.loads(http_get(base + "/")[2]), 30, "the copy's harness")
         assert [r["path"] for r in index["routes"]] == ["/hello_fact", "/random", "/today"]
@@ -139,11 +139,11 @@ def test_a_third_function_needs_no_change_to_the_harness(services, tmp_path):
         log.close()
 
 
-def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(services, tmp_path):
+def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(servers, tmp_path):
     copy = _copy_project(tmp_path)
     source = copy / "functions" / "random_fact.py"
     good = source.read_text()
-    process, base, log = _serve_copy(copy, services, "--reload")
+    process, base, log = _serve_copy(copy, servers, "--reload")
     try:
         wait_until(lambda: _answers(base + "/random", 200), 30, "the copy's harness")
         failed = _edit_until_answered(source, good + "\ndef broken(:\n", base + "/random", 500)
@@ -160,14 +160,14 @@ def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(services, tm
         log.close()
 
 
-def _invoke(services, *args):
-    env = {**services.environ(), "PATH": "/usr/bin:/bin"}
+def _invoke(servers, *args):
+    env = {**servers.environ(), "PATH": "/usr/bin:/bin"}
     argv = [sys.executable, str(ROOT / "harness.py"), "invoke", *args, "--services", "external"]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
 
 
-def test_invoke_prints_status_and_json_and_takes_method_headers_and_body(services):
-    first = _invoke(services, "today", "--query", "language=de")
+def test_invoke_prints_status_and_json_and_takes_method_headers_and_body(servers):
+    first = _invoke(servers, "today", "--query", "language=de")
     assert first.returncode == 0, first.stderr
     status_line, body = first.stdout.split("\n", 1)
     assert status_line == "HTTP 200"
@@ -175,13 +175,13 @@ def test_invoke_prints_status_and_json_and_takes_method_headers_and_body(service
     assert fact["language"] == "de"
 
     etag = f'W/"{fact["fact_id"]}-{fact["date"]}"'
-    cached = _invoke(services, "today", "--query", "language=de", "--header", f"If-None-Match: {etag}")
+    cached = _invoke(servers, "today", "--query", "language=de", "--header", f"If-None-Match: {etag}")
     assert cached.stdout.startswith("HTTP 304")
 
-    refused = _invoke(services, "random", "--method", "POST", "--data", '{"x": 1}')
+    refused = _invoke(servers, "random", "--method", "POST", "--data", '{"x": 1}')
     assert refused.returncode == 1
     assert refused.stdout.startswith("HTTP 405")
     assert json.loads(refused.stdout.split("\n", 1)[1])["error"]["code"] == "method_not_allowed"
 
-    unknown = _invoke(services, "nope")
+    unknown = _invoke(servers, "nope")
     assert unknown.returncode != 0 and "unknown function" in unknown.stderr

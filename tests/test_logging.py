@@ -44,7 +44,7 @@ def test_malformed_trace_header_is_left_out(random_client):
 
 
 @pytest.mark.usefixtures("fresh_instance")
-def test_warnings_keep_their_severity(monkeypatch, services, today_client):
+def test_warnings_keep_their_severity(monkeypatch, servers, today_client):
     """A real warning (Redis unreachable: nothing listens on its port) is a WARNING in both formats."""
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
     instance.reset()

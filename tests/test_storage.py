@@ -52,13 +52,13 @@ def test_random_pick_is_uniform(random_client, db):
 
 
 @pytest.fixture
-def scratch_database(services):
+def scratch_database(servers):
     """An empty database of our own on the worker's server, dropped afterwards."""
-    admin = parse_database_url(services.database_url)
+    admin = parse_database_url(servers.database_url)
     name = f"facts_scratch_{secrets.token_hex(4)}"
     con = connect(admin, 5.0, statement_timeout_ms=None)
     con.run(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(services.database_url)
+    parts = urlsplit(servers.database_url)
     yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
     con.run(f'DROP DATABASE "{name}" WITH (FORCE)')
     con.close()
@@ -93,13 +93,13 @@ def test_concurrent_cold_starts_migrate_and_seed_once(scratch_database):
         assert schema.migrate(con) == []  # idempotent
 
 
-def _harness(services, *args):
-    env = {**services.environ(), "PATH": "/usr/bin:/bin"}
+def _harness(servers, *args):
+    env = {**servers.environ(), "PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, str(ROOT / "harness.py"), *args, "--services", "external"],
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)  # fmt: skip
 
 
-def test_import_command_adds_new_facts_once(services, db, tmp_path):
+def test_import_command_adds_new_facts_once(servers, db, tmp_path):
     jsonl = tmp_path / "more.jsonl"
     jsonl.write_text(
         "\n".join(json.dumps({"fact": f"Imported fact number {i}.", "source": "test"}) for i in range(3)) + "\n"
@@ -110,12 +110,12 @@ def test_import_command_adds_new_facts_once(services, db, tmp_path):
     )
     before = dict(db.run("SELECT language, n FROM fact_counts"))
 
-    first = _harness(services, "import", str(jsonl))
+    first = _harness(servers, "import", str(jsonl))
     assert first.returncode == 0, first.stderr
     assert "imported 3 new facts" in first.stdout
-    second = _harness(services, "import", str(csv_file))
+    second = _harness(servers, "import", str(csv_file))
     assert "imported 1 new facts" in second.stdout  # the English row is already known
-    again = _harness(services, "import", str(jsonl))
+    again = _harness(servers, "import", str(jsonl))
     assert "imported 0 new facts" in again.stdout
 
     after = dict(db.run("SELECT language, n FROM fact_counts"))
@@ -123,9 +123,9 @@ def test_import_command_adds_new_facts_once(services, db, tmp_path):
     assert db.run("SELECT max(seq), count(*) FROM facts WHERE language = 'en'")[0] == [after["en"], after["en"]]
 
 
-def test_import_of_a_bad_file_is_a_clear_error(services, tmp_path):
+def test_import_of_a_bad_file_is_a_clear_error(servers, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"fact": "fine"}\nnot json\n')
-    result = _harness(services, "import", str(bad))
+    result = _harness(servers, "import", str(bad))
     assert result.returncode != 0
     assert "bad.jsonl:2" in result.stderr and "Traceback" not in result.stderr

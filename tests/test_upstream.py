@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("fault_log")
 
 
 @pytest.fixture
-def upstream(services, monkeypatch):
+def upstream(servers, monkeypatch):
     with upstream_stub() as (url, state):
         monkeypatch.setenv("FACTS_UPSTREAM_URL", url)
         monkeypatch.setenv("FACTS_UPSTREAM_TIMEOUT", "0.5")

@@ -62,9 +62,9 @@ def test_today_counts_every_200_and_304_exactly_under_24_connections(harness, db
     assert shards > DAY_SHARDS // 2  # the day's views are spread, not queued on one row
 
 
-def test_known_day_views_in_postgres_from_32_connections_are_exact(services, db):
+def test_known_day_views_in_postgres_from_32_connections_are_exact(servers, db):
     """The statement itself, without the server's thread limit: 32 connections count at once."""
-    pool = PostgresPool(parse_database_url(services.database_url), size=32, timeout_s=10, statement_timeout_ms=10_000)
+    pool = PostgresPool(parse_database_url(servers.database_url), size=32, timeout_s=10, statement_timeout_ms=10_000)
     store = FactStore(pool)
     day = date(2034, 5, 6)
     try:
@@ -96,8 +96,8 @@ def _cache_fields(records) -> list[str]:
 
 
 @pytest.mark.usefixtures("fresh_instance")
-def test_a_warm_instance_remembers_the_day_and_a_cold_one_reads_redis_first(services, today_client, redis_client, db):
-    key = today_key(services.cache_prefix, "en", datetime.now(UTC).date())
+def test_a_warm_instance_remembers_the_day_and_a_cold_one_reads_redis_first(servers, today_client, redis_client, db):
+    key = today_key(servers.cache_prefix, "en", datetime.now(UTC).date())
     with captured_logs() as records:
         first = today_client.get("/").get_json()  # cold, Redis empty: chosen in Postgres, Redis filled
         assert redis_client.ttl(key) > 0

@@ -81,22 +81,22 @@ def test_the_views_shown_for_todays_fact_grow_after_calls(page: Any, harness: st
     expect(page.locator("#top-rows")).to_contain_text(first["fact"])
 
 
-def test_the_services_show_where_and_health_and_never_a_password(page: Any, harness: str, services: Any) -> None:
+def test_the_services_show_where_and_health_and_never_a_password(page: Any, harness: str, servers: Any) -> None:
     _open(page, harness)
     listed = page.locator("#services-list")
     expect(listed).to_contain_text("external")
     expect(listed.locator(".ok")).to_have_count(2)  # Postgres and Redis healthy
-    password = services.database_url.split("@")[0].rsplit(":", 1)[-1]
+    password = servers.database_url.split("@")[0].rsplit(":", 1)[-1]
     assert password and password not in page.content()
 
 
 def test_a_broken_function_shows_its_error_line_and_recovers_under_reload(
-    page: Any, services: Any, tmp_path: Path
+    page: Any, servers: Any, tmp_path: Path
 ) -> None:
     copy = project_copy(tmp_path)
     source = copy / "functions" / "random_fact.py"
     good = source.read_text()
-    with harness_server(services.environ(), "--reload", root=copy) as (base, _):
+    with harness_server(servers.environ(), "--reload", root=copy) as (base, _):
         _open(page, base)
         row = page.locator('#functions-rows tr[data-path="/random"]')
         expect(row).to_contain_text("loaded")

@@ -33,11 +33,11 @@ def worker_id(config: pytest.Config) -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
-def services_fixture() -> Callable[..., Iterator[ProvidedServers]]:
+def servers_fixture() -> Callable[..., Iterator[ProvidedServers]]:
     """Session fixture: this worker's own Postgres and Redis, migrated, with the functions' env set."""
 
     @pytest.fixture(scope="session")
-    def services(request: pytest.FixtureRequest) -> Iterator[ProvidedServers]:
+    def servers(request: pytest.FixtureRequest) -> Iterator[ProvidedServers]:
         config = request.config
         kind = chosen_kind(config)
         worker = worker_id(config)
@@ -59,7 +59,7 @@ def services_fixture() -> Callable[..., Iterator[ProvidedServers]]:
                     else:
                         os.environ[name] = value
 
-    return services
+    return servers
 
 
 SERVICES_REPORT = pytest.StashKey[dict[str, Any]]()
@@ -94,8 +94,8 @@ class TestDatabase:
 
 def postgres_fixture() -> Callable[..., Iterator[TestDatabase]]:
     @pytest.fixture(scope="session")
-    def db(services: ProvidedServers) -> Iterator[TestDatabase]:
-        database = TestDatabase(services.database_url)
+    def db(servers: ProvidedServers) -> Iterator[TestDatabase]:
+        database = TestDatabase(servers.database_url)
         yield database
         database.close()
 
@@ -104,8 +104,8 @@ def postgres_fixture() -> Callable[..., Iterator[TestDatabase]]:
 
 def redis_fixture() -> Callable[..., Iterator[redis.Redis]]:
     @pytest.fixture(scope="session")
-    def redis_client(services: ProvidedServers) -> Iterator[redis.Redis]:
-        client = redis.Redis.from_url(services.redis_url, decode_responses=True)
+    def redis_client(servers: ProvidedServers) -> Iterator[redis.Redis]:
+        client = redis.Redis.from_url(servers.redis_url, decode_responses=True)
         yield client
         client.close()
 

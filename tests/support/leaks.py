@@ -44,9 +44,9 @@ def fault_log_fixture() -> Callable[..., Iterator[list[logging.LogRecord]]]:
     """Fixture: the records our loggers emit during a test; afterwards, none may hold a server password."""
 
     @pytest.fixture
-    def fault_log(services: ProvidedServers) -> Iterator[list[logging.LogRecord]]:
+    def fault_log(servers: ProvidedServers) -> Iterator[list[logging.LogRecord]]:
         with captured_logs() as records:
             yield records
-        assert_no_password(rendered(records), services)
+        assert_no_password(rendered(records), servers)
 
     return fault_log
