@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from shared.config import ConfigError, check_redis_url, parse_database_url
+from shared.config import DEFAULT_CACHE_PREFIX, ConfigError, check_redis_url, parse_database_url
 from shared.postgres import connect
 
 from .servers import ProvidedServers
@@ -45,7 +45,7 @@ def external_services() -> Iterator[ProvidedServers]:
     database_url, redis_url = _require_urls()
     settings = parse_database_url(database_url)
     # Keep the caller's key prefix: the harness re-exports these settings to its functions.
-    prefix = os.environ.get("FACTS_CACHE_PREFIX") or "facts"
+    prefix = os.environ.get("FACTS_CACHE_PREFIX") or DEFAULT_CACHE_PREFIX
     description = f"external Postgres {settings.describe()} and Redis (key prefix {prefix})"
     yield ProvidedServers(database_url, redis_url, "external", description, cache_prefix=prefix)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shared.config import DEFAULT_CACHE_PREFIX
+
 
 class Server(Protocol):
     """A server the provider started, which fault tests may stop and start again at the same address."""
@@ -26,7 +28,7 @@ class ProvidedServers:
     provider: str
     description: str
     startup_s: float = 0.0
-    cache_prefix: str = "facts"
+    cache_prefix: str = DEFAULT_CACHE_PREFIX
     # None where the servers are not ours to stop (external ones).
     postgres: Server | None = field(default=None, repr=False)
     redis: Server | None = field(default=None, repr=False)

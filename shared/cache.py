@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .breaker import Breaker
+from .config import DEFAULT_CACHE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class DayMemo:
 
 
 class DayCache:
-    def __init__(self, url: str, prefix: str = "facts", timeout_s: float = 0.25) -> None:
+    def __init__(self, url: str, prefix: str = DEFAULT_CACHE_PREFIX, timeout_s: float = 0.25) -> None:
         self.prefix = prefix
         self.memo = DayMemo()
         # redis-py's default retry policy takes ~2.6 s to give up on a refused connection:

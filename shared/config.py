@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
-DEFAULT_LANGUAGES = ("en", "de")
+# Every default is one constant here, used by load_settings (the only maker of Settings).
+DEFAULT_LANGUAGES = ("en", "de")  # the first is the default of the `language` parameter
+DEFAULT_CACHE_PREFIX = "facts"
+# Short on purpose: a request must fail with a 503 within ~2 s rather than hang.
+CONNECT_TIMEOUT_S = 1.5
+STATEMENT_TIMEOUT_MS = 1500
+UPSTREAM_TIMEOUT_S = 1.0
 # A pooled connection unused this long is closed, so that after a burst the connections go back
 # to Postgres for whichever worker needs them. Measured (docs/deploy.md): a worker starved during
 # an overload answers 200 again about this long plus half of it after the burst; a steady load
@@ -40,16 +46,21 @@ class PostgresSettings:
 class Settings:
     postgres: PostgresSettings
     redis_url: str = field(repr=False)
-    languages: tuple[str, ...] = DEFAULT_LANGUAGES
-    # Short on purpose: a request must fail with a 503 within ~2 s rather than hang.
-    connect_timeout_s: float = 1.5
-    statement_timeout_ms: int = 1500
-    pool_size: int = 8
-    pool_idle_timeout_s: float = POOL_IDLE_TIMEOUT_S
-    migrate_timeout_s: float = MIGRATE_TIMEOUT_S
-    cache_prefix: str = "facts"
-    upstream_url: str | None = None
-    upstream_timeout_s: float = 1.0
+    languages: tuple[str, ...]
+    connect_timeout_s: float
+    statement_timeout_ms: int
+    pool_size: int
+    pool_idle_timeout_s: float
+    migrate_timeout_s: float
+    cache_prefix: str
+    upstream_url: str | None
+    upstream_timeout_s: float
+
+
+def default_pool_size(environ: Mapping[str, str]) -> int:
+    """One connection per request thread: THREADS where set, else functions-framework's own
+    thread default (4 per CPU)."""
+    return int(environ.get("THREADS") or (os.cpu_count() or 1) * 4)
 
 
 def mask_url(url: str) -> str:
@@ -156,12 +167,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         postgres=postgres,
         redis_url=redis_url,
         languages=languages,
-        connect_timeout_s=_number(env, "FACTS_CONNECT_TIMEOUT", 1.5),
-        statement_timeout_ms=int(_number(env, "FACTS_STATEMENT_TIMEOUT_MS", 1500)),
-        pool_size=int(_number(env, "FACTS_POOL_SIZE", float(env.get("THREADS") or (os.cpu_count() or 1) * 4))),
+        connect_timeout_s=_number(env, "FACTS_CONNECT_TIMEOUT", CONNECT_TIMEOUT_S),
+        statement_timeout_ms=int(_number(env, "FACTS_STATEMENT_TIMEOUT_MS", STATEMENT_TIMEOUT_MS)),
+        pool_size=int(_number(env, "FACTS_POOL_SIZE", default_pool_size(env))),
         pool_idle_timeout_s=_number(env, "FACTS_POOL_IDLE_TIMEOUT", POOL_IDLE_TIMEOUT_S),
         migrate_timeout_s=_number(env, "FACTS_MIGRATE_TIMEOUT", MIGRATE_TIMEOUT_S),
-        cache_prefix=env.get("FACTS_CACHE_PREFIX") or "facts",
+        cache_prefix=env.get("FACTS_CACHE_PREFIX") or DEFAULT_CACHE_PREFIX,
         upstream_url=_upstream_url(env.get("FACTS_UPSTREAM_URL")),
-        upstream_timeout_s=_number(env, "FACTS_UPSTREAM_TIMEOUT", 1.0),
+        upstream_timeout_s=_number(env, "FACTS_UPSTREAM_TIMEOUT", UPSTREAM_TIMEOUT_S),
     )

@@ -107,13 +107,13 @@ def _shown(value: str, limit: int = 40) -> str:
 
 
 def language_param(request: flask.Request, supported: tuple[str, ...]) -> str:
-    """The `language` query parameter (default `en`), or a 400 that lists the supported ones."""
+    """The `language` query parameter (default: the first supported one), or a 400 that lists them."""
     values = request.args.getlist("language")
     if len(values) > 1:
         raise ApiError(
             400, "invalid_parameter", "give the language parameter once", supported_languages=list(supported)
         )
-    language = values[0] if values else "en"
+    language = values[0] if values else supported[0]
     if language not in supported:
         message = f"unsupported language {_shown(language)}; supported: {', '.join(supported)}"
         raise ApiError(400, "unsupported_language", message, supported_languages=list(supported))

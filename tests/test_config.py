@@ -75,3 +75,11 @@ def test_a_function_without_configuration_answers_a_json_503(monkeypatch):
         assert "Traceback" not in response.get_data(as_text=True)
     finally:
         instance.reset()
+
+
+@pytest.mark.usefixtures("fresh_instance")
+def test_the_first_configured_language_is_the_default(monkeypatch, random_client, today_client):
+    monkeypatch.setenv("FACTS_LANGUAGES", "de,en")
+    assert random_client.get("/").get_json()["language"] == "de"
+    assert today_client.get("/").get_json()["language"] == "de"
+    assert random_client.get("/?language=en").get_json()["language"] == "en"

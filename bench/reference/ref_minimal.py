@@ -22,10 +22,11 @@ import pg8000.native
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root, for its statements
+from shared.config import DEFAULT_CACHE_PREFIX
 from shared.store import KNOWN_DAY_VIEW, RANDOM_VIEW, TODAY_VIEW
 
 HEADERS = {"Content-Type": "application/json; charset=utf-8"}
-PREFIX = os.environ.get("FACTS_CACHE_PREFIX", "facts")
+PREFIX = os.environ.get("FACTS_CACHE_PREFIX", DEFAULT_CACHE_PREFIX)
 
 _local = threading.local()
 _redis = None
