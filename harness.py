@@ -206,10 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the facts functions locally.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from devservices import KINDS
+
     def with_services(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--services",
-            choices=("auto", "embedded", "containers", "external"),
+            choices=KINDS,
             default="auto",
             help="where Postgres and Redis come from "
             "(auto: external if DATABASE_URL and REDIS_URL are set, else embedded)",

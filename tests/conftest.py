@@ -12,7 +12,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from devservices import ProvidedServers
+from devservices import KINDS, ProvidedServers
 from shared import instance
 
 from .support import factories, janitor, leaks
@@ -26,7 +26,7 @@ _REPORTS = pytest.StashKey[list[dict[str, Any]]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         factories.SERVICES_OPTION,
-        choices=("auto", "containers", "embedded", "external"),
+        choices=KINDS,
         default=None,
         help="where each worker's Postgres and Redis come from (default: $FACTS_TEST_SERVICES or auto: "
         "containers when a Docker engine answers, embedded otherwise)",
