@@ -253,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from devservices import ProviderError
         from shared.config import ConfigError
+        from shared.postgres import StoreUnavailable
 
-        if isinstance(exc, (ConfigError, FileNotFoundError, RuntimeError, OSError)):
+        if isinstance(exc, (ConfigError, ProviderError, StoreUnavailable, OSError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

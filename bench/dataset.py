@@ -6,6 +6,8 @@ import time
 
 import pg8000.native
 
+from shared.postgres import transaction
+
 # Facts of a realistic length (~100 characters), with ids that cannot clash with the real ones
 # (those are 16 hex digits of a digest; these start with "bench").
 _APPEND = """
@@ -27,10 +29,9 @@ def set_catalogue_size(con: pg8000.native.Connection, language: str, size: int) 
     last = con.run("SELECT coalesce(max(seq), 0) FROM facts WHERE language = :language", language=language)[0][0]
     added = 0
     if last < size:
-        con.run("BEGIN")
-        con.run(_APPEND, language=language, first=last + 1, last=size)
-        con.run("UPDATE fact_counts SET n = :n WHERE language = :language", n=size, language=language)
-        con.run("COMMIT")
+        with transaction(con):
+            con.run(_APPEND, language=language, first=last + 1, last=size)
+            con.run("UPDATE fact_counts SET n = :n WHERE language = :language", n=size, language=language)
         added = size - last
         # Do now what autovacuum and the checkpointer would otherwise do during the measurement
         # (a million new rows make both busy for a while): freeze/visibility map, statistics, flush.

@@ -38,15 +38,6 @@ class Server:
     def base(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def worker_pids(self) -> list[int]:
-        """The gunicorn workers (children of the arbiter), e.g. to attach py-spy to one."""
-        try:
-            return [
-                int(p) for p in Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-            ]
-        except OSError:
-            return []
-
 
 def http_status(url: str, timeout_s: float) -> int | None:
     """The status of GET `url`, or None when nothing answers (yet)."""

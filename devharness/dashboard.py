@@ -22,6 +22,7 @@ from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
 from shared.config import ConfigError, mask_url
+from shared.web import JSON_TYPE
 
 from . import dashboard_data
 from .logstream import HubAddress, query_hub
@@ -77,7 +78,7 @@ def _json(start_response: Callable[..., Any], status: str, body: Any, secrets: t
     for secret in secrets:  # a last guard: whatever a description says, a password never leaves
         text = text.replace(secret, "***")
     headers = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
-    return _respond(start_response, status, "application/json; charset=utf-8", text.encode("utf-8"), headers)
+    return _respond(start_response, status, JSON_TYPE, text.encode("utf-8"), headers)
 
 
 def _error(start_response: Callable[..., Any], status: str, code: str, message: str) -> list[bytes]:
@@ -191,7 +192,7 @@ class Dashboard:
             start_response(
                 "503 Service Unavailable",
                 [
-                    ("Content-Type", "application/json; charset=utf-8"),
+                    ("Content-Type", JSON_TYPE),
                     ("Retry-After", "2"),
                     ("Cache-Control", "no-store"),
                 ],

@@ -14,13 +14,14 @@ from typing import Any
 
 import functions_framework
 
+from shared.web import JSON_TYPE
+
 from .dashboard import PREFIX as DASHBOARD_PREFIX
 from .dashboard import Dashboard, wants_page
 from .routes import Route
 
 log = logging.getLogger("facts.harness")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-JSON_TYPE = "application/json; charset=utf-8"
 OPENAPI_FILE = Path(__file__).resolve().parents[1] / "openapi.json"
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from .servers import ProvidedServers
+from .servers import ProvidedServers, ProviderError
 
 KINDS = ("auto", "embedded", "containers", "external")
 
-__all__ = ["KINDS", "ProvidedServers", "provide"]
+__all__ = ["KINDS", "ProvidedServers", "ProviderError", "provide"]
 
 
 def provide(
@@ -34,7 +34,7 @@ def provide(
         from .containers import container_services, docker_available, remove_orphans
 
         if not docker_available():
-            raise RuntimeError(
+            raise ProviderError(
                 "no Docker engine answers (checked DOCKER_HOST or the default socket); start one, "
                 "or choose the embedded services (--services embedded)"
             )

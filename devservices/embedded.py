@@ -24,7 +24,7 @@ import redis
 from .pgcluster import clone_template, initdb
 from .ports import free_port
 from .processes import descendants, grant_traverse, hand_over, service_user, spawn, terminate
-from .servers import ProvidedServers
+from .servers import ProvidedServers, ProviderError
 from .waiting import wait_until
 
 HOST = "127.0.0.1"
@@ -162,7 +162,7 @@ class EmbeddedPostgres(_ServerProcess):
 
     def _ready(self) -> None:
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"postgres exited with {self.process.returncode}")
+            raise ProviderError(f"postgres exited with {self.process.returncode}")
         self._connect_locally().close()
 
     def _connect_locally(self) -> pg8000.native.Connection:
@@ -220,7 +220,7 @@ class EmbeddedRedis(_ServerProcess):
 
     def _ready(self) -> None:
         if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+            raise ProviderError(f"redis-server exited with {self.process.returncode}")
         client = redis.Redis(host=HOST, port=self.port, password=self.password, socket_timeout=1)
         try:
             client.ping()

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from .processes import as_user, hand_over
+from .servers import ProviderError
 
 
 def initdb(bin_dir: Path, data: Path, user: str | None, password: str, durable: bool) -> None:
@@ -32,7 +33,7 @@ def initdb(bin_dir: Path, data: Path, user: str | None, password: str, durable: 
             argv.append("--no-sync")
         subprocess.run(argv, check=True, capture_output=True, timeout=120, **as_user(user))
     except subprocess.CalledProcessError as exc:
-        raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')[-2000:]}") from None
+        raise ProviderError(f"initdb failed: {exc.stderr.decode(errors='replace')[-2000:]}") from None
     finally:
         pwfile.unlink(missing_ok=True)
 

@@ -8,6 +8,10 @@ from typing import Protocol
 from shared.config import DEFAULT_CACHE_PREFIX
 
 
+class ProviderError(RuntimeError):
+    """A provider could not start its servers (no Docker engine, a server that exited, initdb failed)."""
+
+
 class Server(Protocol):
     """A server the provider started, which fault tests may stop and start again at the same address."""
 

@@ -6,10 +6,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from .servers import ProviderError
+
 T = TypeVar("T")
 
 
-class NotReady(RuntimeError):
+class NotReady(ProviderError):
     pass
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pg8000.native
 
+from .postgres import transaction
+
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 _BATCH = 5000
 # Serialises catalogue writers across instances: `seq` must stay dense per language.
@@ -113,8 +115,7 @@ def _batches(records: Iterable[FactRecord]) -> Iterator[list[FactRecord]]:
 def import_facts(con: pg8000.native.Connection, records: Iterable[FactRecord]) -> int:
     """Add the facts not yet known (by id); returns how many were new. Safe to run concurrently."""
     added = 0
-    con.run("BEGIN")
-    try:
+    with transaction(con):
         con.run("SELECT pg_advisory_xact_lock(:key)", key=CATALOGUE_LOCK_KEY)
         for batch in _batches(records):
             rows = con.run(
@@ -128,8 +129,4 @@ def import_facts(con: pg8000.native.Connection, records: Iterable[FactRecord]) -
             if touched:
                 con.run(_UPDATE_COUNTS, languages=touched)
             added += len(rows)
-        con.run("COMMIT")
-    except BaseException:
-        con.run("ROLLBACK")
-        raise
     return added

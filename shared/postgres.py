@@ -12,7 +12,8 @@ import contextlib
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import pg8000.native
 
@@ -69,6 +70,24 @@ def connect(settings: PostgresSettings, timeout_s: float, statement_timeout_ms: 
         if is_connection_lost(exc) or _sqlstate(exc).startswith(_CONNECT_REFUSED_CODES):
             raise StoreUnavailable(f"cannot connect to Postgres at {settings.describe()}: {_reason(exc)}") from None
         raise
+
+
+class StatementRunner(Protocol):
+    """A pg8000 connection, or the pool: anything that runs a statement."""
+
+    def run(self, sql: str, **params: Any) -> Any: ...
+
+
+@contextlib.contextmanager
+def transaction(con: StatementRunner) -> Iterator[None]:
+    """BEGIN, then COMMIT when the block ends, or ROLLBACK when it raises (anything, Ctrl-C too)."""
+    con.run("BEGIN")
+    try:
+        yield
+    except BaseException:
+        con.run("ROLLBACK")
+        raise
+    con.run("COMMIT")
 
 
 def _reason(exc: BaseException) -> str:

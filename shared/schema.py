@@ -9,18 +9,19 @@ use), and one that finds another migrating is told to come back later (Migration
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple
 
 import pg8000.native
 
 from . import catalogue
 from .config import ConfigError, PostgresSettings, parse_database_url
-from .postgres import StoreUnavailable, connect
+from .postgres import StatementRunner, StoreUnavailable, connect, transaction
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -65,11 +66,7 @@ def latest_version() -> int:
     return migrations()[-1].version
 
 
-class _Runner(Protocol):
-    def run(self, sql: str, **params: Any) -> Any: ...
-
-
-def missing_versions(runner: _Runner) -> set[int]:
+def missing_versions(runner: StatementRunner) -> set[int]:
     """Known migrations not applied yet: a set, not a max, because SQL migrations numbered below the
     seed step (1000) can come after it (0003 on a database seeded by an earlier version)."""
     known = {migration.version for migration in migrations()}
@@ -101,17 +98,9 @@ def migrate(con: pg8000.native.Connection, wait: bool = True) -> list[str]:
             if migration.version in done:
                 continue
             log.info("applying migration %s", migration.name)
-            if migration.in_transaction:
-                con.run("BEGIN")
-            try:
+            with transaction(con) if migration.in_transaction else contextlib.nullcontext():
                 migration.apply(con)
                 con.run(_RECORD, version=migration.version, name=migration.name)
-                if migration.in_transaction:
-                    con.run("COMMIT")
-            except BaseException:
-                if migration.in_transaction:
-                    con.run("ROLLBACK")
-                raise
             applied_now.append(migration.name)
     finally:
         con.run("SELECT pg_advisory_unlock(:key)", key=MIGRATION_LOCK_KEY)

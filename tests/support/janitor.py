@@ -10,6 +10,8 @@ from typing import Any
 
 import redis
 
+from shared.postgres import transaction
+
 
 def baseline(db: Any) -> dict[str, int]:
     return {language: n for language, n in db.run("SELECT language, n FROM fact_counts")}
@@ -17,8 +19,7 @@ def baseline(db: Any) -> dict[str, int]:
 
 def reset(db: Any, cache: redis.Redis, prefix: str, counts: dict[str, int]) -> None:
     languages, sizes = list(counts), list(counts.values())
-    db.run("BEGIN")
-    try:
+    with transaction(db):
         db.run("TRUNCATE daily_facts")
         db.run(
             "DELETE FROM facts f WHERE NOT EXISTS ("
@@ -36,10 +37,6 @@ def reset(db: Any, cache: redis.Redis, prefix: str, counts: dict[str, int]) -> N
         # Views live in counter shards (shared/migrations/0003): the day shards go, shard 0 is zeroed.
         db.run("DELETE FROM view_shards WHERE shard > 0")
         db.run("UPDATE view_shards SET views = 0 WHERE views <> 0")
-        db.run("COMMIT")
-    except BaseException:
-        db.run("ROLLBACK")
-        raise
     keys = list(cache.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         cache.delete(*keys)
