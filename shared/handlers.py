@@ -13,7 +13,7 @@ from . import facts, instance, logs, web
 log = logging.getLogger("facts.requests")
 
 
-def _random(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
+def _random(request: flask.Request) -> flask.Response:
     current = instance.state()
     language = web.language_param(request, current.settings.languages)
     fact = facts.pick_random(current.store, language, count_view=request.method == "GET", upstream=current.upstream)
@@ -22,7 +22,7 @@ def _random(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
     return web.json_response(200, fact.as_json(), {"Cache-Control": "no-store"})
 
 
-def _today(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
+def _today(request: flask.Request) -> flask.Response:
     current = instance.state()
     language = web.language_param(request, current.settings.languages)
     found = facts.fact_of_the_day(
@@ -30,7 +30,7 @@ def _today(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
     )
     if found is None:
         raise web.ApiError(404, "no_facts", f"the catalogue has no facts in language {language!r} yet")
-    ctx["cache"] = "hit" if found.cache_hit else "miss"
+    flask.g.cache = "hit" if found.cache_hit else "miss"  # for the request's log line
     day = found.day.isoformat()
     # Every view is counted, so shared caches must revalidate with us each time (no-cache), and a
     # matching If-None-Match gets a 304 that is still a view.
@@ -41,13 +41,12 @@ def _today(request: flask.Request, ctx: dict[str, str]) -> flask.Response:
 
 
 def _logged(
-    function: str, body: Callable[[flask.Request, dict[str, str]], flask.Response]
+    function: str, body: Callable[[flask.Request], flask.Response]
 ) -> Callable[[flask.Request], flask.Response]:
     def handle(request: flask.Request) -> flask.Response:
         logs.configure()
         started = time.perf_counter()
-        ctx: dict[str, str] = {}
-        response = web.serve(request, lambda req: body(req, ctx))
+        response = web.serve(request, body)
         # Behind the harness the mount point is the script root; the function itself sees "/".
         path = (request.script_root + request.path).rstrip("/") or "/"
         fields = {
@@ -56,7 +55,7 @@ def _logged(
             "path": path,
             "status": response.status_code,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            **({"cache": ctx["cache"]} if "cache" in ctx else {}),
+            **({"cache": flask.g.cache} if "cache" in flask.g else {}),
             **logs.trace_field(request.headers.get("X-Cloud-Trace-Context")),
         }
         if log.isEnabledFor(logging.INFO):
