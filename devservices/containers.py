@@ -14,6 +14,7 @@ import pg8000.native
 import redis
 
 from .ports import free_port
+from .processes import pid_alive
 from .servers import ProvidedServers
 from .waiting import wait_until
 
@@ -49,20 +50,10 @@ def remove_orphans() -> None:
     try:
         for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
             owner = int(container.labels.get(OWNER_LABEL, "0") or 0)
-            if owner and not _alive(owner):
+            if owner and not pid_alive(owner):
                 container.remove(force=True)
     finally:
         client.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class ContainerServer:

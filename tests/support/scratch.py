@@ -13,18 +13,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from devservices.processes import pid_alive
+
 PREFIX = "facts-test-"
 
 
 def _owner_alive(folder: Path) -> bool:
     try:
         pid = int(folder.name[len(PREFIX) :].split("-", 1)[0])
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
+    except ValueError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def remove_stale() -> None:
