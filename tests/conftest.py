@@ -1,4 +1,4 @@
-"""Wiring only: every xdist worker gets its own Postgres and Redis (see support/factories.py)."""
+"""Wiring only: every xdist worker gets its own Postgres and Redis (see support/servers.py)."""
 
 from __future__ import annotations
 
@@ -12,31 +12,13 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from devservices import KINDS, ProvidedServers
+from devservices import ProvidedServers
 from shared import instance
 
-from .support import factories, janitor, leaks
-from .support.harness_process import harness_server
+from .support import janitor
+from .support.harness_process import FUNCTIONS, harness_server
 
-ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONS = ROOT / "functions"
-_REPORTS = pytest.StashKey[list[dict[str, Any]]]()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        factories.SERVICES_OPTION,
-        choices=KINDS,
-        default=None,
-        help="where each worker's Postgres and Redis come from (default: $FACTS_TEST_SERVICES or auto: "
-        "containers when a Docker engine answers, embedded otherwise)",
-    )
-
-
-servers = factories.servers_fixture()
-db = factories.postgres_fixture()
-redis_client = factories.redis_fixture()
-fault_log = leaks.fault_log_fixture()
+pytest_plugins = ("tests.support.servers", "tests.support.leaks")
 
 
 @pytest.fixture(scope="session")
@@ -107,40 +89,3 @@ def fresh_instance(servers: ProvidedServers) -> Iterator[None]:
     instance.reset()
     yield
     instance.reset()
-
-
-# --- the report: which provider each worker used and how long its servers took to start ---
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    report = session.config.stash.get(factories.SERVICES_REPORT, None)
-    if report and hasattr(session.config, "workeroutput"):
-        session.config.workeroutput["facts_services"] = report  # type: ignore[attr-defined]
-    elif report:
-        session.config.stash.setdefault(_REPORTS, []).append(report)
-
-
-class _WorkerReports:
-    """Collects the workers' reports on the controller; a hook that exists only when xdist is loaded."""
-
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        report = getattr(node, "workeroutput", {}).get("facts_services")
-        if report:
-            node.config.stash.setdefault(_REPORTS, []).append(report)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Registered only with xdist: `pytest -p no:xdist` would otherwise stop at an unknown hook.
-    if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_WorkerReports(), "facts-worker-reports")
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    reports = sorted(config.stash.get(_REPORTS, []), key=lambda r: r["worker"])
-    if not reports:
-        return
-    terminalreporter.section("services per worker")
-    for r in reports:
-        terminalreporter.write_line(
-            f"{r['worker']}: {r['provider']}, started in {r['startup_s']:.2f} s — {r['description']}"
-        )

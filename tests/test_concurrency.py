@@ -17,7 +17,7 @@ from shared.config import parse_database_url
 from shared.postgres import PostgresPool
 from shared.store import FactStore
 
-from .support.factories import TestDatabase
+from .support.servers import TestDatabase
 
 SMALL_CATALOGUE = 10
 

@@ -61,7 +61,7 @@ def test_a_function_without_configuration_answers_a_json_503(monkeypatch):
     import functions_framework
 
     from shared import instance
-    from tests.conftest import FUNCTIONS
+    from tests.support.harness_process import FUNCTIONS
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)

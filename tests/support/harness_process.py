@@ -18,6 +18,7 @@ from devservices.processes import spawn, terminate
 from devservices.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = ROOT / "functions"
 # What `harness.py serve` needs from the repository, for a copy a test may break.
 HARNESS_FILES = ("functions", "shared", "devharness", "devservices", "harness.py", "openapi.json")
 

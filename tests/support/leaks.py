@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -40,13 +40,9 @@ def assert_no_password(lines: Iterable[str], provided: ProvidedServers) -> None:
         raise AssertionError(f"{len(leaked)} line(s) hold a server password, e.g. {example!r}")
 
 
-def fault_log_fixture() -> Callable[..., Iterator[list[logging.LogRecord]]]:
-    """Fixture: the records our loggers emit during a test; afterwards, none may hold a server password."""
-
-    @pytest.fixture
-    def fault_log(servers: ProvidedServers) -> Iterator[list[logging.LogRecord]]:
-        with captured_logs() as records:
-            yield records
-        assert_no_password(rendered(records), servers)
-
-    return fault_log
+@pytest.fixture
+def fault_log(servers: ProvidedServers) -> Iterator[list[logging.LogRecord]]:
+    """The records our loggers emit during a test; afterwards, none may hold a server password."""
+    with captured_logs() as records:
+        yield records
+    assert_no_password(rendered(records), servers)

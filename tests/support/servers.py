@@ -1,0 +1,155 @@
+"""Session fixtures for each xdist worker's own servers: `servers`, `db` and `redis_client`.
+
+Loaded by tests/conftest.py through `pytest_plugins`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from devservices import KINDS, ProvidedServers, provide
+from devservices.containers import docker_available
+from shared import instance
+from shared.config import parse_database_url
+from shared.postgres import connect, is_connection_lost
+
+from .scratch import scratch_dir
+
+SERVICES_OPTION = "--services"
+SERVICES_ENV = "FACTS_TEST_SERVICES"
+
+
+def chosen_kind(config: pytest.Config) -> str:
+    kind = config.getoption(SERVICES_OPTION) or os.environ.get(SERVICES_ENV) or "auto"
+    if kind == "auto":
+        return "containers" if docker_available() else "embedded"
+    return kind
+
+
+def worker_name() -> str:
+    # xdist's own name for this worker (gw0, gw1, ...); also set without its worker_id fixture,
+    # which `pytest -p no:xdist` would not have.
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def servers(request: pytest.FixtureRequest) -> Iterator[ProvidedServers]:
+    """This worker's own Postgres and Redis, migrated, with the functions' environment set."""
+    config = request.config
+    kind = chosen_kind(config)
+    worker = worker_name()
+    with (
+        pytest.MonkeyPatch.context() as environment,
+        scratch_dir(worker) as scratch,
+        provide(kind, scratch, durable=False, namespace=worker) as provided,
+    ):
+        for name, value in provided.environ().items():
+            environment.setenv(name, value)
+        instance.reset()
+        instance.state()  # migrate and seed once per worker
+        report = {"worker": worker, "provider": provided.provider, "startup_s": round(provided.startup_s, 2),
+                  "description": provided.description}  # fmt: skip
+        config.stash[SERVICES_REPORT] = report
+        try:
+            yield provided
+        finally:
+            instance.reset()
+
+
+SERVICES_REPORT = pytest.StashKey[dict[str, Any]]()
+
+
+class TestDatabase:
+    """The test's own connection, to look at what the functions wrote.
+
+    Fault tests restart the server under it, so a dropped connection is re-made once, quietly.
+    """
+
+    __test__ = False  # a helper, not a test class, despite its name
+
+    def __init__(self, url: str) -> None:
+        self._settings = parse_database_url(url)
+        self._con = connect(self._settings, 5.0, statement_timeout_ms=None)
+
+    def run(self, sql: str, **params: Any) -> Any:
+        try:
+            return self._con.run(sql, **params)
+        except Exception as exc:
+            if not is_connection_lost(exc):
+                raise
+        self.close()
+        self._con = connect(self._settings, 5.0, statement_timeout_ms=None)
+        return self._con.run(sql, **params)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._con.close()
+
+
+@pytest.fixture(scope="session")
+def db(servers: ProvidedServers) -> Iterator[TestDatabase]:
+    database = TestDatabase(servers.database_url)
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def redis_client(servers: ProvidedServers) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(servers.redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        SERVICES_OPTION,
+        choices=KINDS,
+        default=None,
+        help="where each worker's Postgres and Redis come from (default: $FACTS_TEST_SERVICES or auto: "
+        "containers when a Docker engine answers, embedded otherwise)",
+    )
+
+
+_REPORTS = pytest.StashKey[list[dict[str, Any]]]()
+
+
+# --- the report: which provider each worker used and how long its servers took to start ---
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    report = session.config.stash.get(SERVICES_REPORT, None)
+    if report and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["facts_services"] = report  # type: ignore[attr-defined]
+    elif report:
+        session.config.stash.setdefault(_REPORTS, []).append(report)
+
+
+class _WorkerReports:
+    """Collects the workers' reports on the controller; a hook that exists only when xdist is loaded."""
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        report = getattr(node, "workeroutput", {}).get("facts_services")
+        if report:
+            node.config.stash.setdefault(_REPORTS, []).append(report)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered only with xdist: `pytest -p no:xdist` would otherwise stop at an unknown hook.
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_WorkerReports(), "facts-worker-reports")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    reports = sorted(config.stash.get(_REPORTS, []), key=lambda r: r["worker"])
+    if not reports:
+        return
+    terminalreporter.section("services per worker")
+    for r in reports:
+        terminalreporter.write_line(
+            f"{r['worker']}: {r['provider']}, started in {r['startup_s']:.2f} s — {r['description']}"
+        )
