@@ -113,3 +113,13 @@ def test_the_entry_lives_for_its_ttl_and_at_least_a_second(services, redis_clien
         cache.close()
     # Redis rounds a remaining TTL to whole seconds, so a 90 s entry may already read 89.
     assert lowest <= redis_client.ttl(today_key(services.cache_prefix, "en", DAY)) <= highest
+
+
+@pytest.mark.parametrize("foreign", ['{"fact": "no id"}', '"fact_id"', '["fact_id"]', "not JSON", ""])
+def test_a_foreign_value_under_the_key_is_a_miss(services, redis_client, foreign):
+    redis_client.set(today_key(services.cache_prefix, "en", DAY), foreign)
+    cache = DayCache(services.redis_url, services.cache_prefix)
+    try:
+        assert cache.get("en", DAY) is None
+    finally:
+        cache.close()
