@@ -1,6 +1,6 @@
-"""The day is the UTC day whatever the machine's time zone, and a peek at the day's fact counts no view.
+"""shared.facts below HTTP: the day is the UTC day in any time zone; a peek counts no view, a call one.
 
-Called below the HTTP layer (shared.facts) against the worker's real Postgres and Redis.
+Against the worker's real Postgres and Redis.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from shared import runtime
-from shared.facts import fact_of_the_day, seconds_until_utc_midnight, utc_day
+from shared.facts import fact_of_the_day, random_fact, seconds_until_utc_midnight, utc_day
 
 LATE_EVENING_UTC = datetime(2026, 11, 26, 23, 30, tzinfo=UTC)
 
@@ -56,3 +56,9 @@ def test_a_call_counts_one_view_by_default(services, db):
     assert first is not None and second is not None
     assert (first.fact.views, second.fact.views) == (1, 2)
     assert _views(db, first.fact.fact_id) == 2
+
+
+def test_a_random_fact_counts_one_view_by_default(services, db):
+    fact = random_fact(runtime.services().store, "de")
+    assert fact is not None and fact.language == "de"
+    assert fact.views == 1 == _views(db, fact.fact_id)
