@@ -1,0 +1,29 @@
+"""FactStore on the worker's real Postgres: reads count a view unless told not to, and ping says yes."""
+
+from __future__ import annotations
+
+from shared import runtime
+
+
+def _views(db, fact_id: str) -> int:
+    return int(db.run("SELECT views FROM facts WHERE fact_id = :id", id=fact_id)[0][0])
+
+
+def test_a_random_read_counts_a_view_unless_told_not_to(services, db):
+    store = runtime.services().store
+    counted = store.random("en")
+    assert counted is not None and counted.views == 1 == _views(db, counted.fact_id)
+    peeked = store.random("en", count_view=False)
+    assert peeked is not None and _views(db, peeked.fact_id) == peeked.views
+
+
+def test_a_read_by_id_counts_a_view_unless_told_not_to(services, db):
+    store = runtime.services().store
+    fact_id = db.run("SELECT fact_id FROM facts WHERE language = 'de' ORDER BY seq LIMIT 1")[0][0]
+    assert store.by_id(fact_id) is not None
+    peeked = store.by_id(fact_id, count_view=False)
+    assert peeked is not None and peeked.views == 1 == _views(db, fact_id)
+
+
+def test_ping_answers_true_on_a_live_database(services):
+    assert runtime.services().store.ping() is True
