@@ -13,8 +13,8 @@ def test_a_random_read_counts_a_view_unless_told_not_to(services, db):
     store = runtime.services().store
     counted = store.random("en")
     assert counted is not None and counted.views == 1 == _views(db, counted.fact_id)
-    peeked = store.random("en", count_view=False)
-    assert peeked is not None and _views(db, peeked.fact_id) == peeked.views
+    assert store.random("en", count_view=False) is not None
+    assert db.run("SELECT sum(views) FROM facts")[0][0] == 1
 
 
 def test_a_read_by_id_counts_a_view_unless_told_not_to(services, db):
