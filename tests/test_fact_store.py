@@ -27,3 +27,10 @@ def test_a_read_by_id_counts_a_view_unless_told_not_to(services, db):
 
 def test_ping_answers_true_on_a_live_database(services):
     assert runtime.services().store.ping() is True
+
+
+def test_reads_that_find_nothing_answer_none(services):
+    store = runtime.services().store
+    assert store.by_id("0000000000000000") is None
+    assert store.by_id("0000000000000000", count_view=False) is None
+    assert store.random("xx") is None  # a language with no facts
