@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from shared import runtime
 
 
@@ -34,3 +36,12 @@ def test_reads_that_find_nothing_answer_none(services):
     assert store.by_id("0000000000000000") is None
     assert store.by_id("0000000000000000", count_view=False) is None
     assert store.random("xx") is None  # a language with no facts
+
+
+def test_the_day_s_choice_counts_a_view_unless_told_not_to(services, db):
+    store = runtime.services().store
+    chosen = store.of_the_day(date(2026, 11, 26), "en")
+    assert chosen is not None and chosen.views == 1
+    peeked = store.of_the_day(date(2026, 11, 26), "en", count_view=False)
+    assert peeked is not None and peeked.fact_id == chosen.fact_id
+    assert peeked.views == 1 == _views(db, chosen.fact_id)
