@@ -43,3 +43,12 @@ def test_a_missing_database_is_unavailable_with_postgres_own_words(services):
     message = str(raised.value)
     assert message.startswith(f"cannot connect to Postgres at {settings.describe()}: ")
     assert message.endswith('database "no_such_database" does not exist')
+
+
+def test_a_refused_login_is_unavailable_and_holds_no_password(services):
+    settings = replace(parse_database_url(services.database_url), user="no_such_role", password="s3cret-pw")
+    with pytest.raises(StoreUnavailable) as raised:
+        connect(settings, 5.0, statement_timeout_ms=None)
+    message = str(raised.value)
+    assert message.startswith(f"cannot connect to Postgres at {settings.describe()}: ")
+    assert "no_such_role" in message and "s3cret-pw" not in message
