@@ -70,6 +70,21 @@ def test_the_pool_stays_within_its_size_after_replacing_a_connection(services, d
         pool.close()
 
 
+def test_the_pool_never_opens_more_connections_than_its_size(pool_of_two):
+    assert len(set(_backends_at_once(pool_of_two, 3))) <= 2
+
+
+def test_a_statement_is_prepared_once_per_connection(services):
+    pool = _pool(services, 1)
+    try:
+        for _ in range(3):
+            pool.run("SELECT count(*) FROM facts WHERE language = :language", language="de")
+        # That statement and this one; preparing on every run would leave one per run.
+        assert pool.run("SELECT count(*) FROM pg_prepared_statements") == [[2]]
+    finally:
+        pool.close()
+
+
 def test_a_refused_connection_is_unavailable_and_says_why(services):
     settings = parse_database_url(services.database_url)
     refused = replace(settings, port=free_port())
