@@ -6,21 +6,24 @@ The server drops connections here with pg_terminate_backend, as a restart does t
 
 from __future__ import annotations
 
+import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
 from devservices.ports import free_port
+from devservices.waiting import wait_until
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool, StoreUnavailable, connect
 
 BACKEND = "SELECT pg_backend_pid()"
 
 
-def _pool(services, size: int) -> PostgresPool:
-    return PostgresPool(parse_database_url(services.database_url), size, 5.0, statement_timeout_ms=5000)
+def _pool(services, size: int, timeout_s: float = 5.0) -> PostgresPool:
+    return PostgresPool(parse_database_url(services.database_url), size, timeout_s, statement_timeout_ms=5000)
 
 
 @pytest.fixture
@@ -93,3 +96,70 @@ def test_a_refused_connection_is_unavailable_and_says_why(services):
     message = str(raised.value)
     assert message.startswith(f"cannot connect to Postgres at {refused.describe()}: ")
     assert "Can't create a connection to host 127.0.0.1" in message
+
+
+def _in_background(pool: PostgresPool, sql: str) -> tuple[threading.Thread, list[BaseException | None]]:
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            pool.run(sql)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def _running(db, sql: str) -> int:
+    """The backend running `sql` (once it has started)."""
+
+    def find() -> int:
+        rows = db.run("SELECT pid FROM pg_stat_activity WHERE query = :text AND state = 'active'", text=sql)
+        assert rows, f"{sql!r} is not running yet"
+        return int(rows[0][0])
+
+    return wait_until(find, 10, "the statement on the server")
+
+
+def test_a_full_pool_answers_busy_after_its_timeout(services, db):
+    pool = _pool(services, 1, timeout_s=0.3)
+    holder, _ = _in_background(pool, "SELECT pg_sleep(1.5)")
+    try:
+        _running(db, "SELECT pg_sleep(1.5)")
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"^all Postgres connections are busy$"):
+            pool.run("SELECT 1")
+        assert time.monotonic() - began < 1.2  # the 0.3 s wait, not the 1.5 s statement
+    finally:
+        holder.join(timeout=30)
+        pool.close()
+
+
+def test_a_statement_cut_off_on_a_new_connection_is_not_run_again(services, db):
+    # It may have run before the cut; running it again could count a view twice.
+    pool = _pool(services, 1)
+    sql = "SELECT pg_sleep(1.0) AS cut_off"
+    worker, outcome = _in_background(pool, sql)
+    try:
+        db.run("SELECT pg_terminate_backend(:pid)", pid=_running(db, sql))
+        worker.join(timeout=30)
+        assert len(outcome) == 1 and isinstance(outcome[0], StoreUnavailable)
+    finally:
+        pool.close()
+
+
+def test_a_failed_connect_frees_its_place_in_the_pool(services, db):
+    settings = parse_database_url(services.database_url)
+    later = f"facts_later_{secrets.token_hex(3)}"
+    pool = PostgresPool(replace(settings, database=later), 1, 2.0, statement_timeout_ms=5000)
+    try:
+        with pytest.raises(StoreUnavailable, match="does not exist"):
+            pool.run("SELECT 1")
+        db.run(f'CREATE DATABASE "{later}"')
+        assert pool.run("SELECT 1") == [[1]]
+    finally:
+        pool.close()
+        db.run(f'DROP DATABASE IF EXISTS "{later}"')
