@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 # Each collection takes a second or two; the bound only keeps a broken run from hanging the suite.
 COLLECT_TIMEOUT_S = 120
+ALGORITHM = ("--splitting-algorithm", "least_duration")  # as the workflow asks for it
 
 
 def shard_groups() -> list[int]:
@@ -46,13 +47,14 @@ def test_the_workflow_matrix_numbers_its_groups_from_one():
     groups = shard_groups()
     assert len(groups) >= 2
     assert groups == list(range(1, len(groups) + 1))
+    assert " ".join(ALGORITHM) in WORKFLOW.read_text(encoding="utf-8")
 
 
 def test_the_shards_partition_the_suite_by_recorded_durations():
     groups = shard_groups()
     # All collections at once: together they take about as long as one.
     whole = _start_collection()
-    shards = [_start_collection("--splits", str(len(groups)), "--group", str(group)) for group in groups]
+    shards = [_start_collection("--splits", str(len(groups)), "--group", str(group), *ALGORITHM) for group in groups]
     everything, _ = _finish_collection(whole)
     results = [_finish_collection(shard) for shard in shards]
 
