@@ -153,7 +153,7 @@ def test_a_statement_cut_off_on_a_new_connection_is_not_run_again(services, db):
         pool.close()
 
 
-def test_a_failed_connect_frees_its_place_in_the_pool(services, db):
+def test_a_failed_connect_frees_its_place_in_the_pool_and_no_more(services, db):
     settings = parse_database_url(services.database_url)
     later = f"facts_later_{secrets.token_hex(3)}"
     pool = PostgresPool(replace(settings, database=later), 1, 2.0, statement_timeout_ms=5000)
@@ -162,6 +162,7 @@ def test_a_failed_connect_frees_its_place_in_the_pool(services, db):
             pool.run("SELECT 1")
         db.run(f'CREATE DATABASE "{later}"')
         assert pool.run("SELECT 1") == [[1]]
+        assert len(set(_backends_at_once(pool, 2))) == 1  # and no more than its one place
     finally:
         pool.close()
         db.run(f'DROP DATABASE IF EXISTS "{later}"')
