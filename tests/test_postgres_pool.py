@@ -1,0 +1,168 @@
+"""The pool against the worker's real Postgres: dropped connections are replaced, the size is a bound,
+and a server that refuses is a 503 that says why.
+
+The server drops connections here with pg_terminate_backend, as a restart does to every one of them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from devservices.ports import free_port
+from devservices.waiting import wait_until
+from shared.config import parse_database_url
+from shared.postgres import PostgresPool, StoreUnavailable, connect
+
+BACKEND = "SELECT pg_backend_pid()"
+
+
+def _pool(servers, size: int, timeout_s: float = 5.0) -> PostgresPool:
+    return PostgresPool(parse_database_url(servers.database_url), size, timeout_s, statement_timeout_ms=5000)
+
+
+@pytest.fixture
+def pool_of_two(servers) -> Iterator[PostgresPool]:
+    made = _pool(servers, 2)
+    yield made
+    made.close()
+
+
+def _backends_at_once(pool: PostgresPool, count: int) -> list[int]:
+    """The backends that served `count` statements started together, each holding its connection a while."""
+    barrier = threading.Barrier(count)
+    pids: list[int] = []
+
+    def hold() -> None:
+        barrier.wait(timeout=10)
+        pids.append(pool.run("SELECT pg_backend_pid(), pg_sleep(0.3)")[0][0])
+
+    threads = [threading.Thread(target=hold) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(pids) == count
+    return pids
+
+
+def test_every_dropped_idle_connection_is_replaced_on_the_next_statement(pool_of_two, db):
+    pids = _backends_at_once(pool_of_two, 2)
+    assert len(set(pids)) == 2  # both connections open and idle now
+    for pid in pids:
+        db.run("SELECT pg_terminate_backend(:pid)", pid=pid)
+    fresh = pool_of_two.run(BACKEND)[0][0]
+    assert fresh not in pids
+
+
+def test_the_pool_stays_within_its_size_after_replacing_a_connection(servers, db):
+    pool = _pool(servers, 1)
+    try:
+        first = pool.run(BACKEND)[0][0]
+        db.run("SELECT pg_terminate_backend(:pid)", pid=first)
+        second = pool.run(BACKEND)[0][0]
+        assert second != first
+        # One connection at most: two statements at once share it, one after the other.
+        assert _backends_at_once(pool, 2) == [second, second]
+    finally:
+        pool.close()
+
+
+def test_the_pool_never_opens_more_connections_than_its_size(pool_of_two):
+    assert len(set(_backends_at_once(pool_of_two, 3))) <= 2
+
+
+def test_a_statement_is_prepared_once_per_connection(servers):
+    pool = _pool(servers, 1)
+    try:
+        for _ in range(3):
+            pool.run("SELECT count(*) FROM facts WHERE language = :language", language="de")
+        # That statement and this one; preparing on every run would leave one per run.
+        assert pool.run("SELECT count(*) FROM pg_prepared_statements") == [[2]]
+    finally:
+        pool.close()
+
+
+def test_a_refused_connection_is_unavailable_and_says_why(servers):
+    settings = parse_database_url(servers.database_url)
+    refused = replace(settings, port=free_port())
+    with pytest.raises(StoreUnavailable) as raised:
+        connect(refused, 2.0, statement_timeout_ms=None)
+    message = str(raised.value)
+    assert message.startswith(f"cannot connect to Postgres at {refused.describe()}: ")
+    assert "Can't create a connection to host 127.0.0.1" in message
+
+
+def _in_background(pool: PostgresPool, sql: str) -> tuple[threading.Thread, list[BaseException | None]]:
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            pool.run(sql)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def _running(db, sql: str) -> int:
+    """The backend running `sql` (once it has started)."""
+
+    def find() -> int:
+        rows = db.run("SELECT pid FROM pg_stat_activity WHERE query = :text AND state = 'active'", text=sql)
+        assert rows, f"{sql!r} is not running yet"
+        return int(rows[0][0])
+
+    return wait_until(find, 10, "the statement on the server")
+
+
+def test_a_full_pool_answers_busy_after_its_timeout(servers, db):
+    pool = _pool(servers, 1, timeout_s=0.3)
+    holder, _ = _in_background(pool, "SELECT pg_sleep(1.5)")
+    try:
+        _running(db, "SELECT pg_sleep(1.5)")
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"^all Postgres connections are busy$"):
+            pool.run("SELECT 1")
+        assert time.monotonic() - began < 1.2  # the 0.3 s wait, not the 1.5 s statement
+    finally:
+        holder.join(timeout=30)
+        pool.close()
+
+
+def test_a_statement_cut_off_on_a_new_connection_is_not_run_again(servers, db):
+    # It may have run before the cut; running it again could count a view twice.
+    pool = _pool(servers, 1)
+    sql = "SELECT pg_sleep(1.0) AS cut_off"
+    worker, outcome = _in_background(pool, sql)
+    try:
+        db.run("SELECT pg_terminate_backend(:pid)", pid=_running(db, sql))
+        worker.join(timeout=30)
+        assert len(outcome) == 1 and isinstance(outcome[0], StoreUnavailable)
+        # pg8000 reports the cut as "network error" or in the server's words, depending on what it read first.
+        assert str(outcome[0]).startswith("Postgres connection failed: ")
+    finally:
+        pool.close()
+
+
+def test_a_failed_connect_frees_its_place_in_the_pool_and_no_more(servers, db):
+    settings = parse_database_url(servers.database_url)
+    later = f"facts_later_{secrets.token_hex(3)}"
+    pool = PostgresPool(replace(settings, database=later), 1, 2.0, statement_timeout_ms=5000)
+    try:
+        with pytest.raises(StoreUnavailable, match="does not exist"):
+            pool.run("SELECT 1")
+        db.run(f'CREATE DATABASE "{later}"')
+        assert pool.run("SELECT 1") == [[1]]
+        assert len(set(_backends_at_once(pool, 2))) == 1  # and no more than its one place
+    finally:
+        pool.close()
+        db.run(f'DROP DATABASE IF EXISTS "{later}"')

@@ -1,0 +1,72 @@
+"""The CI shards together run the whole suite, each test exactly once, split by recorded durations.
+
+.github/workflows/ci.yml runs `./dev test --splits N --group K` (pytest-split over .test_durations)
+on one runner per group; a test in no shard would never run anywhere, one in two would run twice.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+# Each collection takes a second or two; the bound only keeps a broken run from hanging the suite.
+COLLECT_TIMEOUT_S = 120
+ALGORITHM = ("--splitting-algorithm", "least_duration")  # as the workflow asks for it
+
+
+def shard_groups() -> list[int]:
+    """The groups of the workflow's sharded job (its --splits is the matrix's size)."""
+    workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    groups: list[int] = workflow["jobs"]["containers"]["strategy"]["matrix"]["group"]
+    return groups
+
+
+def _start_collection(*options: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *options]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish_collection(process: subprocess.Popen[str]) -> tuple[list[str], str]:
+    """The node ids the run collected, and its whole output."""
+    try:
+        output, _ = process.communicate(timeout=COLLECT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        raise AssertionError(f"collection took over {COLLECT_TIMEOUT_S} s:\n{output}") from None
+    assert process.returncode == 0, output
+    return [line for line in output.splitlines() if "::" in line], output
+
+
+def test_the_workflow_matrix_numbers_its_groups_from_one():
+    groups = shard_groups()
+    assert len(groups) >= 2
+    assert groups == list(range(1, len(groups) + 1))
+    assert " ".join(ALGORITHM) in WORKFLOW.read_text(encoding="utf-8")
+
+
+def test_the_shards_partition_the_suite_by_recorded_durations():
+    groups = shard_groups()
+    # All collections at once: together they take about as long as one.
+    whole = _start_collection()
+    shards = [_start_collection("--splits", str(len(groups)), "--group", str(group), *ALGORITHM) for group in groups]
+    everything, _ = _finish_collection(whole)
+    results = [_finish_collection(shard) for shard in shards]
+
+    assert f"{Path(__file__).name}::{test_the_shards_partition_the_suite_by_recorded_durations.__name__}" in "\n".join(
+        everything
+    )
+    seen: dict[str, int] = {}
+    for group, (node_ids, output) in zip(groups, results, strict=True):
+        # Without durations pytest-split would split by count, and one shard would take most of the time.
+        assert "No test durations found" not in output, output
+        assert node_ids, f"shard {group} is empty:\n{output}"
+        for node_id in node_ids:
+            assert node_id not in seen, f"{node_id} is in shards {seen[node_id]} and {group}"
+            seen[node_id] = group
+    assert sorted(seen) == sorted(everything)
