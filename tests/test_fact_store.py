@@ -19,12 +19,14 @@ def test_a_random_read_counts_a_view_unless_told_not_to(servers, db):
     assert db.run("SELECT sum(views) FROM fact_views")[0][0] == 1
 
 
-def test_a_read_by_id_counts_a_view_unless_told_not_to(servers, db):
+def test_a_known_day_s_choice_counts_a_view_unless_told_not_to(servers, db):
     store = instance.state().store
-    fact_id = db.run("SELECT fact_id FROM facts WHERE language = 'de' ORDER BY seq LIMIT 1")[0][0]
-    assert store.by_id(fact_id) is not None
-    peeked = store.by_id(fact_id, count_view=False)
-    assert peeked is not None and peeked.views == 1 == _views(db, fact_id)
+    day = date(2026, 11, 26)
+    chosen = store.of_the_day(day, "de")
+    assert chosen is not None and chosen.views == 1
+    assert store.known_day_views(day, "de", chosen.fact_id) == 2
+    assert store.known_day_views(day, "de", chosen.fact_id, count_view=False) == 2 == _views(db, chosen.fact_id)
+    assert store.views(chosen.fact_id) == 2
 
 
 def test_ping_answers_true_on_a_live_database(servers):
@@ -33,8 +35,10 @@ def test_ping_answers_true_on_a_live_database(servers):
 
 def test_reads_that_find_nothing_answer_none(servers):
     store = instance.state().store
-    assert store.by_id("0000000000000000") is None
-    assert store.by_id("0000000000000000", count_view=False) is None
+    day = date(2026, 11, 26)
+    assert store.known_day_views(day, "de", "0000000000000000") is None  # not the day's choice
+    assert store.known_day_views(day, "de", "0000000000000000", count_view=False) is None
+    assert store.views("0000000000000000") is None
     assert store.random("xx") is None  # a language with no facts
 
 
