@@ -36,7 +36,7 @@ RETRY_AFTER = "2"  # 503 database_unavailable carries Retry-After: 2
 REDIS_PAUSE_S = 2.0  # caching resumes by itself about 2 s after Redis returns
 FAST_S = 2.0  # with a server down (refusing), answers come within 2 s; they take milliseconds
 # How late the test may notice that caching resumed: its polling interval plus a loaded machine.
-RESUME_MARGIN_S = 1.5
+RESUME_MARGIN_S = 3.0  # 1.5 s late was seen with three suites at once on 2 cores; the 8 s bug is 6 s late
 
 
 def _require_control(servers, which):

@@ -15,7 +15,7 @@ from .support.logcapture import captured_logs
 from .support.upstream_stub import upstream_stub
 
 UPSTREAM_PAUSE_S = 5.0  # README: after a failure the upstream is left alone for 5 s
-RESUME_MARGIN_S = 1.5  # how late the test may notice (its polling interval, a loaded machine)
+RESUME_MARGIN_S = 3.0  # how late the test may notice (its polling, a loaded machine: 1.5 s seen with 3 suites at once)
 
 
 # fault_log: every record our loggers emit is searched for the servers' passwords after each test.
