@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from shared.upstream import Upstream
 
 from .support.logcapture import captured_logs
+from .support.upstream_stub import serving_on_loopback
 
 
 @dataclass
@@ -40,14 +40,8 @@ def loopback_api() -> Iterator[tuple[str, Recorder]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api/v2/facts/", recorder
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_on_loopback(Handler) as port:
+        yield f"http://127.0.0.1:{port}/api/v2/facts/", recorder
 
 
 def test_it_asks_for_a_random_fact_in_the_language_as_json_and_names_itself():
