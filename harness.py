@@ -39,7 +39,7 @@ def _resolve_kind(kind: str) -> str:
 
 
 @contextmanager
-def running_services(kind: str, quiet: bool = False) -> Iterator[Any]:
+def running_servers(kind: str, quiet: bool = False) -> Iterator[Any]:
     """Servers of `kind`, with the functions' environment pointing at them and the schema current."""
     from devservices import provide
     from shared import schema
@@ -108,7 +108,7 @@ def serve(args: argparse.Namespace) -> int:
     # gunicorn's arbiter handles SIGINT/SIGTERM once it runs; before that, turn SIGTERM into a
     # clean exit too, so the services started below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with running_services(args.services) as provided, LogHub() as hub:
+    with running_servers(args.services) as provided, LogHub() as hub:
         os.environ.setdefault("FACTS_LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
         base = f"http://{args.host}:{args.port}"
         print(f"serving on {base}  (Ctrl-C stops the server and the services it started)", file=sys.stderr)
@@ -149,7 +149,7 @@ def invoke(args: argparse.Namespace) -> int:
     if route is None:
         raise SystemExit(f"unknown function {args.function!r}; known: {', '.join(sorted(routes))}")
     os.environ.setdefault("FACTS_LOG_FORMAT", "text")  # stdout is for the answer
-    with running_services(args.services, quiet=True):
+    with running_servers(args.services, quiet=True):
         client = functions_framework.create_app(route.target, str(route.source)).test_client()
         response = client.open(
             "/",
@@ -175,7 +175,7 @@ def import_file(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.exists():
         raise SystemExit(f"no such file: {path}")
-    with running_services(args.services, quiet=True):
+    with running_servers(args.services, quiet=True):
         con = connect(load_settings().postgres, 10.0, statement_timeout_ms=None)
         try:
             added = catalogue.import_facts(con, catalogue.read_facts(path, args.language, args.source))
@@ -196,7 +196,7 @@ def migrate(args: argparse.Namespace) -> int:
         return schema.main(["--timeout", str(args.timeout)])
     if args.services == "external":
         raise SystemExit("migrate --services external needs DATABASE_URL")
-    with running_services(args.services):
+    with running_servers(args.services):
         pass
     return 0
 
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from devservices import KINDS
 
-    def with_services(p: argparse.ArgumentParser) -> None:
+    def add_services_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--services",
             choices=KINDS,
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     p_serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
     p_serve.add_argument("--reload", action="store_true", help="restart on code changes in functions/ and shared/")
-    with_services(p_serve)
+    add_services_option(p_serve)
     p_serve.set_defaults(run=serve)
 
     p_invoke = sub.add_parser("invoke", help="invoke one function once and print its answer")
@@ -230,21 +230,21 @@ def main(argv: list[str] | None = None) -> int:
     p_invoke.add_argument("--method", default="GET")
     p_invoke.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
     p_invoke.add_argument("--data", default=None, help="request body")
-    with_services(p_invoke)
+    add_services_option(p_invoke)
     p_invoke.set_defaults(run=invoke)
 
     p_import = sub.add_parser("import", help="import facts from a .jsonl or .csv file (fields: fact, language, source)")
     p_import.add_argument("file")
     p_import.add_argument("--language", default="en", help="language of rows that name none")
     p_import.add_argument("--source", default=None, help="source of rows that name none (default: the file name)")
-    with_services(p_import)
+    add_services_option(p_import)
     p_import.set_defaults(run=import_file)
 
     p_migrate = sub.add_parser(
         "migrate", help="apply the missing migrations and seed (idempotent; concurrent runs wait for each other)"
     )
     p_migrate.add_argument("--timeout", type=float, default=300.0, help="seconds any one step may take")
-    with_services(p_migrate)
+    add_services_option(p_migrate)
     p_migrate.set_defaults(run=migrate)
 
     args = parser.parse_args(argv)

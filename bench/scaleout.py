@@ -55,7 +55,7 @@ if str(ROOT) not in sys.path:
 
 import pg8000.native  # noqa: E402
 
-from devservices.embedded import embedded_services  # noqa: E402
+from devservices.embedded import embedded_servers  # noqa: E402
 from devservices.ports import free_port  # noqa: E402
 from devservices.processes import spawn, terminate  # noqa: E402
 from devservices.waiting import wait_until  # noqa: E402
@@ -310,7 +310,7 @@ def fresh_servers(max_connections: int) -> Iterator[tuple[str, str, str]]:
     """
     with tempfile.TemporaryDirectory(prefix="facts-scaleout-") as folder:
         Path(folder).chmod(0o755)  # the unprivileged server user (when we are root) must enter it
-        with embedded_services(Path(folder), durable=False, max_connections=max_connections) as provided:
+        with embedded_servers(Path(folder), durable=False, max_connections=max_connections) as provided:
             password = secrets.token_hex(12)
             with connect_url(provided.database_url) as con:
                 con.run(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD {pg8000.native.literal(password)}")

@@ -61,13 +61,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str, dict[str, list[dict]]]:
     """Every run, by configuration then target; every server stopped on return."""
-    from devservices.embedded import embedded_services
+    from devservices.embedded import embedded_servers
     from devservices.ports import free_port
 
     log_dir = workdir / "logs"
     log_dir.mkdir()
     log("starting embedded Postgres and Redis (durable) ...")
-    with embedded_services(workdir / "services", durable=True) as provided, servers.Servers(log_dir) as running:
+    with embedded_servers(workdir / "services", durable=True) as provided, servers.Servers(log_dir) as running:
         prepare_database(provided.database_url)
         env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json"}
         urls: dict[str, str] = {}

@@ -50,15 +50,15 @@ def _startup(enter: Callable[[], AbstractContextManager[ProvidedServers]], repea
 
 def embedded_startup_s(repeats: int) -> dict:
     """Embedded servers in a fresh folder each time (initdb included), durable=False like a test worker."""
-    from devservices.embedded import embedded_services
+    from devservices.embedded import embedded_servers
 
     @contextmanager
     def fresh() -> Iterator[ProvidedServers]:
-        # A new folder each time, like a test worker's scratch folder (embedded_services grants the
+        # A new folder each time, like a test worker's scratch folder (embedded_servers grants the
         # unprivileged server user traverse rights on it when we run as root).
         folder = Path(tempfile.mkdtemp(prefix="facts-bench-startup-"))
         try:
-            with embedded_services(folder, durable=False) as provided:
+            with embedded_servers(folder, durable=False) as provided:
                 yield provided
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -68,7 +68,7 @@ def embedded_startup_s(repeats: int) -> dict:
 
 def container_startup_s(repeats: int) -> dict:
     """Containers as a test worker gets them, or why they were not measured."""
-    from devservices.containers import container_services, docker_available, images
+    from devservices.containers import container_servers, docker_available, images
 
     if not docker_available():
         return {"skipped": "no Docker engine answers"}
@@ -77,7 +77,7 @@ def container_startup_s(repeats: int) -> dict:
         # Measuring a pull would time the network, not start-up.
         names = ", ".join(missing)
         return {"skipped": f"image(s) not present locally: {names} (set FACTS_POSTGRES_IMAGE/FACTS_REDIS_IMAGE)"}
-    return _startup(container_services, repeats)
+    return _startup(container_servers, repeats)
 
 
 def _image_present(name: str) -> bool:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 import pg8000.native  # noqa: E402
 import redis  # noqa: E402
 
-from devservices.embedded import embedded_services  # noqa: E402
+from devservices.embedded import embedded_servers  # noqa: E402
 from shared.config import parse_database_url  # noqa: E402
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
     command = argv[argv.index("--") + 1 :] if "--" in argv else argv
     if not command:
         raise SystemExit("usage: external_check.py -- COMMAND...")
-    with tempfile.TemporaryDirectory(prefix="facts-external-") as folder, embedded_services(Path(folder)) as ep:
+    with tempfile.TemporaryDirectory(prefix="facts-external-") as folder, embedded_servers(Path(folder)) as ep:
         con = _connect(ep.database_url)
         con.run("CREATE TABLE someone_elses (id int PRIMARY KEY, note text)")
         con.run("INSERT INTO someone_elses VALUES (1, 'keep me')")

@@ -23,15 +23,15 @@ def provide(
     `namespace` (tests) isolates external servers per worker; `durable` keeps embedded data safe on disk.
     """
     if kind == "external":
-        from .external import external_services, isolated_external_services
+        from .external import external_servers, isolated_external_servers
 
-        return isolated_external_services(namespace) if namespace else external_services()
+        return isolated_external_servers(namespace) if namespace else external_servers()
     if kind == "embedded":
-        from .embedded import embedded_services
+        from .embedded import embedded_servers
 
-        return embedded_services(data_dir, durable=durable)
+        return embedded_servers(data_dir, durable=durable)
     if kind == "containers":
-        from .containers import container_services, docker_available, remove_orphans
+        from .containers import container_servers, docker_available, remove_orphans
 
         if not docker_available():
             raise ProviderError(
@@ -39,5 +39,5 @@ def provide(
                 "or choose the embedded services (--services embedded)"
             )
         remove_orphans()
-        return container_services()
+        return container_servers()
     raise ValueError(f"unknown services kind {kind!r}; expected one of {', '.join(KINDS[1:])}")

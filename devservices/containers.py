@@ -78,7 +78,7 @@ class ContainerServer:
 
 
 @contextmanager
-def container_services() -> Iterator[ProvidedServers]:
+def container_servers() -> Iterator[ProvidedServers]:
     """One Postgres and one Redis container, published on loopback ports, removed on exit."""
     try:
         from testcontainers.community.postgres import PostgresContainer

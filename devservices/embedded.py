@@ -242,7 +242,7 @@ def _credentials(root: Path) -> tuple[str, str]:
 
 
 @contextmanager
-def embedded_services(root: Path, durable: bool = False, max_connections: int = 200) -> Iterator[ProvidedServers]:
+def embedded_servers(root: Path, durable: bool = False, max_connections: int = 200) -> Iterator[ProvidedServers]:
     """Start Postgres and Redis with their data under `root`; stop them (only them) on exit."""
     began = time.perf_counter()
     pg_password, redis_password = _credentials(root)

@@ -34,13 +34,14 @@ def _require_urls() -> tuple[str, str]:
     return urls
 
 
-def _with_database(url: str, database: str) -> str:
+def with_database(url: str, database: str) -> str:
+    """The same server URL, naming another database."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
 @contextmanager
-def external_services() -> Iterator[ProvidedServers]:
+def external_servers() -> Iterator[ProvidedServers]:
     """The configured servers as they are (the harness)."""
     database_url, redis_url = _require_urls()
     settings = parse_database_url(database_url)
@@ -51,7 +52,7 @@ def external_services() -> Iterator[ProvidedServers]:
 
 
 @contextmanager
-def isolated_external_services(namespace: str) -> Iterator[ProvidedServers]:
+def isolated_external_servers(namespace: str) -> Iterator[ProvidedServers]:
     """A database and a key prefix of our own on the configured servers (a test worker)."""
     began = time.perf_counter()
     database_url, redis_url = _require_urls()
@@ -62,7 +63,7 @@ def isolated_external_services(namespace: str) -> Iterator[ProvidedServers]:
     prefix = f"facts-test:{database}"
     try:
         yield ProvidedServers(
-            _with_database(database_url, database),
+            with_database(database_url, database),
             redis_url,
             "external",
             f"external Postgres {admin.describe()} (database {database}) and Redis (prefix {prefix})",

@@ -29,9 +29,9 @@ def utc_now() -> datetime:
 
 
 class InstanceState:
-    def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.clock = clock
+        self.clock: Clock = utc_now  # replaced by set_clock in tests of the day boundary
         pool = PostgresPool(
             settings.postgres,
             settings.pool_size,
@@ -139,7 +139,7 @@ def state(migrate: bool = True) -> InstanceState:
     return current
 
 
-def reset(clock: Clock | None = None) -> None:
+def reset() -> None:
     """Forget the instance state (closing connections), e.g. after the environment changed in a test."""
     global _state, _schema_ready
     with _lock:
@@ -147,8 +147,6 @@ def reset(clock: Clock | None = None) -> None:
             _state.close()
         _state = None
         _schema_ready = False
-    if clock is not None:
-        set_clock(clock)
 
 
 def set_clock(clock: Clock) -> None:

@@ -10,10 +10,10 @@ import sys
 import threading
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from devservices.external import with_database
 from shared import catalogue, schema
 from shared.config import parse_database_url
 from shared.postgres import connect
@@ -58,8 +58,7 @@ def scratch_database(servers):
     name = f"facts_scratch_{secrets.token_hex(4)}"
     con = connect(admin, 5.0, statement_timeout_ms=None)
     con.run(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(servers.database_url)
-    yield urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+    yield with_database(servers.database_url, name)
     con.run(f'DROP DATABASE "{name}" WITH (FORCE)')
     con.close()
 
