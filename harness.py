@@ -44,7 +44,6 @@ def running_servers(kind: str, quiet: bool = False) -> Iterator[Any]:
     from devservices import provide
     from shared import schema
     from shared.config import load_settings, mask_url
-    from shared.postgres import connect
 
     kind = _resolve_kind(kind)
     if not quiet:
@@ -53,8 +52,7 @@ def running_servers(kind: str, quiet: bool = False) -> Iterator[Any]:
         os.environ.update(provided.environ())
         settings = load_settings()
         # Migrate here once, before any worker starts, so no request pays for it.
-        with connect(settings.postgres, 10.0, statement_timeout_ms=None) as con:
-            applied = schema.migrate(con)
+        applied = schema.migrate_database(settings.postgres, timeout_s=10.0)
         if not quiet:
             print(f"  {provided.description}", file=sys.stderr)
             print(f"  DATABASE_URL={mask_url(provided.database_url)}", file=sys.stderr)
