@@ -30,22 +30,15 @@ ROOT = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("FACTS_DATA_DIR", ROOT / ".facts-data"))
 
 
-def _resolve_kind(kind: str) -> str:
-    if kind != "auto":
-        return kind
-    from devservices.external import configured_urls
-
-    return "external" if configured_urls() else "embedded"
-
-
 @contextmanager
 def running_servers(kind: str, quiet: bool = False) -> Iterator[Any]:
     """Servers of `kind`, with the functions' environment pointing at them and the schema current."""
-    from devservices import provide
+    from devservices import provide, resolve_kind
+    from devservices.external import configured_urls
     from shared import schema
     from shared.config import load_settings, mask_url
 
-    kind = _resolve_kind(kind)
+    kind = resolve_kind(kind, urls_set=configured_urls() is not None)
     if not quiet:
         print(f"starting services: {kind} ...", file=sys.stderr, flush=True)
     with provide(kind, DATA_DIR / kind, durable=True) as provided:
@@ -204,15 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the facts functions locally.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from devservices import KINDS
+    from devservices import AUTO_RULE, KINDS
 
     def add_services_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--services",
             choices=KINDS,
             default="auto",
-            help="where Postgres and Redis come from "
-            "(auto: external if DATABASE_URL and REDIS_URL are set, else embedded)",
+            help=f"where Postgres and Redis come from ({AUTO_RULE}; the URLs: DATABASE_URL and REDIS_URL)",
         )
 
     p_serve = sub.add_parser("serve", help="serve every function on one port")

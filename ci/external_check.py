@@ -3,7 +3,7 @@
     python ci/external_check.py -- ./dev test -n 2 --services=external
 
 Starts embedded Postgres and Redis, puts a sentinel table and sentinel keys there (the "other data"),
-runs the command with DATABASE_URL and REDIS_URL pointing at them, then fails unless the sentinels
+runs the command with FACTS_TEST_DATABASE_URL and FACTS_TEST_REDIS_URL pointing at them, then fails unless the sentinels
 are untouched and the workers left no database and no key behind.
 """
 
@@ -45,7 +45,8 @@ def main(argv: list[str]) -> int:
         cache.set("facts:today:en:2000-01-01", "keep me too")  # even our own key format, if not ours
         before = sorted(row[0] for row in _connect(ep.database_url, "postgres").run("SELECT datname FROM pg_database"))
 
-        env = {**os.environ, "DATABASE_URL": ep.database_url, "REDIS_URL": ep.redis_url}
+        urls = {"FACTS_TEST_DATABASE_URL": ep.database_url, "FACTS_TEST_REDIS_URL": ep.redis_url}
+        env = {**os.environ, **urls}
         env.pop("FACTS_TEST_SERVICES", None)
         result = subprocess.run(command, cwd=ROOT, env=env, check=False)
 

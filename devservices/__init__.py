@@ -11,14 +11,29 @@ from pathlib import Path
 from .servers import ProvidedServers, ProviderError
 
 KINDS = ("auto", "embedded", "containers", "external")
+# The one rule for `auto`, for the harness and the tests alike (their --help and the README quote it).
+AUTO_RULE = "auto: external when both URLs are set, else embedded"
 
-__all__ = ["KINDS", "ProvidedServers", "ProviderError", "provide"]
+__all__ = ["AUTO_RULE", "KINDS", "ProvidedServers", "ProviderError", "provide", "resolve_kind"]
+
+
+def resolve_kind(kind: str, urls_set: bool) -> str:
+    """`kind` with `auto` made concrete by AUTO_RULE.
+
+    `urls_set`: the caller's own pair of URL variables is set (the harness: DATABASE_URL and
+    REDIS_URL; the tests: FACTS_TEST_DATABASE_URL and FACTS_TEST_REDIS_URL, so that a production
+    DATABASE_URL left in a shell never reaches a test run). `auto` never picks containers: whether
+    a Docker engine happens to answer must not change where data goes, and images may need a pull.
+    """
+    if kind != "auto":
+        return kind
+    return "external" if urls_set else "embedded"
 
 
 def provide(
     kind: str, data_dir: Path, durable: bool, namespace: str | None = None
 ) -> AbstractContextManager[ProvidedServers]:
-    """Servers of the given kind (not 'auto': callers resolve that by their own rule).
+    """Servers of the given kind (not 'auto': resolve_kind makes that concrete first).
 
     `namespace` (tests) isolates external servers per worker; `durable` keeps embedded data safe on disk.
     """

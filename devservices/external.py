@@ -1,4 +1,5 @@
-"""Servers the user points at with DATABASE_URL and REDIS_URL.
+"""Servers the user points at: DATABASE_URL and REDIS_URL for the harness, FACTS_TEST_DATABASE_URL and
+FACTS_TEST_REDIS_URL for the tests.
 
 For tests, each worker gets its own database and its own Redis key prefix, removed afterwards,
 so nothing else on those servers is touched.
@@ -20,16 +21,21 @@ from shared.postgres import connect
 
 from .servers import ProvidedServers
 
+# Which variables name the servers: the harness reads the functions' own; the tests read their own
+# pair, so that only a variable meant for tests sends a test run to someone's servers.
+HARNESS_URL_VARIABLES = ("DATABASE_URL", "REDIS_URL")
+TEST_URL_VARIABLES = ("FACTS_TEST_DATABASE_URL", "FACTS_TEST_REDIS_URL")
 
-def configured_urls() -> tuple[str, str] | None:
-    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+
+def configured_urls(variables: tuple[str, str] = HARNESS_URL_VARIABLES) -> tuple[str, str] | None:
+    database_url, redis_url = (os.environ.get(name) for name in variables)
     return (database_url, redis_url) if database_url and redis_url else None
 
 
-def _require_urls() -> tuple[str, str]:
-    urls = configured_urls()
+def _require_urls(variables: tuple[str, str]) -> tuple[str, str]:
+    urls = configured_urls(variables)
     if urls is None:
-        raise ConfigError("the external services need both DATABASE_URL and REDIS_URL set")
+        raise ConfigError(f"the external servers need both {variables[0]} and {variables[1]} set")
     check_redis_url(urls[1])
     return urls
 
@@ -43,7 +49,7 @@ def with_database(url: str, database: str) -> str:
 @contextmanager
 def external_servers() -> Iterator[ProvidedServers]:
     """The configured servers as they are (the harness)."""
-    database_url, redis_url = _require_urls()
+    database_url, redis_url = _require_urls(HARNESS_URL_VARIABLES)
     settings = parse_database_url(database_url)
     # Keep the caller's key prefix: the harness re-exports these settings to its functions.
     prefix = os.environ.get("FACTS_CACHE_PREFIX") or DEFAULT_CACHE_PREFIX
@@ -53,9 +59,9 @@ def external_servers() -> Iterator[ProvidedServers]:
 
 @contextmanager
 def isolated_external_servers(namespace: str) -> Iterator[ProvidedServers]:
-    """A database and a key prefix of our own on the configured servers (a test worker)."""
+    """A database and a key prefix of our own on the servers the test variables name (a test worker)."""
     began = time.perf_counter()
-    database_url, redis_url = _require_urls()
+    database_url, redis_url = _require_urls(TEST_URL_VARIABLES)
     admin = parse_database_url(database_url)
     database = f"facts_test_{namespace}_{secrets.token_hex(3)}"
     with connect(admin, 5.0, statement_timeout_ms=None) as con:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from devservices import KINDS, ProvidedServers, provide
-from devservices.containers import docker_available
+from devservices import AUTO_RULE, KINDS, ProvidedServers, provide, resolve_kind
+from devservices.external import TEST_URL_VARIABLES, configured_urls
 from shared import instance
 from shared.config import parse_database_url
 from shared.postgres import connect, is_connection_lost
@@ -24,11 +24,10 @@ SERVICES_OPTION = "--services"
 SERVICES_ENV = "FACTS_TEST_SERVICES"
 
 
-def chosen_kind(config: pytest.Config) -> str:
-    kind = config.getoption(SERVICES_OPTION) or os.environ.get(SERVICES_ENV) or "auto"
-    if kind == "auto":
-        return "containers" if docker_available() else "embedded"
-    return kind
+def chosen_kind(option: str | None) -> str:
+    """The kind `--services` (None when not given) or $FACTS_TEST_SERVICES asks for, `auto` resolved."""
+    kind = option or os.environ.get(SERVICES_ENV) or "auto"
+    return resolve_kind(kind, urls_set=configured_urls(TEST_URL_VARIABLES) is not None)
 
 
 def worker_name() -> str:
@@ -41,7 +40,7 @@ def worker_name() -> str:
 def servers(request: pytest.FixtureRequest) -> Iterator[ProvidedServers]:
     """This worker's own Postgres and Redis, migrated, with the functions' environment set."""
     config = request.config
-    kind = chosen_kind(config)
+    kind = chosen_kind(config.getoption(SERVICES_OPTION))
     worker = worker_name()
     with (
         pytest.MonkeyPatch.context() as environment,
@@ -110,8 +109,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         SERVICES_OPTION,
         choices=KINDS,
         default=None,
-        help="where each worker's Postgres and Redis come from (default: $FACTS_TEST_SERVICES or auto: "
-        "containers when a Docker engine answers, embedded otherwise)",
+        help=f"where each worker's Postgres and Redis come from (default: ${SERVICES_ENV} or auto; {AUTO_RULE}; "
+        f"the URLs: {' and '.join(TEST_URL_VARIABLES)})",
     )
 
 

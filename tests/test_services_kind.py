@@ -1,0 +1,57 @@
+"""`--services auto`: one rule (devservices.AUTO_RULE) for the harness and the tests, each with its own URLs."""
+
+from __future__ import annotations
+
+import pytest
+
+from devservices import KINDS, resolve_kind
+from devservices.external import HARNESS_URL_VARIABLES, TEST_URL_VARIABLES, configured_urls
+
+from .support.servers import SERVICES_ENV, chosen_kind
+
+URLS = ("postgresql://u:p@127.0.0.1:1/db", "redis://127.0.0.1:1/0")
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "auto"])
+@pytest.mark.parametrize("urls_set", [True, False])
+def test_a_named_kind_is_kept_whatever_is_set(kind, urls_set):
+    assert resolve_kind(kind, urls_set=urls_set) == kind
+
+
+def test_auto_is_external_when_the_urls_are_set_else_embedded():
+    assert resolve_kind("auto", urls_set=True) == "external"
+    assert resolve_kind("auto", urls_set=False) == "embedded"
+
+
+@pytest.fixture
+def clean_environment(monkeypatch):
+    for name in (*HARNESS_URL_VARIABLES, *TEST_URL_VARIABLES, SERVICES_ENV):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_the_harness_reads_database_url_and_redis_url(clean_environment):
+    assert configured_urls() is None
+    clean_environment.setenv("DATABASE_URL", URLS[0])
+    assert configured_urls() is None  # both or neither
+    clean_environment.setenv("REDIS_URL", URLS[1])
+    assert configured_urls() == URLS
+
+
+def test_a_test_run_ignores_a_production_database_url(clean_environment):
+    for name, url in zip(HARNESS_URL_VARIABLES, URLS, strict=True):
+        clean_environment.setenv(name, url)
+    assert chosen_kind(None) == "embedded"
+
+
+def test_a_test_run_goes_external_when_the_test_urls_are_set(clean_environment):
+    for name, url in zip(TEST_URL_VARIABLES, URLS, strict=True):
+        clean_environment.setenv(name, url)
+    assert chosen_kind(None) == "external"
+    assert chosen_kind("embedded") == "embedded"  # the option wins
+
+
+def test_the_option_wins_over_the_environment_variable(clean_environment):
+    clean_environment.setenv(SERVICES_ENV, "containers")
+    assert chosen_kind(None) == "containers"
+    assert chosen_kind("embedded") == "embedded"
