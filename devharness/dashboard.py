@@ -20,11 +20,12 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import redis
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
+from werkzeug.wrappers import Response
 
 from shared.config import ConfigError, mask_url
-from shared.web import JSON_TYPE
 
 from . import dashboard_data
+from .json_answer import json_answer, json_error
 from .logstream import HubAddress, query_hub
 
 log = logging.getLogger("facts.harness")
@@ -66,23 +67,12 @@ def wants_page(environ: dict[str, Any]) -> bool:
     return accept.best_match(["application/json", "text/html"]) == "text/html"
 
 
-def _respond(
-    start_response: Callable[..., Any], status: str, content_type: str, body: bytes, headers: list[tuple[str, str]]
-) -> list[bytes]:
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers])
-    return [body]
+# The dashboard's JSON is for its own page only: no CORS, and never sniffed as anything else.
+NOSNIFF = [("X-Content-Type-Options", "nosniff")]
 
 
-def _json(start_response: Callable[..., Any], status: str, body: Any, secrets: tuple[str, ...] = ()) -> list[bytes]:
-    text = json.dumps(body, ensure_ascii=False)
-    for secret in secrets:  # a last guard: whatever a description says, a password never leaves
-        text = text.replace(secret, "***")
-    headers = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")]
-    return _respond(start_response, status, JSON_TYPE, text.encode("utf-8"), headers)
-
-
-def _error(start_response: Callable[..., Any], status: str, code: str, message: str) -> list[bytes]:
-    return _json(start_response, status, {"error": {"code": code, "message": message}})
+def _file(name: str, content_type: str, headers: list[tuple[str, str]]) -> Response:
+    return Response((STATIC_DIR / name).read_bytes(), content_type=content_type, headers=headers)
 
 
 def redis_where(url: str) -> str:
@@ -115,34 +105,36 @@ class Dashboard:
         return name is not None and name in LOOPBACK_NAMES | {self.setup.bind_host.strip("[]")}
 
     def page(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not self.host_allowed(environ):
-            return self._refuse_host(start_response)
-        body = (STATIC_DIR / "index.html").read_bytes()
-        return _respond(start_response, "200 OK", "text/html; charset=utf-8", body, [*PAGE_HEADERS, ("Vary", "Accept")])
+        if self.host_allowed(environ):
+            answer = _file("index.html", "text/html; charset=utf-8", [*PAGE_HEADERS, ("Vary", "Accept")])
+        else:
+            answer = self._refuse_host()
+        return answer(environ, start_response)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = (environ.get("PATH_INFO") or "/")[len(PREFIX) :]
-        if not self.host_allowed(environ):
-            return self._refuse_host(start_response)
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return _error(start_response, "405 Method Not Allowed", "method_not_allowed", "the dashboard is read-only")
-        if path in STATIC_FILES:
-            body = (STATIC_DIR / path).read_bytes()
-            content_type = STATIC_TYPES[Path(path).suffix]
-            return _respond(start_response, "200 OK", content_type, body, PAGE_HEADERS)
-        if path == "api/functions":
-            return _json(start_response, "200 OK", {"functions": self.functions(), "reload": self.setup.reload})
-        if path == "api/services":
-            return self._services(start_response)
-        if path == "api/events":
+        if path == "api/events" and self.host_allowed(environ) and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
             return self._events(environ, start_response)
-        return _error(start_response, "404 Not Found", "not_found", f"the dashboard has nothing at {PREFIX}{path[:80]}")
+        return self._answer(environ, path)(environ, start_response)
 
-    def _refuse_host(self, start_response: Callable[..., Any]) -> list[bytes]:
+    def _answer(self, environ: dict[str, Any], path: str) -> Response:
+        if not self.host_allowed(environ):
+            return self._refuse_host()
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return json_error(405, "method_not_allowed", "the dashboard is read-only", NOSNIFF)
+        if path in STATIC_FILES:
+            return _file(path, STATIC_TYPES[Path(path).suffix], PAGE_HEADERS)
+        if path == "api/functions":
+            return json_answer(200, {"functions": self.functions(), "reload": self.setup.reload}, NOSNIFF)
+        if path == "api/services":
+            return self._services()
+        return json_error(404, "not_found", f"the dashboard has nothing at {PREFIX}{path[:80]}", NOSNIFF)
+
+    def _refuse_host(self) -> Response:
         message = "the dashboard answers only requests addressed to the host the harness binds to"
-        return _error(start_response, "403 Forbidden", "host_not_allowed", message)
+        return json_error(403, "host_not_allowed", message, NOSNIFF)
 
-    def _services(self, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def _services(self) -> Response:
         from shared import instance
         from shared.facts import utc_day
 
@@ -150,7 +142,7 @@ class Dashboard:
         try:
             current = instance.state(migrate=False)
         except ConfigError as exc:  # the message names the variable, never its value
-            return _json(start_response, "200 OK", {**answer, "error": str(exc)})
+            return json_answer(200, {**answer, "error": str(exc)}, NOSNIFF)
         settings = current.settings
         secrets = tuple(
             s for s in (settings.postgres.password, urlsplit(settings.redis_url).password) if s and len(s) >= 4
@@ -179,25 +171,19 @@ class Dashboard:
         except redis.RedisError as exc:
             data["redis_error"] = f"Redis unavailable ({exc.__class__.__name__})"
         answer["data"] = data
-        return _json(start_response, "200 OK", answer, secrets)
+        return json_answer(200, answer, NOSNIFF, secrets=secrets)
 
     def _events(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if self.setup.hub is None:
-            return _error(start_response, "404 Not Found", "no_log_stream", "this server has no live log")
+            return json_error(404, "no_log_stream", "this server has no live log", NOSNIFF)(environ, start_response)
         stream_headers = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-store")]
         if environ.get("REQUEST_METHOD") == "HEAD":  # the headers only: no thread held for a stream nobody reads
             start_response("200 OK", stream_headers)
             return []
         if not self._stream_slots.acquire(blocking=False):
-            start_response(
-                "503 Service Unavailable",
-                [
-                    ("Content-Type", JSON_TYPE),
-                    ("Retry-After", "2"),
-                    ("Cache-Control", "no-store"),
-                ],
-            )
-            return [b'{"error":{"code":"too_many_streams","message":"every live-log slot of this worker is taken"}}']
+            message = "every live-log slot of this worker is taken"
+            busy = json_error(503, "too_many_streams", message, [*NOSNIFF, ("Retry-After", "2")])
+            return busy(environ, start_response)
         after = _after(environ)
         sock = environ.get("gunicorn.socket")
         if sock is not None:

@@ -8,16 +8,16 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import functions_framework
-
-from shared.web import JSON_TYPE
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.wrappers import Response
 
 from .dashboard import PREFIX as DASHBOARD_PREFIX
 from .dashboard import Dashboard, wants_page
+from .json_answer import json_answer, json_error
 from .routes import Route
 
 log = logging.getLogger("facts.harness")
@@ -25,21 +25,19 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 OPENAPI_FILE = Path(__file__).resolve().parents[1] / "openapi.json"
 
 
-def json_app(status: int, body: Any, extra_headers: list[tuple[str, str]] | None = None) -> WSGIApp:
-    payload = json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
-    reason = HTTPStatus(status).phrase
+# The harness's own answers may be read from any page, as the functions' may.
+CORS = [("Access-Control-Allow-Origin", "*")]
 
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        headers = [
-            ("Content-Type", JSON_TYPE),
-            ("Content-Length", str(len(payload))),
-            ("Cache-Control", "no-store"),
-            ("Access-Control-Allow-Origin", "*"),
-        ]
-        start_response(f"{status} {reason}", headers + (extra_headers or []))
-        return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else payload]
 
-    return app
+def _mounted_at_root(app: WSGIApp) -> WSGIApp:
+    """`app` seeing "/" for its mount's own path, which DispatcherMiddleware hands on as "": a
+    function's app would answer that with a redirect to "/random/" instead of the function."""
+
+    def mounted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["PATH_INFO"] = environ.get("PATH_INFO") or "/"
+        return app(environ, start_response)
+
+    return mounted
 
 
 @dataclass(frozen=True)
@@ -74,10 +72,12 @@ def load_function(route: Route) -> LoadedFunction:
         error: dict[str, Any] = {"code": "function_failed_to_load", "message": detail, "source": route.source.name}
         if line is not None:
             error["line"] = line
-        return LoadedFunction(route, json_app(500, {"error": error}), error)
+        return LoadedFunction(route, json_answer(500, {"error": error}, CORS, pretty=True), error)
 
 
 class Dispatcher:
+    """Each function at its own path (below which it sees "/", as on Cloud Functions); the rest here."""
+
     def __init__(
         self,
         routes: list[Route],
@@ -86,9 +86,10 @@ class Dispatcher:
     ) -> None:
         self.routes = routes
         self.loaded = [load_function(route) for route in routes]
-        self.apps = {function.route.path: function.app for function in self.loaded}
         self.health = health
         self.dashboard = dashboard(lambda: [function.state() for function in self.loaded]) if dashboard else None
+        mounts = {function.route.path: _mounted_at_root(function.app) for function in self.loaded}
+        self._dispatch = DispatcherMiddleware(self._own_paths, mounts)
 
     def index(self) -> dict[str, Any]:
         return {
@@ -99,28 +100,25 @@ class Dispatcher:
             "openapi": "/openapi.json",
         }
 
-    def _own_route(self, path: str, method: str) -> WSGIApp | None:
+    def _own_route(self, path: str, method: str) -> Response | None:
         if path in ("/", "/healthz", "/openapi.json") and method not in ("GET", "HEAD"):
             message = f"{path} answers GET and HEAD only"
-            return json_app(
-                405, {"error": {"code": "method_not_allowed", "message": message}}, [("Allow", "GET, HEAD")]
-            )
+            return json_error(405, "method_not_allowed", message, [*CORS, ("Allow", "GET, HEAD")])
         if path == "/":
-            return json_app(200, self.index(), [("Vary", "Accept")])
+            return json_answer(200, self.index(), [*CORS, ("Vary", "Accept")], pretty=True)
         if path == "/healthz":
-            return json_app(*self.health())
+            status, body = self.health()
+            return json_answer(status, body, CORS, pretty=True)
         if path == "/openapi.json" and OPENAPI_FILE.exists():
-            return json_app(200, json.loads(OPENAPI_FILE.read_text(encoding="utf-8")))
+            return json_answer(200, json.loads(OPENAPI_FILE.read_text(encoding="utf-8")), CORS, pretty=True)
         return None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return self._dispatch(environ, start_response)
+
+    def _own_paths(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Every path no function is mounted at: the dashboard, the route table, health, 404s."""
         path = environ.get("PATH_INFO") or "/"
-        for mount, app in self.apps.items():
-            if path == mount or path.startswith(mount + "/"):
-                # As on Cloud Functions, the function sees the path below its own name.
-                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount
-                environ["PATH_INFO"] = path[len(mount) :] or "/"
-                return app(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET")
         if self.dashboard is not None:
             if path.startswith(DASHBOARD_PREFIX):
@@ -128,7 +126,7 @@ class Dispatcher:
             if path == "/" and method in ("GET", "HEAD") and wants_page(environ):
                 return self.dashboard.page(environ, start_response)
         started = time.perf_counter()
-        app = self._own_route(path, method) or json_app(
+        response = self._own_route(path, method) or json_answer(
             404,
             {
                 "error": {
@@ -137,23 +135,17 @@ class Dispatcher:
                     "routes": [r.path for r in self.routes],
                 }
             },
+            CORS,
+            pretty=True,
         )
-        statuses: list[str] = []
-
-        def recording_start_response(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
-            statuses.append(status)
-            return start_response(status, headers, *args)
-
-        result = app(environ, recording_start_response)
-        status = statuses[0].split()[0] if statuses else "?"
         latency_ms = (time.perf_counter() - started) * 1000
         # The same fields as a function's request line, so the live log shows these requests too.
         fields = {
             "function": "harness",
             "method": method,
             "path": path[:200],
-            "status": int(status) if status.isdigit() else status,
+            "status": response.status_code,
             "latency_ms": round(latency_ms, 2),
         }
-        log.info("%s %s -> %s %.1f ms", method, path[:200], status, latency_ms, extra={"fields": fields})
-        return result
+        log.info("%s %s -> %s %.1f ms", method, path[:200], response.status_code, latency_ms, extra={"fields": fields})
+        return response(environ, start_response)
