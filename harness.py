@@ -193,7 +193,6 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT))
     parser = argparse.ArgumentParser(description="Run the facts functions locally.")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -31,13 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import cpu, dataset, report, servers, storage, suite
+from bench.wrkload import LoadSettings, ensure_wrk, run_wrk
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import cpu, dataset, report, servers, storage, suite  # noqa: E402
-from bench.wrkload import LoadSettings, ensure_wrk, run_wrk  # noqa: E402
-
 RESULTS_FILE = ROOT / "bench" / "results.json"
 REFERENCES = {  # name -> (target, source file)
     "hello": ("hello", servers.REFERENCE_DIR / "ref_hello.py"),

@@ -49,18 +49,15 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pg8000.native
+
+from devservices.embedded import embedded_servers
+from devservices.ports import free_port
+from devservices.processes import spawn, terminate
+from devservices.waiting import wait_until
+from tests.support.deploy_copy import deploy_venv, deployed_copy
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import pg8000.native  # noqa: E402
-
-from devservices.embedded import embedded_servers  # noqa: E402
-from devservices.ports import free_port  # noqa: E402
-from devservices.processes import spawn, terminate  # noqa: E402
-from devservices.waiting import wait_until  # noqa: E402
-from tests.support.deploy_copy import deploy_venv, deployed_copy  # noqa: E402
-
 APP_ROLE = "facts_app"
 SUPERUSER_RESERVED = 3  # Postgres' default superuser_reserved_connections
 FUNCTIONS = {  # route -> (Cloud Run service, target, source)

@@ -14,8 +14,6 @@ import signal
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -24,8 +22,6 @@ def main() -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     import functions_framework
 
     from devharness.server import HarnessServer

@@ -23,15 +23,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench import report, servers
+from bench.run import Meter, begin, describe, log, prepare_database
+from bench.wrkload import LoadSettings, run_wrk
+from devharness.server import default_threads, default_workers
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import report, servers  # noqa: E402
-from bench.run import Meter, begin, describe, log, prepare_database  # noqa: E402
-from bench.wrkload import LoadSettings, run_wrk  # noqa: E402
-from devharness.server import default_threads, default_workers  # noqa: E402
-
 OUTPUT = ROOT / "bench" / "server_config.json"
 # 1x8 is functions-framework's own default on 2 cores (1 worker, 4 threads per CPU).
 DEFAULT_CONFIGS = "1x8,1x16,2x2,2x4,2x8,3x4,4x2"

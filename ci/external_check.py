@@ -15,14 +15,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pg8000.native
+import redis
+
+from devservices.embedded import embedded_servers
+from shared.config import parse_database_url
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import pg8000.native  # noqa: E402
-import redis  # noqa: E402
-
-from devservices.embedded import embedded_servers  # noqa: E402
-from shared.config import parse_database_url  # noqa: E402
 
 
 def _connect(url: str, database: str | None = None) -> pg8000.native.Connection:

@@ -11,17 +11,14 @@ again on the next request, so a restart does not wedge the benchmark.
 
 import json
 import os
-import sys
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import functions_framework
 import pg8000.native
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root, for its statements
 from shared.config import DEFAULT_CACHE_PREFIX
 from shared.store import KNOWN_DAY_VIEW, RANDOM_VIEW, TODAY_VIEW
 
