@@ -54,7 +54,7 @@ import pg8000.native
 from devservices.embedded import embedded_servers
 from devservices.ports import free_port
 from devservices.processes import spawn, terminate
-from devservices.waiting import wait_until
+from devservices.waiting import NotReady, wait_until, wait_until_async
 from tests.support.deploy_copy import deploy_venv, deployed_copy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,14 +156,10 @@ class Front:
             self._loop.close()
 
     async def _open(self, instance: Instance) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                return await asyncio.open_connection("127.0.0.1", instance.port)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
+        # An instance still starting refuses connections: wait for it, as a load balancer would.
+        return await wait_until_async(
+            lambda: asyncio.open_connection("127.0.0.1", instance.port), 60, f"{instance.name} accepting"
+        )
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -181,7 +177,7 @@ class Front:
                 instance.first_200_s = time.monotonic() - self._started
             writer.write(response)
             await writer.drain()
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, IndexError, ValueError):
+        except (TimeoutError, OSError, NotReady, asyncio.IncompleteReadError, IndexError, ValueError):
             writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         finally:
             with contextlib.suppress(OSError):

@@ -9,7 +9,6 @@ left of its process group (its workers) by the group id: never anything by name.
 from __future__ import annotations
 
 import http.client
-import os
 import signal
 import socket
 import subprocess
@@ -20,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devservices.ports import free_port
-from devservices.processes import spawn
+from devservices.processes import spawn, terminate
+from devservices.waiting import GiveUp, NotReady, ServerExited, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -56,24 +56,6 @@ def http_status(url: str, timeout_s: float) -> int | None:
         conn.close()
 
 
-def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM the group leader (gunicorn stops its workers gracefully), then SIGKILL leftovers in its group."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # the group id is the leader's pid (own session)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 def _tail(path: Path, chars: int = 3000) -> str:
     try:
         return path.read_text(errors="replace")[-chars:]
@@ -101,19 +83,21 @@ class Servers:
 
     def stop_all(self) -> None:
         while self.started:
-            stop_process(self.started.pop().process)
+            terminate(self.started.pop().process, whole_group=True)
 
     def start(self, name: str, argv: Sequence[str], port: int, env: Mapping[str, str], ready_path: str = "/") -> Server:
         log_path = self.log_dir / f"{name}.log"
         server = Server(name, port, _launch(argv, env, log_path), log_path)
         self.started.append(server)  # before waiting: stopped even if it never becomes ready
-        deadline = time.monotonic() + 60
-        while http_status(server.base + ready_path, timeout_s=5) != 200:
+
+        def answers_200() -> None:
             if server.process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {server.process.returncode}:\n{_tail(log_path)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready on {server.base}{ready_path} after 60 s:\n{_tail(log_path)}")
-            time.sleep(0.05)
+                raise ServerExited(f"exited with {server.process.returncode}")
+            status = http_status(server.base + ready_path, timeout_s=5)
+            if status != 200:
+                raise NotReady(f"GET {server.base}{ready_path} answered {status}")
+
+        wait_until(answers_200, 60, name, lambda: _tail(log_path))
         return server
 
 
@@ -150,30 +134,34 @@ def cold_start_ms(
     began = time.perf_counter()
     process = _launch(functions_framework_argv(target, source, port), env, log_path)
 
-    def check_alive() -> None:
+    what = f"functions-framework {target}"
+
+    def alive() -> None:
         if process.poll() is not None:
-            raise RuntimeError(f"functions-framework {target} exited with {process.returncode}:\n{_tail(log_path)}")
-        if time.perf_counter() - began > deadline_s:
-            raise RuntimeError(
-                f"functions-framework {target} gave no 200 within {deadline_s:.0f} s:\n{_tail(log_path)}"
-            )
+            raise ServerExited(f"exited with {process.returncode}")
+
+    def accepts() -> None:
+        alive()
+        socket.create_connection((HOST, port), timeout=1).close()
+
+    def answers_200() -> None:
+        alive()
+        status = http_status(f"http://{HOST}:{port}/", timeout_s=30)
+        if status is not None and status != 200:
+            raise GiveUp(f"answered {status} to GET /")
+        if status is None:
+            raise NotReady("no answer to GET / yet")
+
+    def describe() -> str:
+        return _tail(log_path)
 
     try:
-        # A refused connection comes back at once: this polls about every 5 ms until the port is bound.
-        while True:
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                break
-            except OSError:
-                check_alive()
-                time.sleep(0.005)
+        # A refused connection comes back at once: 5 ms between checks is the measurement's resolution.
+        wait_until(accepts, deadline_s, f"{what} port", describe, interval_s=0.005)
         listening = time.perf_counter() - began
         # The first answered request includes the function's own first-request work (connections).
-        while (status := http_status(f"http://{HOST}:{port}/", timeout_s=30)) != 200:
-            if status is not None:
-                raise RuntimeError(f"functions-framework {target} answered {status} to GET /:\n{_tail(log_path)}")
-            check_alive()
-            time.sleep(0.005)
+        left_s = max(0.0, deadline_s - listening)
+        wait_until(answers_200, left_s, f"{what} first 200", describe, interval_s=0.005)
         return {"first_200": (time.perf_counter() - began) * 1000, "listening": listening * 1000}
     finally:
-        stop_process(process)
+        terminate(process, whole_group=True)

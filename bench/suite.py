@@ -16,9 +16,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from devservices import ProvidedServers
-from devservices.processes import spawn
-
-from .servers import stop_process
+from devservices.processes import spawn, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +106,7 @@ def suite_wall_s(workers: int, log_dir: Path, timeout_s: float = 900.0) -> dict:
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"pytest -n {workers} did not finish within {timeout_s:.0f} s (log: {log_path})") from None
     finally:
-        stop_process(process)  # on timeout or Ctrl-C; a no-op after a normal exit
+        terminate(process, whole_group=True)  # on timeout or Ctrl-C; a no-op after a normal exit
     output = log_path.read_text(errors="replace")
     counts = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
     summary = counts[-1].strip("= ") if counts else ""

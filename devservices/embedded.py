@@ -22,10 +22,10 @@ import pg8000.native
 import redis
 
 from .pgcluster import clone_template, initdb
-from .ports import free_port
+from .ports import free_port, start_on_free_port
 from .processes import descendants, grant_traverse, hand_over, service_user, spawn, terminate
-from .servers import ProvidedServers, ProviderError
-from .waiting import wait_until
+from .servers import ProvidedServers
+from .waiting import ServerExited, wait_until
 
 HOST = "127.0.0.1"
 DATABASE = "facts"
@@ -142,27 +142,26 @@ class EmbeddedPostgres(_ServerProcess):
         settings.append(f"max_connections={self.max_connections}")
         if not self.durable:
             settings += ["fsync=off", "full_page_writes=off", "synchronous_commit=off"]
-        for attempt in range(3):
-            self.port = self.port or free_port()
-            argv = [str(bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
-            for setting in settings:
-                argv += ["-c", setting]
-            with open(self.log_path, "ab") as log:
-                self.process = spawn(argv, log, self.user, signal.SIGINT)
-            try:
-                wait_until(self._ready, 60, "embedded Postgres", lambda: _log_tail(self.log_path))
-                break
-            except Exception:
-                exited = self.process.poll() is not None
-                terminate(self.process, signal.SIGQUIT)
-                if not exited or attempt == 2:
-                    raise
-                self.port = 0  # most likely lost the race for the port: pick another
+        self.port = start_on_free_port(lambda port: self._serve_on(port, bin_dir, settings), self.port)
         self._prepare(set_password=cloned)
+
+    def _serve_on(self, port: int, bin_dir: Path, settings: list[str]) -> int:
+        self.port = port
+        argv = [str(bin_dir / "postgres"), "-D", str(self.data), "-p", str(port)]
+        for setting in settings:
+            argv += ["-c", setting]
+        with open(self.log_path, "ab") as log:
+            self.process = spawn(argv, log, self.user, signal.SIGINT)
+        try:
+            wait_until(self._ready, 60, "embedded Postgres", lambda: _log_tail(self.log_path))
+        except BaseException:
+            terminate(self.process, signal.SIGQUIT)
+            raise
+        return port
 
     def _ready(self) -> None:
         if self.process is not None and self.process.poll() is not None:
-            raise ProviderError(f"postgres exited with {self.process.returncode}")
+            raise ServerExited(f"postgres exited with {self.process.returncode}")
         self._connect_locally().close()
 
     def _connect_locally(self) -> pg8000.native.Connection:
@@ -206,21 +205,20 @@ class EmbeddedRedis(_ServerProcess):
         wait_until(self._ready, 30, "embedded Redis", lambda: _log_tail(self.log_path))
 
     def start(self) -> None:
-        for attempt in range(3):
-            self.launch()
-            try:
-                self.await_ready()
-                return
-            except Exception:
-                exited = self.process is not None and self.process.poll() is not None
-                terminate(self.process)
-                if not exited or attempt == 2:
-                    raise
-                self.port = 0  # most likely lost the race for the port: pick another
+        start_on_free_port(self._serve_on, self.port)
+
+    def _serve_on(self, port: int) -> None:
+        self.port = port
+        self.launch()
+        try:
+            self.await_ready()
+        except BaseException:
+            terminate(self.process)
+            raise
 
     def _ready(self) -> None:
         if self.process is not None and self.process.poll() is not None:
-            raise ProviderError(f"redis-server exited with {self.process.returncode}")
+            raise ServerExited(f"redis-server exited with {self.process.returncode}")
         client = redis.Redis(host=HOST, port=self.port, password=self.password, socket_timeout=1)
         try:
             client.ping()

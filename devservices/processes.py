@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pwd
@@ -102,15 +103,28 @@ def spawn(
     )
 
 
-def terminate(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, grace_s: float = 10.0) -> None:
-    if process is None or process.poll() is not None:
+def terminate(
+    process: subprocess.Popen[Any] | None,
+    sig: int = signal.SIGTERM,
+    grace_s: float = 10.0,
+    whole_group: bool = False,
+) -> None:
+    """Stop `process`: `sig` (its own clean shutdown), up to `grace_s` to exit, then SIGKILL.
+
+    `whole_group`: then SIGKILL whatever is left in its process group too (spawn gives each its own),
+    such as a gunicorn worker that outlived its arbiter."""
+    if process is None:
         return
-    process.send_signal(sig)
-    try:
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if whole_group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # the group id is the leader's pid
 
 
 def descendants(pid: int) -> list[int]:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -85,18 +83,6 @@ def test_one_log_line_per_request_and_no_password(servers):
     assert password not in text
 
 
-def _serve_copy(copy: Path, servers, *args):
-    from devservices.ports import free_port
-    from devservices.processes import spawn
-
-    port = free_port()
-    log = open(copy / "harness.log", "wb")
-    argv = [sys.executable, str(copy / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
-    env = {**servers.environ(), "PATH": "/usr/bin:/bin"}
-    process = spawn(argv, log, None, signal.SIGTERM, env=env, cwd=copy)
-    return process, f"http://127.0.0.1:{port}", log
-
-
 def _answers(url, status):
     answer = http_get(url)
     assert answer[0] == status, answer
@@ -127,37 +113,24 @@ def test_a_third_function_needs_no_change_to_the_harness(servers, tmp_path):
         "import functions_framework\n\n\n@functions_framework.http\ndef hello_fact(request):\n"
         "    return {'hello': request.args.get('name', 'world')}\n"
     )
-    process, base, log = _serve_copy(copy, servers)
-    try:
-        index = wait_until(lambda: json.loads(http_get(base + "/")[2]), 30, "the copy's harness")
+    with harness_server(servers.environ(), root=copy) as (base, _):
+        index = json.loads(http_get(base + "/")[2])
         assert [r["path"] for r in index["routes"]] == ["/hello_fact", "/random", "/today"]
         status, _, body = http_get(base + "/hello_fact?name=tests")
         assert status == 200 and json.loads(body) == {"hello": "tests"}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(15)
-        log.close()
 
 
 def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(servers, tmp_path):
     copy = _copy_project(tmp_path)
     source = copy / "functions" / "random_fact.py"
     good = source.read_text()
-    process, base, log = _serve_copy(copy, servers, "--reload")
-    try:
-        wait_until(lambda: _answers(base + "/random", 200), 30, "the copy's harness")
+    with harness_server(servers.environ(), "--reload", root=copy) as (base, _):
+        _answers(base + "/random", 200)
         failed = _edit_until_answered(source, good + "\ndef broken(:\n", base + "/random", 500)
         error = json.loads(failed[2])["error"]
         assert error["code"] == "function_failed_to_load" and "SyntaxError" in error["message"]
         assert http_get(base + "/today")[0] == 200  # the other function keeps serving
         _edit_until_answered(source, good, base + "/random", 200)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def _invoke(servers, *args):

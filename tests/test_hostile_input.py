@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from devservices.waiting import wait_until
+
 JSON_TYPE = "application/json; charset=utf-8"
 TIMEOUT_S = 10.0
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
@@ -169,15 +171,15 @@ def no_traceback_in_harness_log(harness: str, harness_log: Path) -> Iterator[Non
     # A marker request: once the harness has logged it, the lines of the test's requests are in too.
     marker = f"/hostile-input-marker-{uuid.uuid4().hex}"
     assert_json(send(harness, target=marker.encode()), 404)
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
+
+    def written_with_marker() -> bytes:
         with open(harness_log, "rb") as log:
             log.seek(start)
             written = log.read()
-        if marker.encode() in written or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert marker.encode() in written, "the harness log did not show the marker request"
+        assert marker.encode() in written, "the harness log did not show the marker request"
+        return written
+
+    written = wait_until(written_with_marker, TIMEOUT_S, "the marker request in the harness log")
     assert b"Traceback" not in written, written.decode("utf-8", "replace")[-4000:]
 
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from devservices.ports import free_port
+from devservices.ports import start_on_free_port
 from devservices.processes import spawn, terminate
-from devservices.waiting import wait_until
+from devservices.waiting import ServerExited, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
@@ -34,17 +34,16 @@ def project_copy(into: Path) -> Path:
     return into
 
 
-def _start_once(
-    env: Mapping[str, str], args: tuple[str, ...], log_path: Path, root: Path
+def _start_on(
+    port: int, env: Mapping[str, str], args: tuple[str, ...], log_path: Path, root: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
     argv = [sys.executable, str(root / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
     with open(log_path, "ab") as log:
         process = spawn(argv, log, None, signal.SIGTERM, env={**os.environ, **env}, cwd=root)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _healthy(process, base), 60, "harness", lambda: log_path.read_text(errors="replace")[-3000:])
-    except Exception:
+    except BaseException:
         terminate(process, signal.SIGTERM)
         raise
     return process, base
@@ -58,13 +57,7 @@ def harness_server(env: Mapping[str, str], *args: str, root: Path = ROOT) -> Ite
     log_path = Path(tempfile.mkstemp(prefix="facts-harness-", suffix=".log")[1])
     process = None
     try:
-        for attempt in range(3):
-            try:
-                process, base = _start_once(env, args, log_path, root)
-                break
-            except Exception:
-                if attempt == 2:
-                    raise  # else: most likely another process took the port first
+        process, base = start_on_free_port(lambda port: _start_on(port, env, args, log_path, root))
         yield base, log_path
     finally:
         terminate(process, signal.SIGTERM, grace_s=15)
@@ -73,7 +66,7 @@ def harness_server(env: Mapping[str, str], *args: str, root: Path = ROOT) -> Ite
 
 def _healthy(process: subprocess.Popen[bytes], base: str) -> None:
     if process.poll() is not None:
-        raise RuntimeError(f"harness exited with {process.returncode}")
+        raise ServerExited(f"harness exited with {process.returncode}")
     with urllib.request.urlopen(base + "/healthz", timeout=2) as response:
         assert response.status == 200
 
