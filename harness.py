@@ -40,7 +40,7 @@ def running_servers(kind: str, quiet: bool = False) -> Iterator[Any]:
 
     kind = resolve_kind(kind, urls_set=configured_urls() is not None)
     if not quiet:
-        print(f"starting services: {kind} ...", file=sys.stderr, flush=True)
+        print(f"starting servers: {kind} ...", file=sys.stderr, flush=True)
     with provide(kind, DATA_DIR / kind, durable=True) as provided:
         os.environ.update(provided.environ())
         settings = load_settings()
@@ -97,12 +97,12 @@ def serve(args: argparse.Namespace) -> int:
     from devharness.server import HarnessServer, default_threads
 
     # gunicorn's arbiter handles SIGINT/SIGTERM once it runs; before that, turn SIGTERM into a
-    # clean exit too, so the services started below are stopped.
+    # clean exit too, so the servers started below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with running_servers(args.services) as provided, LogHub() as hub:
         os.environ.setdefault("FACTS_LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
         base = f"http://{args.host}:{args.port}"
-        print(f"serving on {base}  (Ctrl-C stops the server and the services it started)", file=sys.stderr)
+        print(f"serving on {base}  (Ctrl-C stops the harness and the servers it started)", file=sys.stderr)
         for route in discover():
             print(f"  {base}{route.path:<10} -> {route.target} (functions/{route.source.name})", file=sys.stderr)
         print(f"  {base}{'/healthz':<10} -> Postgres and Redis status", file=sys.stderr)
@@ -180,7 +180,7 @@ def import_file(args: argparse.Namespace) -> int:
 
 def migrate(args: argparse.Namespace) -> int:
     """The deployment's migration step against DATABASE_URL (Redis is not needed); without one,
-    against the services `--services` starts, which migrate as they start."""
+    against the servers `--services` starts, which migrate as they start."""
     if os.environ.get("DATABASE_URL") and args.services in ("auto", "external"):
         from shared import schema
 

@@ -92,7 +92,7 @@ def _image_present(name: str) -> bool:
 
 
 def suite_wall_s(workers: int, log_dir: Path, timeout_s: float = 900.0) -> dict:
-    """Wall time of the whole suite with `workers` xdist workers on embedded services."""
+    """Wall time of the whole suite with `workers` xdist workers on embedded servers."""
     argv = [sys.executable, "-m", "pytest", "-p", "no:benchmark", "-q", "-n", str(workers), "--services=embedded"]
     log_path = log_dir / f"pytest-n{workers}.log"
     # The suite must start its own servers: none of the benchmark's URLs may leak into it.

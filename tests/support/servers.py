@@ -123,7 +123,7 @@ _REPORTS = pytest.StashKey[list[dict[str, Any]]]()
 def pytest_sessionfinish(session: pytest.Session) -> None:
     report = session.config.stash.get(SERVICES_REPORT, None)
     if report and hasattr(session.config, "workeroutput"):
-        session.config.workeroutput["facts_services"] = report  # type: ignore[attr-defined]
+        session.config.workeroutput["facts_servers"] = report  # type: ignore[attr-defined]
     elif report:
         session.config.stash.setdefault(_REPORTS, []).append(report)
 
@@ -132,7 +132,7 @@ class _WorkerReports:
     """Collects the workers' reports on the controller; a hook that exists only when xdist is loaded."""
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        report = getattr(node, "workeroutput", {}).get("facts_services")
+        report = getattr(node, "workeroutput", {}).get("facts_servers")
         if report:
             node.config.stash.setdefault(_REPORTS, []).append(report)
 
@@ -147,7 +147,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     reports = sorted(config.stash.get(_REPORTS, []), key=lambda r: r["worker"])
     if not reports:
         return
-    terminalreporter.section("services per worker")
+    terminalreporter.section("servers per worker")
     for r in reports:
         terminalreporter.write_line(
             f"{r['worker']}: {r['provider']}, started in {r['startup_s']:.2f} s — {r['description']}"
