@@ -29,7 +29,6 @@ from .json_answer import json_answer, json_error
 from .logstream import HubAddress, query_hub
 
 log = logging.getLogger("facts.harness")
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 PREFIX = "/_dashboard/"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}

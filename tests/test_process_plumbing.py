@@ -7,6 +7,9 @@ import secrets
 import signal
 import socket
 import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -15,6 +18,8 @@ from devservices.embedded import EmbeddedRedis
 from devservices.ports import free_port, start_on_free_port
 from devservices.processes import pid_alive, spawn, terminate
 from devservices.waiting import GiveUp, NotReady, ServerExited, wait_until, wait_until_async
+
+T = TypeVar("T")
 
 
 def test_wait_until_returns_the_first_answer_that_does_not_raise():
@@ -55,13 +60,13 @@ def test_the_async_twin_waits_without_blocking_and_gives_up_the_same_way():
             raise OSError("refused")
         return "open"
 
-    assert asyncio.run(wait_until_async(check, 5, "the port")) == "open"
+    assert _run(lambda: wait_until_async(check, 5, "the port")) == "open"
 
     async def answered_an_error():
         raise GiveUp("answered 500")
 
     with pytest.raises(GiveUp, match="the port: answered 500"):
-        asyncio.run(wait_until_async(answered_an_error, 30, "the port"))
+        _run(lambda: wait_until_async(answered_an_error, 30, "the port"))
 
 
 def test_a_server_that_exited_is_started_again_on_another_port():
@@ -133,6 +138,13 @@ def _zombie(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    # In a thread of its own: a browser test before this one (Playwright's sync API) may leave an
+    # event loop running in this thread, where asyncio.run refuses.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result(timeout=60)
 
 
 def _raise(error: Exception) -> None:
