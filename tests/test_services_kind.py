@@ -14,13 +14,36 @@ URLS = ("postgresql://u:p@127.0.0.1:1/db", "redis://127.0.0.1:1/0")
 
 @pytest.mark.parametrize("kind", [k for k in KINDS if k != "auto"])
 @pytest.mark.parametrize("urls_set", [True, False])
-def test_a_named_kind_is_kept_whatever_is_set(kind, urls_set):
-    assert resolve_kind(kind, urls_set=urls_set) == kind
+@pytest.mark.parametrize("docker", [True, False])
+def test_a_named_kind_is_kept_whatever_is_set(kind, urls_set, docker):
+    assert resolve_kind(kind, urls_set=urls_set, docker_answers=lambda: docker) == kind
 
 
-def test_auto_is_external_when_the_urls_are_set_else_embedded():
-    assert resolve_kind("auto", urls_set=True) == "external"
-    assert resolve_kind("auto", urls_set=False) == "embedded"
+def _docker(answers: bool):
+    asked = []
+
+    def docker_answers() -> bool:
+        asked.append(True)
+        return answers
+
+    return docker_answers, asked
+
+
+def test_auto_is_external_when_the_urls_are_set_without_asking_docker():
+    docker_answers, asked = _docker(True)
+    assert resolve_kind("auto", urls_set=True, docker_answers=docker_answers) == "external"
+    assert not asked
+
+
+def test_auto_is_containers_when_docker_answers_else_embedded():
+    assert resolve_kind("auto", urls_set=False, docker_answers=_docker(True)[0]) == "containers"
+    assert resolve_kind("auto", urls_set=False, docker_answers=_docker(False)[0]) == "embedded"
+
+
+def test_a_named_kind_never_asks_docker():
+    docker_answers, asked = _docker(True)
+    assert resolve_kind("embedded", urls_set=False, docker_answers=docker_answers) == "embedded"
+    assert not asked
 
 
 @pytest.fixture
@@ -41,13 +64,14 @@ def test_the_harness_reads_database_url_and_redis_url(clean_environment):
 def test_a_test_run_ignores_a_production_database_url(clean_environment):
     for name, url in zip(HARNESS_URL_VARIABLES, URLS, strict=True):
         clean_environment.setenv(name, url)
-    assert chosen_kind(None) == "embedded"
+    assert chosen_kind(None, docker_answers=lambda: False) == "embedded"
+    assert chosen_kind(None, docker_answers=lambda: True) == "containers"
 
 
 def test_a_test_run_goes_external_when_the_test_urls_are_set(clean_environment):
     for name, url in zip(TEST_URL_VARIABLES, URLS, strict=True):
         clean_environment.setenv(name, url)
-    assert chosen_kind(None) == "external"
+    assert chosen_kind(None, docker_answers=lambda: True) == "external"
     assert chosen_kind("embedded") == "embedded"  # the option wins
 
 

@@ -24,10 +24,10 @@ SERVICES_OPTION = "--services"
 SERVICES_ENV = "FACTS_TEST_SERVICES"
 
 
-def chosen_kind(option: str | None) -> str:
+def chosen_kind(option: str | None, **resolve_options: Any) -> str:
     """The kind `--services` (None when not given) or $FACTS_TEST_SERVICES asks for, `auto` resolved."""
     kind = option or os.environ.get(SERVICES_ENV) or "auto"
-    return resolve_kind(kind, urls_set=configured_urls(TEST_URL_VARIABLES) is not None)
+    return resolve_kind(kind, urls_set=configured_urls(TEST_URL_VARIABLES) is not None, **resolve_options)
 
 
 def worker_name() -> str:
