@@ -171,6 +171,8 @@ def test_invoke_prints_status_and_json_and_takes_method_headers_and_body(servers
     assert first.returncode == 0, first.stderr
     status_line, body = first.stdout.split("\n", 1)
     assert status_line == "HTTP 200"
+    request_lines = [line for line in first.stderr.splitlines() if "[today_fact]" in line]
+    assert len(request_lines) == 1 and "GET / -> 200" in request_lines[0], first.stderr  # exactly one, as text
     fact = json.loads(body)
     assert fact["language"] == "de"
 
