@@ -20,8 +20,6 @@ from shared import instance, schema
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool, StoreUnavailable, connect
 
-from .support.logcapture import captured_logs
-
 
 @pytest.fixture(scope="module")
 def small_postgres():
@@ -92,21 +90,20 @@ def test_too_many_clients_at_connect_is_store_unavailable(small_postgres):
 
 
 @pytest.mark.usefixtures("fresh_instance")
-def test_one_warning_per_outage_and_a_line_when_it_is_back(servers, random_client, monkeypatch):
+def test_one_warning_per_outage_and_a_line_when_it_is_back(servers, random_client, monkeypatch, caplog):
     refused = f"postgresql://facts:secret@127.0.0.1:{free_port()}/facts"
     monkeypatch.setenv("DATABASE_URL", refused)
     instance.reset()
-    with captured_logs() as records:
-        answers = [random_client.get("/") for _ in range(5)]
-        monkeypatch.setenv("DATABASE_URL", servers.database_url)
-        instance.reset()
-        back = random_client.get("/")
+    answers = [random_client.get("/") for _ in range(5)]
+    monkeypatch.setenv("DATABASE_URL", servers.database_url)
+    instance.reset()
+    back = random_client.get("/")
     assert [a.status_code for a in answers] == [503] * 5
     assert all(a.headers["Retry-After"] and a.get_json()["error"]["code"] == "database_unavailable" for a in answers)
-    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING and "database" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "database" in r.getMessage()]
     assert len(warnings) == 1, warnings
     assert back.status_code == 200
-    assert any(r.getMessage() == "database available again" for r in records)
+    assert any(r.getMessage() == "database available again" for r in caplog.records)
 
 
 def _answers_in_a_row(port: int, route: str, count: int) -> None:

@@ -18,8 +18,6 @@ from devservices.ports import free_port
 from shared import breaker as breaker_module
 from shared.cache import DayCache, today_key
 
-from .support.logcapture import captured_logs
-
 DAY = date(2026, 11, 26)
 VALUE = {"fact_id": "0123456789abcdef", "fact": "Ein Oktopus hat drei Herzen.", "language": "de"}
 
@@ -52,8 +50,8 @@ class HandClock:
         return self.now
 
 
-def test_a_silent_redis_costs_one_short_attempt_then_none():
-    with silent_redis() as (url, listener), captured_logs() as records:
+def test_a_silent_redis_costs_one_short_attempt_then_none(caplog):
+    with silent_redis() as (url, listener):
         cache = DayCache(url)
         try:
             began = time.monotonic()
@@ -67,7 +65,7 @@ def test_a_silent_redis_costs_one_short_attempt_then_none():
         assert connections_made(listener) == 1
     # The default timeout is 0.25 s; four times that leaves room for a loaded machine.
     assert took < 1.0
-    assert [r.getMessage() for r in records if r.name == "shared.cache"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "shared.cache"] == [
         "Redis unavailable (TimeoutError); carrying on without it until it returns"
     ]
 

@@ -93,6 +93,10 @@ def test_function_starts_from_the_upload_set_under_the_cli(servers, runtime_venv
         terminate(process, signal.SIGTERM)
     log_text = log_path.read_text()
     assert "Traceback" not in log_text
+    # Exactly one Cloud Logging JSON line per answered request (earlier tries may have been refused).
+    entries = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    answered = [(e["severity"], e["function"], e["status"]) for e in entries if e["logger"] == "facts.requests"]
+    assert answered == [("INFO", target, 200), ("INFO", target, 400)], log_text
     assert servers.database_url.split("@")[0].split(":")[-1] not in log_text  # the password never shows
 
 

@@ -1,6 +1,6 @@
 """Faults against the worker's real servers: stopped, restarted, frozen and flushed by the tests.
 
-Every record our loggers emit during a fault test is searched for the servers' passwords (the
+Every record logged during a fault test is searched for the servers' passwords (the
 `fault_log` fixture), and so is the harness's log in the tests that go through gunicorn.
 Timing bounds are the README's promises or the configured timeouts, each with its margin said.
 """
@@ -28,7 +28,7 @@ from .support.harness_process import LogSince, harness_server
 from .support.leaks import assert_no_password
 from .support.plain_http import get as http_get
 
-# fault_log: every record our loggers emit is searched for the servers' passwords after each test.
+# fault_log: every record logged (caplog) is searched for the servers' passwords after each test.
 pytestmark = pytest.mark.usefixtures("fresh_instance", "fault_log")
 
 # The README's promises, written out here so that a changed constant in the code fails a test.
@@ -80,7 +80,7 @@ def _messages(records, level=logging.WARNING, containing=""):
 
 
 def test_a_redis_outage_longer_than_the_pause_warns_once_and_caching_resumes_after_the_pause(
-    servers, random_client, today_client, redis_client, fault_log
+    servers, random_client, today_client, redis_client, caplog
 ):
     redis_server = _require_control(servers, "redis")
     today_views = 0  # /today GETs sent, each a view of the day's fact (random asks for German facts)
@@ -127,8 +127,9 @@ def test_a_redis_outage_longer_than_the_pause_warns_once_and_caching_resumes_aft
     late = resumed_at - max(failed_at + REDIS_PAUSE_S, up_at)
     assert late < RESUME_MARGIN_S, f"caching resumed {late:.1f} s after the pause and Redis were both over"
 
-    assert len(_messages(fault_log, containing="Redis unavailable")) == 2, _messages(fault_log)  # one per outage
-    assert len(_messages(fault_log, containing="Redis is back")) == 2, _messages(fault_log)
+    outages = _messages(caplog.records, containing="Redis unavailable")
+    assert len(outages) == 2, _messages(caplog.records)  # one per outage
+    assert len(_messages(caplog.records, containing="Redis is back")) == 2, _messages(caplog.records)
     assert get_today().get_json()["views"] == today_views  # no view lost while Redis was away
 
 
@@ -157,7 +158,7 @@ def test_redis_flushed_mid_day_keeps_the_fact_and_every_view(servers, today_clie
 # --- Postgres ---------------------------------------------------------------------------------
 
 
-def test_postgres_down_is_a_fast_503_and_recovers_without_restart(servers, random_client, today_client, fault_log):
+def test_postgres_down_is_a_fast_503_and_recovers_without_restart(servers, random_client, today_client, caplog):
     postgres_server = _require_control(servers, "postgres")
     assert random_client.get("/").status_code == 200  # the pool now holds a connection that will go stale
     with stopped(postgres_server):
@@ -168,7 +169,7 @@ def test_postgres_down_is_a_fast_503_and_recovers_without_restart(servers, rando
             assert response.headers["Retry-After"] == RETRY_AFTER
             assert response.get_json()["error"]["code"] == "database_unavailable"
     # The warning logged for each 503 exists (so the password search in `fault_log` has lines to search).
-    assert _messages(fault_log, containing="database unavailable")
+    assert _messages(caplog.records, containing="database unavailable")
     # The very next requests succeed: stale pooled connections are replaced transparently.
     assert random_client.get("/").status_code == 200
     assert today_client.get("/").status_code == 200

@@ -11,14 +11,13 @@ from devservices.waiting import wait_until
 from shared import instance
 from shared.catalogue import fact_id
 
-from .support.logcapture import captured_logs
 from .support.upstream_stub import upstream_stub
 
 UPSTREAM_PAUSE_S = 5.0  # README: after a failure the upstream is left alone for 5 s
 RESUME_MARGIN_S = 3.0  # how late the test may notice (its polling, a loaded machine: 1.5 s seen with 3 suites at once)
 
 
-# fault_log: every record our loggers emit is searched for the servers' passwords after each test.
+# fault_log: every record logged (caplog) is searched for the servers' passwords after each test.
 pytestmark = pytest.mark.usefixtures("fault_log")
 
 
@@ -47,17 +46,16 @@ def test_upstream_fact_is_saved_and_counted(upstream, random_client, db, seeded_
 
 
 @pytest.mark.parametrize("mode", ["error", "garbage", "slow"])
-def test_failing_or_slow_upstream_falls_back_to_the_catalogue(upstream, random_client, db, mode):
+def test_failing_or_slow_upstream_falls_back_to_the_catalogue(upstream, random_client, db, mode, caplog):
     upstream.mode = mode
-    with captured_logs() as records:
-        began = time.perf_counter()
-        responses = [random_client.get("/") for _ in range(3)]
-        took = time.perf_counter() - began
+    began = time.perf_counter()
+    responses = [random_client.get("/") for _ in range(3)]
+    took = time.perf_counter() - began
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert all(r.get_json()["fact"] != upstream.text for r in responses)
     assert took < 2.0  # one short timeout at most, then the breaker skips the upstream
     assert upstream.requests == 1, "the upstream was asked again during its pause"
-    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "falling back to the catalogue" in warnings[0]
     assert db.run("SELECT count(*) FROM facts WHERE fact_id = :id", id=fact_id(upstream.text)) == [[0]]
 

@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler
 
 from shared.upstream import Upstream
 
-from .support.logcapture import captured_logs
 from .support.upstream_stub import serving_on_loopback
 
 
@@ -74,14 +73,15 @@ def test_a_source_that_is_not_text_is_replaced_by_the_host():
     assert fetched is not None and fetched.source == "127.0.0.1"
 
 
-def _warning_for(recorder_setup) -> list[str]:
-    with loopback_api() as (base_url, recorder), captured_logs() as records:
+def _warning_for(caplog, recorder_setup) -> list[str]:
+    caplog.clear()
+    with loopback_api() as (base_url, recorder):
         recorder_setup(recorder)
         assert Upstream(base_url, 0.3).fetch_random("en") is None
-    return [r.getMessage() for r in records if r.name == "shared.upstream"]
+    return [r.getMessage() for r in caplog.records if r.name == "shared.upstream"]
 
 
-def test_each_failure_is_one_warning_that_names_its_kind():
+def test_each_failure_is_one_warning_that_names_its_kind(caplog):
     def slow(r):
         r.delay_s = 1.0
 
@@ -95,7 +95,7 @@ def test_each_failure_is_one_warning_that_names_its_kind():
         r.body = b'{"source": "stub"}'
 
     tail = "falling back to the catalogue); carrying on without it until it returns"
-    assert _warning_for(slow) == [f"upstream 127.0.0.1 unavailable (timed out; {tail}"]
-    assert _warning_for(failing) == [f"upstream 127.0.0.1 unavailable (HTTPError; {tail}"]
-    assert _warning_for(not_an_object) == [f"upstream 127.0.0.1 unavailable (ValueError; {tail}"]
-    assert _warning_for(no_text) == [f"upstream 127.0.0.1 unavailable (ValueError; {tail}"]
+    assert _warning_for(caplog, slow) == [f"upstream 127.0.0.1 unavailable (timed out; {tail}"]
+    assert _warning_for(caplog, failing) == [f"upstream 127.0.0.1 unavailable (HTTPError; {tail}"]
+    assert _warning_for(caplog, not_an_object) == [f"upstream 127.0.0.1 unavailable (ValueError; {tail}"]
+    assert _warning_for(caplog, no_text) == [f"upstream 127.0.0.1 unavailable (ValueError; {tail}"]

@@ -17,7 +17,6 @@ from shared.config import parse_database_url
 from shared.postgres import PostgresPool, connect
 from shared.store import DAY_SHARDS, FactStore
 
-from .support.logcapture import captured_logs
 from .test_storage import scratch_database  # noqa: F401  (the fixture)
 
 
@@ -96,19 +95,20 @@ def _cache_fields(records) -> list[str]:
 
 
 @pytest.mark.usefixtures("fresh_instance")
-def test_a_warm_instance_remembers_the_day_and_a_cold_one_reads_redis_first(servers, today_client, redis_client, db):
+def test_a_warm_instance_remembers_the_day_and_a_cold_one_reads_redis_first(
+    servers, today_client, redis_client, db, caplog
+):
     key = today_key(servers.cache_prefix, "en", datetime.now(UTC).date())
-    with captured_logs() as records:
-        first = today_client.get("/").get_json()  # cold, Redis empty: chosen in Postgres, Redis filled
-        assert redis_client.ttl(key) > 0
-        today_client.get("/")  # a Redis hit: the instance remembers the choice from now on
-        redis_client.delete(key)
-        remembered = today_client.get("/").get_json()
-        assert redis_client.exists(key) == 0  # the warm instance did not ask Redis (a miss would refill it)
-        instance.reset()  # a cold instance: it reads Redis first, misses, and fills it again
-        cold = today_client.get("/").get_json()
-        assert redis_client.exists(key) == 1
-    assert _cache_fields(records) == ["miss", "hit", "hit", "miss"]
+    first = today_client.get("/").get_json()  # cold, Redis empty: chosen in Postgres, Redis filled
+    assert redis_client.ttl(key) > 0
+    today_client.get("/")  # a Redis hit: the instance remembers the choice from now on
+    redis_client.delete(key)
+    remembered = today_client.get("/").get_json()
+    assert redis_client.exists(key) == 0  # the warm instance did not ask Redis (a miss would refill it)
+    instance.reset()  # a cold instance: it reads Redis first, misses, and fills it again
+    cold = today_client.get("/").get_json()
+    assert redis_client.exists(key) == 1
+    assert _cache_fields(caplog.records) == ["miss", "hit", "hit", "miss"]
     assert first["fact_id"] == remembered["fact_id"] == cold["fact_id"]
     assert [first["views"], remembered["views"], cold["views"]] == [1, 3, 4]
     assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=first["fact_id"]) == [[4]]

@@ -11,8 +11,6 @@ import pytest
 from devservices import ProvidedServers
 from shared import logs
 
-from .logcapture import captured_logs
-
 
 def passwords_of(provided: ProvidedServers) -> list[str]:
     """The passwords inside the worker's server URLs, as written and URL-decoded."""
@@ -41,8 +39,7 @@ def assert_no_password(lines: Iterable[str], provided: ProvidedServers) -> None:
 
 
 @pytest.fixture
-def fault_log(servers: ProvidedServers) -> Iterator[list[logging.LogRecord]]:
-    """The records our loggers emit during a test; afterwards, none may hold a server password."""
-    with captured_logs() as records:
-        yield records
-    assert_no_password(rendered(records), servers)
+def fault_log(servers: ProvidedServers, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """After the test, no record logged while it ran (caplog: every logger) may hold a server password."""
+    yield
+    assert_no_password(rendered(caplog.get_records("setup") + caplog.get_records("call")), servers)
