@@ -125,15 +125,15 @@ class Dashboard:
             return _file(path, STATIC_TYPES[Path(path).suffix], PAGE_HEADERS)
         if path == "api/functions":
             return json_answer(200, {"functions": self.functions(), "reload": self.setup.reload}, NOSNIFF)
-        if path == "api/services":
-            return self._services()
+        if path == "api/servers":
+            return self._servers()
         return json_error(404, "not_found", f"the dashboard has nothing at {PREFIX}{path[:80]}", NOSNIFF)
 
     def _refuse_host(self) -> Response:
         message = "the dashboard answers only requests addressed to the host the harness binds to"
         return json_error(403, "host_not_allowed", message, NOSNIFF)
 
-    def _services(self) -> Response:
+    def _servers(self) -> Response:
         from shared import instance
         from shared.facts import utc_day
 

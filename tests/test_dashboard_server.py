@@ -34,7 +34,7 @@ def test_a_browser_gets_the_page_at_the_root_and_api_clients_the_route_table(har
 
 def test_the_dashboard_is_read_only_and_answers_only_its_own_host(harness: str) -> None:
     port = urlsplit(harness).port
-    for path in ("/_dashboard/api/services", "/_dashboard/api/functions"):
+    for path in ("/_dashboard/api/servers", "/_dashboard/api/functions"):
         assert http_get(harness + path, method="POST")[0] == 405
         assert http_get(harness + path, method="DELETE")[0] == 405
         status, _, body = http_get(harness + path, headers={"Host": f"attacker.example:{port}"})  # DNS rebinding
@@ -48,9 +48,9 @@ def test_the_dashboard_is_read_only_and_answers_only_its_own_host(harness: str) 
     assert http_get(harness + "/_dashboard/index.html")[0] == 404  # only the page's own assets
 
 
-def test_the_services_answer_has_health_data_and_no_password(harness: str, servers: Any) -> None:
+def test_the_servers_answer_has_health_data_and_no_password(harness: str, servers: Any) -> None:
     http_get(harness + "/today")
-    status, headers, body = http_get(harness + "/_dashboard/api/services")
+    status, headers, body = http_get(harness + "/_dashboard/api/servers")
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
     answer = json.loads(body)
     assert answer["provider"] == "external" and answer["status"] == "ok"
@@ -181,13 +181,13 @@ def test_the_hub_answers_a_reader_from_before_a_restart_from_the_start() -> None
         assert [e["seq"] for e in hub.read(after=500, wait_s=0)["events"]] == [1, 2]
 
 
-def test_with_redis_down_the_services_answer_says_so_quickly_and_keeps_the_rest(harness: str, servers: Any) -> None:
+def test_with_redis_down_the_servers_answer_says_so_quickly_and_keeps_the_rest(harness: str, servers: Any) -> None:
     if servers.redis is None:
         pytest.skip(f"{servers.provider} servers are not ours to stop; run with --services=embedded or containers")
     servers.redis.stop()
     try:
         started = time.monotonic()
-        status, _, body = http_get(harness + "/_dashboard/api/services")
+        status, _, body = http_get(harness + "/_dashboard/api/servers")
         assert time.monotonic() - started < 3.0
     finally:
         servers.redis.start()

@@ -1,4 +1,4 @@
-// The harness's dashboard: functions, API explorer, live request log, services and data.
+// The harness's dashboard: functions, API explorer, live request log, servers and data.
 // Plain JavaScript, no framework, no network access beyond this harness. Text from the server is
 // always set as text (never as HTML): facts may come from an upstream API.
 "use strict";
@@ -6,7 +6,7 @@
 const API = "/_dashboard/api/";
 const LOG_KEEP = 500;          // lines kept in memory; older ones scroll away
 const FUNCTIONS_EVERY_MS = 1000;
-const SERVICES_EVERY_MS = 2000;
+const SERVERS_EVERY_MS = 2000;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -68,7 +68,7 @@ async function refreshFunctions() {
   }
 }
 
-// --- services and data ------------------------------------------------------------------------
+// --- servers and data -------------------------------------------------------------------------
 
 function health(value) {
   return el("span", { class: value === "ok" ? "ok" : "bad", text: value || "unknown" });
@@ -76,14 +76,14 @@ function health(value) {
 
 function dd(...children) { return el("dd", {}, ...children); }
 
-async function refreshServices() {
+async function refreshServers() {
   let answer;
   try {
-    answer = await getJson("services");
+    answer = await getJson("servers");
   } catch (error) {
     return;  // the connection line already says the harness is not answering
   }
-  const list = document.getElementById("services-list");
+  const list = document.getElementById("servers-list");
   const items = [
     el("dt", { text: "provider" }), dd(el("strong", { text: answer.provider || "?" })),
     el("dt", { text: "where" }), dd(answer.description || ""),
@@ -361,5 +361,5 @@ document.addEventListener("DOMContentLoaded", async () => {
   await refreshFunctions();
   await setUpExplorer();
   every(FUNCTIONS_EVERY_MS, refreshFunctions);
-  every(SERVICES_EVERY_MS, refreshServices);
+  every(SERVERS_EVERY_MS, refreshServers);
 });

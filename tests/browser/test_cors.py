@@ -82,5 +82,5 @@ def test_revalidation_counts_a_view_but_the_script_sees_the_cached_body(
 
 def test_another_origin_cannot_read_the_dashboard(page: Any, harness: str, front_end: str) -> None:
     page.goto(front_end + "/")
-    answer = page.evaluate(_FETCH, [harness + "/_dashboard/api/services", {}])
+    answer = page.evaluate(_FETCH, [harness + "/_dashboard/api/servers", {}])
     assert "error" in answer and "Failed to fetch" in answer["error"]

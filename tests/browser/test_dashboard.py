@@ -81,9 +81,9 @@ def test_the_views_shown_for_todays_fact_grow_after_calls(page: Any, harness: st
     expect(page.locator("#top-rows")).to_contain_text(first["fact"])
 
 
-def test_the_services_show_where_and_health_and_never_a_password(page: Any, harness: str, servers: Any) -> None:
+def test_the_servers_show_where_and_health_and_never_a_password(page: Any, harness: str, servers: Any) -> None:
     _open(page, harness)
-    listed = page.locator("#services-list")
+    listed = page.locator("#servers-list")
     expect(listed).to_contain_text("external")
     expect(listed.locator(".ok")).to_have_count(2)  # Postgres and Redis healthy
     password = servers.database_url.split("@")[0].rsplit(":", 1)[-1]
