@@ -21,11 +21,13 @@ def test_each_tuning_variable_is_read_by_its_documented_name() -> None:
             "FACTS_MIGRATE_TIMEOUT": "11",
             "FACTS_UPSTREAM_TIMEOUT": "0.5",
             "FACTS_UPSTREAM_URL": "https://facts.example/api",
+            "FACTS_CACHE_PREFIX": "facts-staging",
         }
     )
     assert (settings.connect_timeout_s, settings.statement_timeout_ms, settings.pool_size) == (2.5, 700, 3)
     assert (settings.pool_idle_timeout_s, settings.migrate_timeout_s, settings.upstream_timeout_s) == (9, 11, 0.5)
-    assert settings.upstream_url == "https://facts.example/api"
+    assert (settings.upstream_url, settings.cache_prefix) == ("https://facts.example/api", "facts-staging")
+    assert load_settings(BASE).cache_prefix == "facts"
 
 
 def test_an_empty_number_means_its_default() -> None:
