@@ -6,6 +6,7 @@ really finds no schema.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -15,9 +16,11 @@ import pytest
 from bench import scaleout
 from devservices.embedded import postgres_bin_dir
 from devservices.waiting import wait_until
-from shared import schema
+from shared import logs, schema
+from shared.config import parse_database_url
 
 from .support.deploy_copy import ROOT, deploy_venv, deployed_copy
+from .support.logcapture import captured_logs
 
 
 @pytest.fixture
@@ -106,3 +109,20 @@ def test_slow_first_migration_gives_503_to_the_others_and_never_500(empty_postgr
 def _ok(port: int, route: str) -> None:
     answer, _ = scaleout.request(port, route, "en", None)
     assert answer.status == 200, answer
+
+
+def test_migrating_in_process_logs_each_migration_and_the_seeding_once(empty_postgres):
+    """What an operator reads in the migrate step's log, and a second run that finds nothing to do."""
+    _, app_url, _ = empty_postgres
+    settings = parse_database_url(app_url)
+    logs.configure()  # INFO and up, as in an instance
+    with captured_logs() as records:
+        applied = schema.migrate_database(settings, timeout_s=30)
+        assert schema.migrate_database(settings, timeout_s=30) == []
+    assert applied == [m.name for m in schema.migrations()]
+    lines = [r.getMessage() for r in records if r.name == "shared.schema"]
+    applying = [line for line in lines if line.startswith("applying migration ")]
+    assert applying == [f"applying migration {name}" for name in applied]
+    seeded = [line for line in lines if line.startswith("seeded the catalogue with ")]
+    assert len(seeded) == 1 and re.fullmatch(r"seeded the catalogue with [1-9]\d* bundled facts", seeded[0])
+    assert len(lines) == len(applying) + 1

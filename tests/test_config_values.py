@@ -1,0 +1,132 @@
+"""Settings read from the environment: every variable by its name, the limits of each value, the
+words of each error. Pure parsing: no servers needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.config import ConfigError, PostgresSettings, check_redis_url, default_pool_size, load_settings, mask_url
+
+BASE = {"DATABASE_URL": "postgresql://app:pw@db.internal:5432/facts", "REDIS_URL": "redis://cache.internal:6379/0"}
+
+
+def test_each_tuning_variable_is_read_by_its_documented_name() -> None:
+    settings = load_settings(
+        {
+            **BASE,
+            "FACTS_CONNECT_TIMEOUT": "2.5",
+            "FACTS_STATEMENT_TIMEOUT_MS": "700",
+            "FACTS_POOL_SIZE": "3",
+            "FACTS_POOL_IDLE_TIMEOUT": "9",
+            "FACTS_MIGRATE_TIMEOUT": "11",
+            "FACTS_UPSTREAM_TIMEOUT": "0.5",
+            "FACTS_UPSTREAM_URL": "https://facts.example/api",
+            "FACTS_CACHE_PREFIX": "facts-staging",
+        }
+    )
+    assert (settings.connect_timeout_s, settings.statement_timeout_ms, settings.pool_size) == (2.5, 700, 3)
+    assert (settings.pool_idle_timeout_s, settings.migrate_timeout_s, settings.upstream_timeout_s) == (9, 11, 0.5)
+    assert (settings.upstream_url, settings.cache_prefix) == ("https://facts.example/api", "facts-staging")
+    assert load_settings(BASE).cache_prefix == "facts"
+
+
+def test_an_empty_number_means_its_default() -> None:
+    assert load_settings({**BASE, "FACTS_CONNECT_TIMEOUT": ""}).connect_timeout_s == 1.5
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ("0", "FACTS_CONNECT_TIMEOUT must be positive, got '0'"),
+        ("-1", "FACTS_CONNECT_TIMEOUT must be positive, got '-1'"),
+        ("soon", "FACTS_CONNECT_TIMEOUT must be a number, got 'soon'"),
+    ],
+)
+def test_a_number_must_be_a_positive_number(raw: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({**BASE, "FACTS_CONNECT_TIMEOUT": raw})
+    assert str(refused.value) == message
+
+
+def test_the_pool_has_one_connection_per_request_thread() -> None:
+    assert default_pool_size({"THREADS": "7"}) == 7
+    assert load_settings({**BASE, "THREADS": "6"}).pool_size == 6
+
+
+def test_without_threads_the_pool_follows_the_frameworks_four_threads_per_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert default_pool_size({}) == 12
+    monkeypatch.setattr("os.cpu_count", lambda: None)  # unknown: one CPU
+    assert default_pool_size({}) == 4
+
+
+@pytest.mark.parametrize("url", ["redis://h:6379/0", "rediss://h:6380/0", "unix:///run/redis.sock"])
+def test_redis_urls_over_tcp_tls_or_a_socket_are_accepted(url: str) -> None:
+    assert check_redis_url(url) == url
+
+
+EXAMPLE = "redis://[:password@]host:6379/0 (or unix:///path/to/redis.sock)"
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("http://h:6379/0", f"REDIS_URL must start with redis://, rediss:// or unix://; expected {EXAMPLE}"),
+        ("redis:///0", f"REDIS_URL names no host; expected {EXAMPLE}"),
+        ("redis://h:99999/0", f"REDIS_URL is malformed (Port out of range 0-65535); expected {EXAMPLE}"),
+    ],
+)
+def test_a_bad_redis_url_says_what_is_expected(url: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        check_redis_url(url)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("url", ["ftp://facts.example/api", "https:///api", "facts.example/api"])
+def test_the_upstream_must_be_an_http_url_with_a_host(url: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({**BASE, "FACTS_UPSTREAM_URL": url})
+    assert str(refused.value) == (
+        "FACTS_UPSTREAM_URL must be an http(s) URL such as https://uselessfacts.jsph.pl/api/v2/facts"
+    )
+
+
+def test_a_list_of_no_languages_is_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({**BASE, "FACTS_LANGUAGES": " , "})
+    assert str(refused.value) == "FACTS_LANGUAGES must name at least one language, e.g. 'en,de'"
+
+
+@pytest.mark.parametrize(
+    "name, example",
+    [("DATABASE_URL", "postgresql://user:password@host:5432/dbname"), ("REDIS_URL", "redis://host:6379/0")],
+)
+def test_a_missing_url_names_an_example_and_the_harness(name: str, example: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({key: value for key, value in BASE.items() if key != name})
+    assert str(refused.value) == (
+        f"{name} is not set. Set it to {example}, or run the functions through "
+        "`python harness.py serve`, which starts Postgres and Redis for you."
+    )
+
+
+@pytest.mark.parametrize(
+    "url, masked",
+    [
+        ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),  # a password without a user
+        ("postgresql://app:pw@/facts?host=/cloudsql/x", "postgresql://app:***@/facts?host=/cloudsql/x"),  # no host
+        ("redis://h:99999/0", "redis://h:99999/0"),  # no password: as it is
+        ("http://[::1/", "<unparseable URL>"),
+    ],
+)
+def test_a_masked_url_keeps_everything_but_the_password(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_a_database_is_described_by_its_socket_or_its_host_and_port() -> None:
+    assert PostgresSettings(user="app", database="facts", host="db", port=6543).describe() == (
+        "postgresql://app@db:6543/facts"
+    )
+    assert PostgresSettings(user="app", database="facts", unix_sock="/s/.s.PGSQL.5432").describe() == (
+        "postgresql://app@/s/.s.PGSQL.5432/facts"
+    )

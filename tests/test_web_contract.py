@@ -1,0 +1,133 @@
+"""shared/web.py's contract, around a stub handler: no servers needed, so these run in milliseconds."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import flask
+import pytest
+from werkzeug.test import EnvironBuilder
+
+from shared import logs, web
+from shared.postgres import StoreUnavailable
+
+from .support.logcapture import captured_logs
+
+SUPPORTED = ("en", "de")
+
+
+def _request(
+    method: str = "GET", query: str | dict[str, str] = "", headers: dict[str, str] | None = None, **environ: Any
+) -> flask.Request:
+    built = EnvironBuilder(method=method, query_string=query, headers=headers).get_environ()
+    built.update(environ)
+    return flask.Request(built)
+
+
+def _ok(request: flask.Request) -> flask.Response:
+    return web.json_response(200, {"ok": True})
+
+
+def _error(response: flask.Response) -> dict[str, Any]:
+    return json.loads(response.get_data())["error"]
+
+
+def test_a_body_is_compact_utf8_json_with_its_text_unescaped() -> None:
+    response = web.json_response(200, {"fact": "Grüße, 猫", "n": [1, 2]})
+    assert response.get_data() == '{"fact":"Grüße, 猫","n":[1,2]}'.encode()
+
+
+def test_no_body_is_an_empty_body() -> None:
+    assert web.json_response(304, None).get_data() == b""
+
+
+def test_an_error_is_never_stored_by_a_cache() -> None:
+    def missing(request: flask.Request) -> flask.Response:
+        raise web.ApiError(404, "no_facts", "none yet")
+
+    response = web.serve(_request(), missing)
+    assert response.status_code == 404 and response.headers["Cache-Control"] == "no-store"
+
+
+def test_the_language_given_twice_is_refused_with_the_supported_list() -> None:
+    with pytest.raises(web.ApiError) as refused:
+        web.language_param(_request(query="language=en&language=de"), SUPPORTED)
+    error = refused.value
+    assert (error.status, error.code, error.message) == (400, "invalid_parameter", "give the language parameter once")
+    assert error.details == {"supported_languages": ["en", "de"]}
+
+
+@pytest.mark.parametrize(
+    "language, shown",
+    [
+        ("x" * 40, '"' + "x" * 40 + '"'),  # at the limit: whole
+        ("x" * 41, '"' + "x" * 40 + '…"'),  # past it: cut, and marked as cut
+        ("é", '"é"'),  # as written, not as \u00e9
+    ],
+)
+def test_an_unsupported_language_is_shown_quoted_and_cut_at_40_characters(language: str, shown: str) -> None:
+    with pytest.raises(web.ApiError) as refused:
+        web.language_param(_request(query={"language": language}), SUPPORTED)
+    assert refused.value.message == f"unsupported language {shown}; supported: en, de"
+
+
+class _UnreadableBody(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise OSError("connection reset while reading the body")
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [{"CONTENT_LENGTH": "10"}, {"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True}],
+    ids=["content-length", "chunked"],
+)
+def test_a_body_that_cannot_be_read_is_a_400_whatever_its_framing(framing: dict[str, Any]) -> None:
+    request = _request(**{"wsgi.input": _UnreadableBody(), **framing})
+    if "CONTENT_LENGTH" not in framing:
+        request.environ.pop("CONTENT_LENGTH", None)
+    response = web.serve(request, _ok)
+    assert response.status_code == 400
+    assert _error(response)["code"] == "invalid_body"
+
+
+@pytest.mark.parametrize("length, answered", [(2000, "reflected"), (2001, "*")])
+def test_a_preflight_reflects_a_header_list_of_up_to_2000_characters(length: int, answered: str) -> None:
+    requested = "x" * (length - 1999) + ",".join(["h" * 99] * 20)  # 20 names, 1,999 characters, then pad
+    assert len(requested) == length
+    response = web.serve(_request("OPTIONS", headers={"Access-Control-Request-Headers": requested}), _ok)
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Headers"] == (requested if answered == "reflected" else "*")
+    assert "Content-Type" not in response.headers  # no body, so no type
+
+
+def test_an_outage_is_one_warning_with_the_reason_until_the_database_answers_again() -> None:
+    reason = "connection refused by 127.0.0.1:5432"
+
+    def down(request: flask.Request) -> flask.Response:
+        raise StoreUnavailable(reason)
+
+    logs.configure()  # as every request does: the recovery line is at INFO
+    web.serve(_request(), _ok)  # whatever ran before: the database answers now
+    with captured_logs() as records:
+        for _ in range(3):
+            assert web.serve(_request(), down).status_code == 503
+        web.serve(_request(), _ok)
+    lines = [r.getMessage() for r in records if r.name == "shared.web"]
+    assert lines == [
+        f"database unavailable: {reason} (further failures are not logged until it recovers)",
+        "database available again",
+    ]
+
+
+def test_a_new_instance_logs_its_first_outage() -> None:
+    """The instance's outage tracker starts with the database presumed up (the process-wide one is
+    made at import, where no request precedes the first failure)."""
+    outage = web._Outage()
+    with captured_logs() as records:
+        outage.failed(StoreUnavailable("refused"))
+    assert [r.levelname for r in records if r.name == "shared.web"] == ["WARNING"]
