@@ -20,7 +20,6 @@ from shared import logs, schema
 from shared.config import parse_database_url
 
 from .support.deploy_copy import ROOT, deploy_venv, deployed_copy
-from .support.logcapture import captured_logs
 
 
 @pytest.fixture
@@ -111,14 +110,15 @@ def _ok(port: int, route: str) -> None:
     assert answer.status == 200, answer
 
 
-def test_migrating_in_process_logs_each_migration_and_the_seeding_once(empty_postgres):
+def test_migrating_in_process_logs_each_migration_and_the_seeding_once(empty_postgres, caplog):
     """What an operator reads in the migrate step's log, and a second run that finds nothing to do."""
     _, app_url, _ = empty_postgres
     settings = parse_database_url(app_url)
     logs.configure()  # INFO and up, as in an instance
-    with captured_logs() as records:
-        applied = schema.migrate_database(settings, timeout_s=30)
-        assert schema.migrate_database(settings, timeout_s=30) == []
+    caplog.clear()
+    applied = schema.migrate_database(settings, timeout_s=30)
+    assert schema.migrate_database(settings, timeout_s=30) == []
+    records = caplog.records
     assert applied == [m.name for m in schema.migrations()]
     lines = [r.getMessage() for r in records if r.name == "shared.schema"]
     applying = [line for line in lines if line.startswith("applying migration ")]

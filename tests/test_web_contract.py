@@ -13,8 +13,6 @@ from werkzeug.test import EnvironBuilder
 from shared import logs, web
 from shared.postgres import StoreUnavailable
 
-from .support.logcapture import captured_logs
-
 SUPPORTED = ("en", "de")
 
 
@@ -105,7 +103,9 @@ def test_a_preflight_reflects_a_header_list_of_up_to_2000_characters(length: int
     assert "Content-Type" not in response.headers  # no body, so no type
 
 
-def test_an_outage_is_one_warning_with_the_reason_until_the_database_answers_again() -> None:
+def test_an_outage_is_one_warning_with_the_reason_until_the_database_answers_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     reason = "connection refused by 127.0.0.1:5432"
 
     def down(request: flask.Request) -> flask.Response:
@@ -113,21 +113,21 @@ def test_an_outage_is_one_warning_with_the_reason_until_the_database_answers_aga
 
     logs.configure()  # as every request does: the recovery line is at INFO
     web.serve(_request(), _ok)  # whatever ran before: the database answers now
-    with captured_logs() as records:
-        for _ in range(3):
-            assert web.serve(_request(), down).status_code == 503
-        web.serve(_request(), _ok)
-    lines = [r.getMessage() for r in records if r.name == "shared.web"]
+    caplog.clear()
+    for _ in range(3):
+        assert web.serve(_request(), down).status_code == 503
+    web.serve(_request(), _ok)
+    lines = [r.getMessage() for r in caplog.records if r.name == "shared.web"]
     assert lines == [
         f"database unavailable: {reason} (further failures are not logged until it recovers)",
         "database available again",
     ]
 
 
-def test_a_new_instance_logs_its_first_outage() -> None:
+def test_a_new_instance_logs_its_first_outage(caplog: pytest.LogCaptureFixture) -> None:
     """The instance's outage tracker starts with the database presumed up (the process-wide one is
     made at import, where no request precedes the first failure)."""
     outage = web._Outage()
-    with captured_logs() as records:
-        outage.failed(StoreUnavailable("refused"))
-    assert [r.levelname for r in records if r.name == "shared.web"] == ["WARNING"]
+    caplog.clear()
+    outage.failed(StoreUnavailable("refused"))
+    assert [r.levelname for r in caplog.records if r.name == "shared.web"] == ["WARNING"]
