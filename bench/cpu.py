@@ -17,7 +17,7 @@ _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _processes() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, CPU seconds) of every process now."""
+    """pid -> (parent pid, CPU seconds of it and of its waited-for children) of every process now."""
     found: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -28,7 +28,11 @@ def _processes() -> dict[int, tuple[int, float]]:
             continue  # exited meanwhile
         # The command name may hold spaces and parentheses: fields start after the last ')'.
         fields = raw[raw.rindex(")") + 2 :].split()
-        found[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK)
+        # utime + stime, plus cutime + cstime: the CPU of children it has waited for. A tree's total
+        # then keeps what its exited processes spent: Postgres backends end whenever a pool closes
+        # an idle connection, and without their CPU (now in the postmaster's cutime) a run's
+        # database CPU would go down, even below zero.
+        found[int(entry.name)] = (int(fields[1]), sum(int(value) for value in fields[11:15]) / _TICK)
     return found
 
 
