@@ -93,9 +93,9 @@ def migrate(con: pg8000.native.Connection, wait: bool = True) -> list[str]:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {row[0] for row in con.run("SELECT version FROM schema_migrations")}
+        missing = missing_versions(con)  # again, under the lock: another migrator may have applied some
         for migration in migrations():
-            if migration.version in done:
+            if migration.version not in missing:
                 continue
             log.info("applying migration %s", migration.name)
             with transaction(con) if migration.in_transaction else contextlib.nullcontext():

@@ -17,7 +17,7 @@ from shared.config import parse_database_url
 from shared.postgres import PostgresPool
 from shared.store import FactStore
 
-from .support.servers import TestDatabase
+from .support.servers import WorkerDatabase
 
 SMALL_CATALOGUE = 10
 
@@ -108,7 +108,7 @@ def test_a_first_request_that_loses_the_race_answers_the_winners_fact(servers, t
     # The function picks among seq 1..10; the rival's fact is seq 11, so no pick of its own can match it.
     db.run("UPDATE fact_counts SET n = 10 WHERE language = 'en'")
     rival_fact = db.run("SELECT fact_id FROM facts WHERE language = 'en' AND seq = 11")[0][0]
-    rival = TestDatabase(servers.database_url)
+    rival = WorkerDatabase(servers.database_url)
     executor = ThreadPoolExecutor(1)
     try:
         rival.run("BEGIN")

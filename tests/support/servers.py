@@ -63,7 +63,7 @@ def servers(request: pytest.FixtureRequest) -> Iterator[ProvidedServers]:
 SERVICES_REPORT = pytest.StashKey[dict[str, Any]]()
 
 
-class TestDatabase:
+class WorkerDatabase:
     """The test's own connection, to look at what the functions wrote.
 
     Fault tests restart the server under it, so a dropped connection is re-made once, quietly.
@@ -91,8 +91,8 @@ class TestDatabase:
 
 
 @pytest.fixture(scope="session")
-def db(servers: ProvidedServers) -> Iterator[TestDatabase]:
-    database = TestDatabase(servers.database_url)
+def db(servers: ProvidedServers) -> Iterator[WorkerDatabase]:
+    database = WorkerDatabase(servers.database_url)
     yield database
     database.close()
 
