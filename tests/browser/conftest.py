@@ -41,6 +41,9 @@ def browser() -> Iterator[Any]:
         pytest.skip(message)
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
     with sync_api.sync_playwright() as playwright:
+        # Waits measured on a loaded CI machine, not a quiet one: a first request to a cold function
+        # behind the harness took over Playwright's default 5 s while two suites ran beside it.
+        sync_api.expect.set_options(timeout=15_000)
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
         yield browser
         browser.close()
@@ -51,7 +54,7 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh page (its own cache and cookies); a screenshot of it when the test fails."""
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(15_000)
     yield page
     if request.node.stash.get(_FAILED, False):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
