@@ -59,6 +59,6 @@ def test_an_import_waits_for_another_catalogue_writer(connections) -> None:
         with transaction(other_writer):
             other_writer.run("SELECT pg_advisory_xact_lock(:key)", key=catalogue.CATALOGUE_LOCK_KEY)
             importing = threads.submit(import_facts, con, _new(1))
-            wait_until(lambda: _waits_on_an_advisory_lock(other_writer), 10, "the import waiting for the lock")
+            wait_until(lambda: _waits_on_an_advisory_lock(other_writer), 30, "the import waiting for the lock")
             assert not importing.done()
         assert importing.result(timeout=30) == 1

@@ -22,7 +22,7 @@ from shared import instance, schema
 from shared.postgres import StoreUnavailable
 
 # Generous: each wait below ends within milliseconds unless the behaviour under test is broken.
-_PROMPT_S = 10.0
+_PROMPT_S = 30.0
 
 
 @pytest.fixture
@@ -88,13 +88,11 @@ def test_a_request_that_finds_another_instance_migrating_is_told_to_come_back_no
     with ThreadPoolExecutor(1) as threads, scaleout.connect_url(unmigrated) as other_instance:
         other_instance.run("SELECT pg_advisory_lock(:key)", key=schema.MIGRATION_LOCK_KEY)
         try:
-            started = time.monotonic()
             error = threads.submit(instance.state).exception(timeout=_PROMPT_S)
         finally:
             other_instance.run("SELECT pg_advisory_unlock(:key)", key=schema.MIGRATION_LOCK_KEY)
         assert isinstance(error, schema.MigrationInProgress)
         assert str(error) == "the database schema is being migrated by another instance"
-        assert time.monotonic() - started < _PROMPT_S
     instance.state()  # the lock released, the next request migrates
 
 

@@ -144,7 +144,7 @@ def test_the_migrate_step_waits_for_another_migrator_then_finds_nothing_to_do(em
         other.run("SELECT pg_advisory_lock(:key)", key=schema.MIGRATION_LOCK_KEY)
         try:
             step = threads.submit(schema.migrate_database, parse_database_url(app_url), 30)
-            wait_until(lambda: _waits_on_an_advisory_lock(other), 10, "the migrate step waiting for the lock")
+            wait_until(lambda: _waits_on_an_advisory_lock(other), 30, "the migrate step waiting for the lock")
             applied_by_other = schema.migrate(other)  # its session holds the lock already: locks nest
         finally:
             other.run("SELECT pg_advisory_unlock(:key)", key=schema.MIGRATION_LOCK_KEY)
