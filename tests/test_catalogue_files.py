@@ -4,6 +4,7 @@ the line. Pure file parsing: no servers needed."""
 from __future__ import annotations
 
 import gzip
+import locale
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,18 @@ def test_another_format_is_refused_by_name(tmp_path: Path) -> None:
 def test_the_bundled_corpus_is_read_whole() -> None:
     facts = list(bundled_facts())
     assert len(facts) > 100 and {f.language for f in facts} >= {"en", "de"}
+
+
+@pytest.mark.parametrize("name", ["f.jsonl", "f.csv.gz"])
+def test_a_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path, name: str) -> None:
+    text = "fact\nÜber 猫\n" if ".csv" in name else '{"fact": "Über 猫"}\n'
+    path = tmp_path / name
+    data = text.encode("utf-8")
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # a locale whose encoding is not UTF-8 (ASCII)
+    try:
+        facts = [r.fact for r in read_facts(path)]
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+    assert facts == ["Über 猫"]

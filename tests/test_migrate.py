@@ -1,7 +1,7 @@
 """Migrations as a deploy step, and migrate-on-first-use as a fallback that never answers 500.
 
-Each test starts a fresh, empty Postgres of its own (bench/scaleout.py's), so what runs first
-really finds no schema.
+Each test starts a fresh, empty Postgres of its own (`empty_postgres`, in tests/support/servers.py),
+so what runs first really finds no schema.
 """
 
 from __future__ import annotations
@@ -10,27 +10,16 @@ import re
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from bench import scaleout
-from devservices.embedded import postgres_bin_dir
 from devservices.waiting import wait_until
 from shared import logs, schema
 from shared.config import parse_database_url
 
 from .support.deploy_copy import ROOT, deploy_venv, deployed_copy
-
-
-@pytest.fixture
-def empty_postgres():
-    """(admin URL, app URL, Redis URL) of a fresh Postgres whose database has no schema yet."""
-    try:
-        postgres_bin_dir()
-    except FileNotFoundError as exc:
-        pytest.skip(f"needs PostgreSQL server binaries to start an empty server: {exc}")
-    with scaleout.fresh_servers(max_connections=20) as urls:
-        yield urls
 
 
 def _count_migrations(admin_url: str) -> int:
@@ -126,3 +115,39 @@ def test_migrating_in_process_logs_each_migration_and_the_seeding_once(empty_pos
     seeded = [line for line in lines if line.startswith("seeded the catalogue with ")]
     assert len(seeded) == 1 and re.fullmatch(r"seeded the catalogue with [1-9]\d* bundled facts", seeded[0])
     assert len(lines) == len(applying) + 1
+
+
+def test_a_migration_that_fails_half_way_leaves_nothing_behind_and_frees_the_lock(empty_postgres, monkeypatch):
+    admin_url, app_url, _ = empty_postgres
+
+    def half_done(con):
+        con.run("CREATE TABLE half_done (x integer)")
+        raise RuntimeError("the migration's second step failed")
+
+    monkeypatch.setattr(schema, "migrations", lambda: [schema.Migration(1, "0001_half_done", half_done)])
+    with scaleout.connect_url(app_url) as con, scaleout.connect_url(admin_url) as other:
+        with pytest.raises(RuntimeError, match="second step failed"):
+            schema.migrate(con)
+        # `con` stays open, as a caller's connection may: the lock must be free all the same.
+        assert other.run("SELECT to_regclass('half_done')")[0][0] is None
+        assert other.run("SELECT count(*) FROM schema_migrations")[0][0] == 0
+        assert other.run("SELECT pg_try_advisory_lock(:key)", key=schema.MIGRATION_LOCK_KEY)[0][0] is True
+
+
+def _waits_on_an_advisory_lock(con) -> None:
+    assert con.run("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'")[0][0] > 0
+
+
+def test_the_migrate_step_waits_for_another_migrator_then_finds_nothing_to_do(empty_postgres):
+    _, app_url, _ = empty_postgres
+    with ThreadPoolExecutor(1) as threads, scaleout.connect_url(app_url) as other:
+        other.run("SELECT pg_advisory_lock(:key)", key=schema.MIGRATION_LOCK_KEY)
+        try:
+            step = threads.submit(schema.migrate_database, parse_database_url(app_url), 30)
+            wait_until(lambda: _waits_on_an_advisory_lock(other), 30, "the migrate step waiting for the lock")
+            applied_by_other = schema.migrate(other)  # its session holds the lock already: locks nest
+        finally:
+            other.run("SELECT pg_advisory_unlock(:key)", key=schema.MIGRATION_LOCK_KEY)
+        assert applied_by_other == [m.name for m in schema.migrations()]
+        assert step.result(timeout=60) == []
+    assert _count_migrations(app_url) == len(schema.migrations())

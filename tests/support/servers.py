@@ -1,4 +1,5 @@
-"""Session fixtures for each xdist worker's own servers: `servers`, `db` and `redis_client`.
+"""Session fixtures for each xdist worker's own servers: `servers`, `db` and `redis_client`; and
+`empty_postgres`, a fresh server of a test's own whose database has no schema yet.
 
 Loaded by tests/conftest.py through `pytest_plugins`."""
 
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 import redis
 
+from bench import scaleout
 from devservices import AUTO_RULE, KINDS, ProvidedServers, provide, resolve_kind
+from devservices.embedded import postgres_bin_dir
 from devservices.external import TEST_URL_VARIABLES, configured_urls
 from shared import instance
 from shared.config import parse_database_url
@@ -102,6 +105,18 @@ def redis_client(servers: ProvidedServers) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(servers.redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture
+def empty_postgres() -> Iterator[tuple[str, str, str]]:
+    """(admin URL, app URL, Redis URL) of a fresh Postgres whose database has no schema yet (the app
+    role owns the database but is not a superuser, as on Cloud SQL)."""
+    try:
+        postgres_bin_dir()
+    except FileNotFoundError as exc:
+        pytest.skip(f"needs PostgreSQL server binaries to start an empty server: {exc}")
+    with scaleout.fresh_servers(max_connections=20) as urls:
+        yield urls
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
