@@ -10,12 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import docker.errors
 import pg8000.native
 import redis
 
 from .ports import free_port
 from .processes import pid_alive
-from .servers import ProvidedServers
+from .servers import ProvidedServers, ProviderError
 from .waiting import wait_until
 
 POSTGRES_IMAGE = "postgres:16.10"
@@ -105,8 +106,16 @@ def container_servers() -> Iterator[ProvidedServers]:
         stack.callback(postgres.stop)
         stack.callback(cache.stop)
         redis_started = starter.submit(cache.start)  # in parallel: Postgres takes longer
-        postgres.start()
-        redis_started.result()
+        try:
+            postgres.start()
+            redis_started.result()
+        except docker.errors.DockerException as exc:  # most often: an image that cannot be pulled
+            raise ProviderError(
+                f"could not start the containers ({postgres_image}, {redis_image}): {exc}. Without a "
+                "registry, build local images (ci/images/README.md) and name them in FACTS_POSTGRES_IMAGE and "
+                "FACTS_REDIS_IMAGE (with TESTCONTAINERS_RYUK_DISABLED=true), or choose embedded servers "
+                "(--services embedded)"
+            ) from None
         host = postgres.get_container_host_ip()
         pg_port = int(postgres.get_exposed_port(5432))
         redis_port = int(cache.get_exposed_port(6379))

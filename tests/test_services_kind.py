@@ -79,3 +79,17 @@ def test_the_option_wins_over_the_environment_variable(clean_environment):
     clean_environment.setenv(SERVICES_ENV, "containers")
     assert chosen_kind(None) == "containers"
     assert chosen_kind("embedded") == "embedded"
+
+
+def test_containers_that_cannot_start_say_how_to_go_on(monkeypatch):
+    from devservices import ProviderError
+    from devservices.containers import container_servers, docker_available
+
+    if not docker_available():
+        pytest.skip("needs a Docker engine (runs in the containers mode of .ci/run and on GitHub)")
+    monkeypatch.setenv("FACTS_POSTGRES_IMAGE", "facts-api-test/no-such-image:0")
+    with pytest.raises(ProviderError) as raised, container_servers():
+        pass
+    message = str(raised.value)
+    assert "facts-api-test/no-such-image:0" in message
+    assert "FACTS_POSTGRES_IMAGE" in message and "--services embedded" in message
