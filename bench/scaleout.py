@@ -266,7 +266,8 @@ class ConnectionSampler:
         self._thread = threading.Thread(target=self._sample, name="pg-sampler", daemon=True)
 
     def __enter__(self) -> ConnectionSampler:
-        self._con = connect_url(self._admin_url)  # a superuser: uses a reserved slot, never the budget's
+        # A superuser, so it can always connect; but it counts in the total like any connection.
+        self._con = connect_url(self._admin_url)
         self._thread.start()
         return self
 
@@ -345,7 +346,9 @@ def rehearse(
 ) -> tuple[dict[str, Any], list[str]]:
     """Run the rehearsal; returns its figures and the checks that failed (none: it passed)."""
     deployed = deployed_environment()
-    budget = max_connections - SUPERUSER_RESERVED
+    # Ordinary roles may connect while fewer than max_connections - 3 connections are open, the
+    # sampler's own included.
+    budget = max_connections - SUPERUSER_RESERVED - 1
     with fresh_servers(max_connections) as (admin_url, app_url, redis_url):
         env = {**deployed, "DATABASE_URL": app_url, "REDIS_URL": redis_url}
         with (

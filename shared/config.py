@@ -19,8 +19,9 @@ UPSTREAM_TIMEOUT_S = 1.0
 # an overload answers 200 again about this long plus half of it after the burst; a steady load
 # reconnects nothing (the most recently used connection is reused first).
 POOL_IDLE_TIMEOUT_S = 5.0
-# Migrating on first use runs on its own connection with this socket timeout: long enough for
-# seeding on a small Cloud SQL tier, well inside the deployed function timeout (60 s).
+# Migrating on first use runs on one of the pool's connections with this socket timeout (and no
+# statement timeout): long enough for seeding on a small Cloud SQL tier, well inside the deployed
+# function timeout (60 s).
 MIGRATE_TIMEOUT_S = 30.0
 
 

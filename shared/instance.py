@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import schema
 from .config import Settings, load_settings
-from .postgres import PostgresPool, StoreUnavailable, connect, is_connection_lost
+from .postgres import PostgresPool, StoreUnavailable, is_connection_lost
 from .store import FactStore
 
 if TYPE_CHECKING:
@@ -102,17 +102,17 @@ def ensure_schema(instance_state: InstanceState) -> None:
     if not _migrating.acquire(blocking=False):
         raise schema.MigrationInProgress("the database schema is being migrated by another request")
     try:
-        _migrate(instance_state.settings)
+        _migrate(instance_state)
         _schema_ready = True
     finally:
         _migrating.release()
 
 
-def _migrate(settings: Settings) -> None:
-    # Its own connection: migrating and seeding may outlast the requests' 1.5 s timeouts, so it
-    # has no statement timeout and a socket timeout of its own, bounded well inside the function's.
+def _migrate(instance_state: InstanceState) -> None:
+    # On one of the pool's connections, with a longer socket timeout and no statement timeout:
+    # migrating and seeding may outlast the requests' 1.5 s limits.
     try:
-        with connect(settings.postgres, settings.migrate_timeout_s, statement_timeout_ms=None) as con:
+        with instance_state.store.pool.long_job(instance_state.settings.migrate_timeout_s) as con:
             schema.migrate(con, wait=False)
     except StoreUnavailable:
         raise

@@ -90,6 +90,13 @@ def transaction(con: StatementRunner) -> Iterator[None]:
     con.run("COMMIT")
 
 
+def _set_limits(con: pg8000.native.Connection, socket_timeout_s: float, statement_timeout: str) -> None:
+    # pg8000 takes a socket timeout only when it connects; it lives on its socket. DEFAULT is the
+    # session's own value: the one the pool gave at connect time.
+    con._usock.settimeout(socket_timeout_s)
+    con.run(f"SET statement_timeout = {statement_timeout}")
+
+
 def _reason(exc: BaseException) -> str:
     args = exc.args[0] if exc.args else None
     if isinstance(args, dict):
@@ -246,6 +253,37 @@ class PostgresPool:
             self.drop_idle()  # the server went away: the other idle connections are stale too
         conn, _ = self._acquire()
         return self._execute(conn, sql, params)
+
+    @contextlib.contextmanager
+    def long_job(self, timeout_s: float) -> Iterator[pg8000.native.Connection]:
+        """One of the pool's connections for a job longer than a request's limits (the migration):
+        no statement timeout, and every socket read bounded by `timeout_s`; the pool's limits again
+        when it is given back.
+
+        It takes no server connection beyond the pool's. A migration on a connection of its own
+        could never start when every slot of the server is held by the instances' pools, which
+        traffic keeps warm (the scale-out rehearsal's cold burst once hung exactly so).
+        """
+        conn, _ = self._acquire()
+        try:
+            _set_limits(conn.con, timeout_s, "0")
+            yield conn.con
+            _set_limits(conn.con, self._timeout_s, "DEFAULT")
+        except Exception as exc:
+            if is_connection_lost(exc):
+                self._discard(conn)
+                raise
+            try:
+                _set_limits(conn.con, self._timeout_s, "DEFAULT")
+            except Exception:
+                self._discard(conn)
+                raise exc from None
+            self._release(conn)
+            raise
+        except BaseException:  # interrupted half way through a statement: the session's state is unknown
+            self._discard(conn)
+            raise
+        self._release(conn)
 
     def prefill(self, count: int) -> None:
         """Open `count` connections now (at most the pool's size), e.g. so a test's statements start together."""

@@ -115,6 +115,19 @@ def test_a_migration_cut_off_by_the_server_is_unavailable_with_the_reason_and_re
         assert schema.missing_versions(admin) == set()
 
 
+def test_the_migration_needs_no_connection_beyond_the_one_that_checked_the_schema(unmigrated: str) -> None:
+    # When the instances' pools hold every connection the server allows (traffic keeps them warm),
+    # a migration that opens a connection of its own never starts: a cold burst of the scale-out
+    # rehearsal once answered 503 for minutes so. Here the role may hold one connection.
+    with scaleout.connect_url(unmigrated) as admin:
+        admin.run(f"ALTER ROLE {scaleout.APP_ROLE} CONNECTION LIMIT 1")
+    state = instance.state()
+    assert state.store.random("en") is not None  # on the same connection, given back to the pool
+    assert state.store.pool.open_connections == 1
+    with scaleout.connect_url(unmigrated) as admin:
+        assert schema.missing_versions(admin) == set()
+
+
 def test_the_clock_is_the_current_time_in_utc() -> None:
     # A naive local time would give the right UTC day everywhere but in a DST fold, where the
     # day's cache lifetime would be an hour off.

@@ -151,3 +151,33 @@ def test_a_failed_connect_frees_its_place_in_the_pool_and_no_more(servers, db):
     finally:
         pool.close()
         db.run(f'DROP DATABASE IF EXISTS "{later}"')
+
+
+@pytest.mark.parametrize(
+    ("socket_timeout_s", "statement_timeout_ms"),
+    [(0.5, 0), (5.0, 300)],
+    ids=["socket-timeout", "statement-timeout"],
+)
+def test_a_long_job_outlasts_the_request_limits_which_hold_again_after(servers, socket_timeout_s, statement_timeout_ms):
+    pool = PostgresPool(parse_database_url(servers.database_url), 1, socket_timeout_s, statement_timeout_ms)
+    try:
+        backend = pool.run(BACKEND)[0][0]
+        with pool.long_job(timeout_s=30) as con:
+            assert con.run(BACKEND)[0][0] == backend  # the pool's own connection, not one more
+            con.run("SELECT pg_sleep(1)")  # past the request's limit
+        with pytest.raises(StoreUnavailable):
+            pool.run("SELECT pg_sleep(1)")  # the limit holds again on the same connection
+    finally:
+        pool.close()
+
+
+def test_a_long_job_that_fails_gives_its_connection_back_with_the_request_limits(servers):
+    pool = PostgresPool(parse_database_url(servers.database_url), 1, 5.0, statement_timeout_ms=300)
+    try:
+        backend = pool.run(BACKEND)[0][0]
+        with pytest.raises(Exception, match="division by zero"), pool.long_job(timeout_s=30) as con:
+            con.run("SELECT 1 / 0")
+        assert pool.run(BACKEND)[0][0] == backend
+        assert pool.run("SHOW statement_timeout") == [["300ms"]]
+    finally:
+        pool.close()
