@@ -27,23 +27,33 @@ _COMMON_HEADERS = {
 
 
 class _Outage:
-    """One warning when the database becomes unavailable and one line when it is back, not one
-    per request: a connection budget exhausted under load would otherwise flood the log."""
+    """One warning per reason when the database becomes unavailable, and one line when it is back,
+    not one per request: a connection budget exhausted under load would otherwise flood the log.
+
+    A reason that changes during an outage is logged too (a migration under way, then no free
+    connection slot): with the first reason alone, an instance stuck for minutes said only that a
+    migration was under way.
+    """
+
+    MOST_REASONS = 5  # per outage: the log stays a few lines whatever the server says
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ongoing = False
+        self._reasons: set[str] = set()
 
     def failed(self, error: StoreUnavailable) -> None:
+        reason = str(error)
         with self._lock:
-            first, self._ongoing = not self._ongoing, True
-        if first:
-            log.warning("database unavailable: %s (further failures are not logged until it recovers)", error)
+            new = reason not in self._reasons and len(self._reasons) < self.MOST_REASONS
+            if new:
+                self._reasons.add(reason)
+        if new:
+            log.warning("database unavailable: %s (not logged again until it recovers or the reason changes)", reason)
 
     def succeeded(self) -> None:
-        if self._ongoing:  # unlocked read: the common case costs nothing
+        if self._reasons:  # unlocked read: the common case costs nothing
             with self._lock:
-                recovered, self._ongoing = self._ongoing, False
+                recovered, self._reasons = bool(self._reasons), set()
             if recovered:
                 log.info("database available again")
 

@@ -119,9 +119,31 @@ def test_an_outage_is_one_warning_with_the_reason_until_the_database_answers_aga
     web.serve(_request(), _ok)
     lines = [r.getMessage() for r in caplog.records if r.name == "shared.web"]
     assert lines == [
-        f"database unavailable: {reason} (further failures are not logged until it recovers)",
+        f"database unavailable: {reason} (not logged again until it recovers or the reason changes)",
         "database available again",
     ]
+
+
+def test_an_outage_whose_reason_changes_logs_each_reason_once_and_a_few_at_most(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outage = web._Outage()
+    caplog.clear()
+    for _ in range(3):
+        outage.failed(StoreUnavailable("the database schema is being migrated by another request"))
+        outage.failed(StoreUnavailable("remaining connection slots are reserved"))
+    for n in range(2 * web._Outage.MOST_REASONS):
+        outage.failed(StoreUnavailable(f"reason {n}"))
+    lines = [r.getMessage().split(" (", 1)[0] for r in caplog.records if r.name == "shared.web"]
+    assert lines == [
+        "database unavailable: the database schema is being migrated by another request",
+        "database unavailable: remaining connection slots are reserved",
+        *[f"database unavailable: reason {n}" for n in range(web._Outage.MOST_REASONS - 2)],
+    ]
+    outage.succeeded()
+    caplog.clear()
+    outage.failed(StoreUnavailable("remaining connection slots are reserved"))  # a new outage: said again
+    assert len([r for r in caplog.records if r.name == "shared.web"]) == 1
 
 
 def test_a_new_instance_logs_its_first_outage(caplog: pytest.LogCaptureFixture) -> None:
