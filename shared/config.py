@@ -25,6 +25,10 @@ POOL_IDLE_TIMEOUT_S = 5.0
 MIGRATE_TIMEOUT_S = 30.0
 
 
+# libpq's names for how a connection uses TLS (`?sslmode=` in DATABASE_URL); prefer is libpq's default.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message says how to fix it and holds no secret."""
 
@@ -37,6 +41,7 @@ class PostgresSettings:
     host: str = "localhost"
     port: int = 5432
     unix_sock: str | None = None
+    sslmode: str = "prefer"
 
     def describe(self) -> str:
         where = self.unix_sock or f"{self.host}:{self.port}"
@@ -80,7 +85,8 @@ def mask_url(url: str) -> str:
 
 
 def parse_database_url(url: str) -> PostgresSettings:
-    """Parse `postgresql://user:password@host:port/db` or the socket form `postgresql://user@/db?host=/dir`."""
+    """Parse `postgresql://user:password@host:port/db` or the socket form `postgresql://user@/db?host=/dir`,
+    with libpq's `sslmode` if given."""
     example = "postgresql://user:password@host:5432/dbname (or postgresql://user@/dbname?host=/socket/dir)"
     try:
         parts = urlsplit(url)
@@ -99,6 +105,9 @@ def parse_database_url(url: str) -> PostgresSettings:
         unix_sock = f"{socket_dir.rstrip('/')}/.s.PGSQL.{port or 5432}"
     elif not parts.hostname:
         raise ConfigError(f"DATABASE_URL names no host; expected {example}")
+    sslmode = query.get("sslmode", ["prefer"])[0]
+    if sslmode not in SSL_MODES:
+        raise ConfigError(f"DATABASE_URL's sslmode must be one of {', '.join(SSL_MODES)}")
     return PostgresSettings(
         user=unquote(parts.username),
         password=unquote(parts.password) if parts.password is not None else None,
@@ -106,6 +115,7 @@ def parse_database_url(url: str) -> PostgresSettings:
         port=port or 5432,
         database=database,
         unix_sock=unix_sock,
+        sslmode=sslmode,
     )
 
 

@@ -25,6 +25,15 @@ def test_socket_database_url_as_cloud_sql_uses():
     assert s.database == "facts"
 
 
+def test_sslmode_is_libpqs_prefer_unless_the_url_names_another():
+    assert parse_database_url("postgresql://app:pw@db.internal/facts").sslmode == "prefer"
+    assert parse_database_url("postgresql://app:pw@db.internal/facts?sslmode=verify-full").sslmode == "verify-full"
+    with pytest.raises(ConfigError) as caught:
+        parse_database_url("postgresql://app:hunter2@db.internal/facts?sslmode=on")
+    assert "sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     "url",
     [

@@ -1,13 +1,21 @@
-"""connect(): over a Unix socket as on Cloud SQL, named facts-api, with the statement timeout asked for."""
+"""connect(): over a Unix socket as on Cloud SQL, named facts-api, with the statement timeout asked for,
+and TLS as the URL's sslmode says."""
 
 from __future__ import annotations
 
+import select
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from shared.config import parse_database_url
-from shared.postgres import connect
+from shared.postgres import StoreUnavailable, connect
+
+from .support.tls_front import TlsFront
 
 
 def test_a_connection_names_itself_and_carries_the_statement_timeout(servers):
@@ -32,3 +40,79 @@ def test_the_socket_form_of_the_url_connects_over_the_socket(servers, db):
     with connect(settings, 5.0, statement_timeout_ms=None) as con:
         # A socket connection has no client address; a TCP one would show 127.0.0.1.
         assert con.run("SELECT inet_client_addr() IS NULL") == [[True]]
+
+
+_USES_TLS = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+
+
+@pytest.fixture
+def tls_front(servers, tmp_path) -> Iterator[TlsFront]:
+    """The worker's Postgres behind a TLS front (a self-signed certificate): the suite's servers offer no TLS."""
+    settings = parse_database_url(servers.database_url)
+    front = TlsFront((settings.host, settings.port), tmp_path)
+    yield front
+    front.close()
+
+
+@pytest.mark.parametrize(
+    ("sslmode", "uses_tls"),
+    [
+        ("disable", False),
+        ("allow", True),
+        ("prefer", True),
+        ("require", True),
+        ("verify-ca", None),
+        ("verify-full", None),
+    ],
+)
+def test_sslmode_decides_whether_the_connection_uses_tls_as_libpq_does(servers, tls_front, sslmode, uses_tls):
+    settings = replace(parse_database_url(servers.database_url), host="127.0.0.1", port=tls_front.port, sslmode=sslmode)
+    if uses_tls is None:  # the verify modes check the certificate, and a self-signed one fails
+        with pytest.raises(StoreUnavailable, match=r"cannot connect to Postgres at .*CERTIFICATE_VERIFY_FAILED"):
+            connect(settings, 5.0, statement_timeout_ms=None)
+        return
+    with connect(settings, 5.0, statement_timeout_ms=None) as con:
+        assert con.run("SELECT 1") == [[1]]
+    assert tls_front.used_tls == [uses_tls]
+
+
+def test_a_unix_socket_never_asks_for_tls(servers, tls_front, tmp_path):
+    # Postgres has no TLS on a Unix socket; asking costs a round trip and ~20 ms of certificates.
+    settings = parse_database_url(servers.database_url)
+    socket_dir = tmp_path / "socket"
+    socket_dir.mkdir()
+    relay = socket.socket(socket.AF_UNIX)
+    relay.bind(str(socket_dir / ".s.PGSQL.5432"))  # the URL below names no port
+    relay.listen()
+    forward = threading.Thread(target=lambda: _forward_one(relay, tls_front.port), daemon=True)
+    forward.start()
+    url = servers.database_url.split("@")[0] + f"@/{settings.database}?host={socket_dir}&sslmode=require"
+    with connect(parse_database_url(url), 5.0, statement_timeout_ms=None) as con:
+        assert con.run("SELECT 1") == [[1]]
+    forward.join(10)
+    relay.close()
+    assert tls_front.used_tls == [False]
+
+
+def _forward_one(listener: socket.socket, port: int) -> None:
+    """Relay one connection from a Unix socket to the TLS front, byte for byte."""
+    client, _ = listener.accept()
+    with client, socket.create_connection(("127.0.0.1", port), timeout=10) as front:
+        peers = {client: front, front: client}
+        while True:
+            readable = select.select(list(peers), [], [], 10)[0]
+            if not readable:
+                return
+            for sock in readable:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                peers[sock].sendall(data)
+
+
+def test_require_against_a_server_without_tls_is_unavailable_and_says_why(servers, db):
+    if db.run("SHOW ssl")[0][0] == "on":
+        pytest.skip("this run's Postgres offers TLS (external servers may); the TLS front covers that case")
+    settings = replace(parse_database_url(servers.database_url), sslmode="require")
+    with pytest.raises(StoreUnavailable, match=r"cannot connect to Postgres at .*: Server refuses SSL"):
+        connect(settings, 5.0, statement_timeout_ms=None)
