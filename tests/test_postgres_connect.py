@@ -3,7 +3,6 @@ and TLS as the URL's sslmode says."""
 
 from __future__ import annotations
 
-import select
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 from shared.config import parse_database_url
 from shared.postgres import StoreUnavailable, connect
 
-from .support.tls_front import TlsFront
+from .support.tls_front import TlsFront, relay
 
 
 def test_a_connection_names_itself_and_carries_the_statement_timeout(servers):
@@ -98,16 +97,7 @@ def _forward_one(listener: socket.socket, port: int) -> None:
     """Relay one connection from a Unix socket to the TLS front, byte for byte."""
     client, _ = listener.accept()
     with client, socket.create_connection(("127.0.0.1", port), timeout=10) as front:
-        peers = {client: front, front: client}
-        while True:
-            readable = select.select(list(peers), [], [], 10)[0]
-            if not readable:
-                return
-            for sock in readable:
-                data = sock.recv(65536)
-                if not data:
-                    return
-                peers[sock].sendall(data)
+        relay(client, front)
 
 
 def test_require_against_a_server_without_tls_is_unavailable_and_says_why(servers, db):

@@ -60,7 +60,7 @@ class TlsFront:
             self.used_tls.append(tls)
             with socket.create_connection(self._upstream, timeout=10) as upstream:
                 upstream.sendall(first)
-                _relay(client, upstream)
+                relay(client, upstream)
         except (OSError, ssl.SSLError):
             pass  # the client gave up (a failed certificate check does) or the server went away
         finally:
@@ -77,8 +77,9 @@ def _read_exactly(sock: socket.socket, count: int) -> bytes:
     return data
 
 
-def _relay(client: socket.socket, upstream: socket.socket) -> None:
-    # One thread per connection: an SSL socket must not be read and written from two threads.
+def relay(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy bytes both ways until either side closes, or both are idle for a while. One thread per
+    connection: an SSL socket must not be read and written from two threads."""
     peers = {client: upstream, upstream: client}
     while True:
         pending = [client] if isinstance(client, ssl.SSLSocket) and client.pending() else []
