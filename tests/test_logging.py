@@ -10,9 +10,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import pytest
 
@@ -150,3 +153,199 @@ def test_close_writes_what_is_still_queued():
         for n in range(500):
             logger.info("line %d", n)
     assert len(stream.flushed_text.splitlines()) == 500
+
+
+def _one_line_through_our_handler(formatter: logging.Formatter, log: Callable[[logging.Logger], None]) -> str:
+    """What our handler writes for the records `log` makes on a real logger (the formatter's own output)."""
+    stream = io.StringIO()
+    logger = logging.getLogger("facts-test-format")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = logs.OffThreadStreamHandler(stream, formatter)
+    logger.addHandler(handler)
+    try:
+        log(logger)
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    return stream.getvalue()
+
+
+def test_a_json_line_holds_the_fields_cloud_logging_reads_and_nothing_escaped():
+    fields = {"status": 200, "day": date(2026, 1, 2)}  # a value JSON has no type for is written as text
+    text = _one_line_through_our_handler(
+        logs.CloudJsonFormatter(), lambda logger: logger.warning("café %s", "ouvert", extra={"fields": fields})
+    )
+    assert text.endswith("\n") and text.count("\n") == 1
+    assert "café" in text  # UTF-8 as is: Cloud Logging shows \u00e9 escapes literally
+    assert json.loads(text) == {
+        "severity": "WARNING",
+        "message": "café ouvert",
+        "logger": "facts-test-format",
+        "status": 200,
+        "day": "2026-01-02",
+    }
+
+
+def test_a_json_line_of_an_error_carries_its_traceback_in_the_message():
+    def fail(logger: logging.Logger) -> None:
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError:
+            logger.exception("the import failed")
+
+    entry = json.loads(_one_line_through_our_handler(logs.CloudJsonFormatter(), fail))
+    assert entry["severity"] == "ERROR"
+    first, *rest = entry["message"].splitlines()
+    assert first == "the import failed"
+    assert rest[0] == "Traceback (most recent call last):" and rest[-1] == "ZeroDivisionError: division by zero"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"method": "GET", "path": "/today", "status": 200, "latency_ms": 3.14159, "function": "today_fact",
+             "cache": "hit"},
+            "GET /today -> 200 3.1 ms [today_fact] cache=hit",
+        ),
+        (
+            {"method": "HEAD", "path": "/random", "status": 404, "latency_ms": 12.0, "function": "random_fact"},
+            "HEAD /random -> 404 12.0 ms [random_fact]",
+        ),
+        ({"note": "no status: not a request line"}, "warning Redis unavailable"),
+    ],
+)  # fmt: skip
+def test_a_terminal_line_is_the_time_then_the_request_or_the_level_and_message(fields, expected):
+    text = _one_line_through_our_handler(
+        logs.ConsoleFormatter(), lambda logger: logger.warning("Redis unavailable", extra={"fields": fields})
+    )
+    assert re.fullmatch(r"\d\d:\d\d:\d\d " + re.escape(expected) + "\n", text), text
+
+
+@pytest.mark.parametrize(
+    ("header", "environ", "expected"),
+    [
+        ("105445aa7843bc8bf206b12000100000/1;o=1", {"GOOGLE_CLOUD_PROJECT": "demo"},
+         "projects/demo/traces/105445aa7843bc8bf206b12000100000"),
+        ("0AF7651916CD43DD8448EB211C80319C/1", {"GCP_PROJECT": "legacy"},  # the older runtimes' variable
+         "projects/legacy/traces/0AF7651916CD43DD8448EB211C80319C"),
+        ("0af7651916cd43dd8448eb211c80319c/1/2", {}, "0af7651916cd43dd8448eb211c80319c"),  # no project: the id alone
+        ("0af7651916cd43dd8448eb211c80319c0/1", {}, None),  # 33 digits: longer than a trace id
+        ("XX/1", {}, None),
+        ("/1;o=1", {}, None),
+        ("", {}, None),
+    ],
+)  # fmt: skip
+def test_the_trace_field_comes_from_the_cloud_trace_header(monkeypatch, header, environ, expected):
+    for name in ("GOOGLE_CLOUD_PROJECT", "GCP_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert logs.trace_field(header) == ({"logging.googleapis.com/trace": expected} if expected else {})
+
+
+class _Terminal(io.StringIO):
+    def __init__(self, is_terminal: bool) -> None:
+        super().__init__()
+        self.is_terminal = is_terminal
+
+    def isatty(self) -> bool:
+        return self.is_terminal
+
+
+@pytest.fixture
+def unconfigured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Our loggers as a fresh process finds them, and put back after. (The test itself takes the
+    root logger's handlers away: pytest adds its own to it when the test's call begins.)"""
+    monkeypatch.setattr(logs, "_configured", False)
+    ours = [logging.getLogger(name) for name in ("facts", "shared")]
+    saved = [(logger, logger.handlers[:], logger.level) for logger in ours]
+    yield
+    for logger, handlers, level in saved:
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+
+
+@pytest.mark.usefixtures("unconfigured")
+@pytest.mark.parametrize(
+    ("wanted", "stderr_is_terminal", "json_on_stdout"),
+    [("json", True, True), ("JSON", True, True), ("text", False, False), ("", False, True), ("", True, False)],
+)
+def test_configure_adds_one_handler_for_our_loggers_in_the_format_asked_for_once(
+    monkeypatch, wanted, stderr_is_terminal, json_on_stdout
+):
+    monkeypatch.setattr(logging.root, "handlers", [])  # nobody configured logging
+    out, err = _Terminal(False), _Terminal(stderr_is_terminal)
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", err)
+    monkeypatch.setenv("FACTS_LOG_FORMAT", wanted)
+    monkeypatch.setenv("FACTS_LOG_LEVEL", "warning")
+    logs.configure()
+    facts, shared = logging.getLogger("facts"), logging.getLogger("shared")
+    assert facts.level == shared.level == logging.WARNING
+    [handler] = facts.handlers
+    assert shared.handlers == [handler]
+
+    monkeypatch.setenv("FACTS_LOG_LEVEL", "error")
+    logs.configure()  # once per process: nothing changes
+    assert facts.handlers == [handler] and facts.level == logging.WARNING
+
+    logging.getLogger("facts.requests").info("below the level: not written")
+    logging.getLogger("shared.web").warning("database unavailable")
+    handler.flush()
+    written, untouched = (out, err) if json_on_stdout else (err, out)
+    assert untouched.getvalue() == ""
+    if json_on_stdout:
+        assert json.loads(written.getvalue()) == {
+            "severity": "WARNING",
+            "message": "database unavailable",
+            "logger": "shared.web",
+        }
+    else:
+        assert re.fullmatch(r"\d\d:\d\d:\d\d warning database unavailable\n", written.getvalue())
+
+
+def test_closing_twice_is_harmless():
+    # logging.shutdown closes every handler at exit, after whoever closed it before.
+    with _our_handler(io.StringIO()) as (_, handler):
+        handler.close()
+
+
+def test_flush_gives_up_after_its_bound_when_the_stream_hangs(monkeypatch):
+    monkeypatch.setattr(logs, "FLUSH_WAIT_S", 0.3)
+    released = threading.Event()
+
+    class _Hanging(io.StringIO):
+        def write(self, text: str) -> int:
+            released.wait(30)
+            return super().write(text)
+
+    with _our_handler(_Hanging()) as (logger, handler):
+        logger.info("stuck in the stream")
+        flushing = threading.Thread(target=handler.flush)
+        flushing.start()
+        flushing.join(10)
+        returned = not flushing.is_alive()
+        released.set()
+    assert returned, "flush waited for a hung stream past its bound"
+
+
+def test_a_forked_child_writes_its_own_lines():
+    # gunicorn forks its workers from the process that imported the app: each needs a writer thread.
+    read_end, write_end = os.pipe()
+    with open(write_end, "w", encoding="utf-8") as pipe, _our_handler(pipe) as (logger, handler):
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child process
+            logger.info("written in the child")
+            handler.flush()
+            os._exit(0)
+        _, status = os.waitpid(child, 0)
+    with open(read_end, encoding="utf-8") as pipe:
+        lines = pipe.read().splitlines()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [json.loads(line)["message"] for line in lines] == ["written in the child"]
