@@ -349,3 +349,20 @@ def test_a_forked_child_writes_its_own_lines():
         lines = pipe.read().splitlines()
     assert os.waitstatus_to_exitcode(status) == 0
     assert [json.loads(line)["message"] for line in lines] == ["written in the child"]
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_configure_with_nothing_set_writes_info_and_up_as_json_when_stderr_is_no_terminal(monkeypatch):
+    monkeypatch.setattr(logging.root, "handlers", [])  # nobody configured logging
+    monkeypatch.delenv("FACTS_LOG_FORMAT", raising=False)
+    monkeypatch.delenv("FACTS_LOG_LEVEL", raising=False)
+    out, err = _Terminal(False), _Terminal(False)
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", err)
+    logs.configure()
+    facts = logging.getLogger("facts")
+    assert facts.level == logging.INFO
+    logging.getLogger("facts.requests").info("GET / 200")
+    facts.handlers[0].flush()
+    assert json.loads(out.getvalue())["message"] == "GET / 200"
+    assert err.getvalue() == ""
