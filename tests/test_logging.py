@@ -103,11 +103,13 @@ class _ThreadRecordingStream(io.StringIO):
 
 
 @contextmanager
-def _our_handler(stream) -> Iterator[tuple[logging.Logger, logs.OffThreadStreamHandler]]:
+def _our_handler(
+    stream, formatter: logging.Formatter | None = None
+) -> Iterator[tuple[logging.Logger, logs.OffThreadStreamHandler]]:
     logger = logging.getLogger("facts-test-handler")
     logger.propagate = False
     logger.setLevel(logging.INFO)
-    handler = logs.OffThreadStreamHandler(stream, logs.CloudJsonFormatter())
+    handler = logs.OffThreadStreamHandler(stream, formatter or logs.CloudJsonFormatter())
     logger.addHandler(handler)
     try:
         yield logger, handler
@@ -158,17 +160,9 @@ def test_close_writes_what_is_still_queued():
 def _one_line_through_our_handler(formatter: logging.Formatter, log: Callable[[logging.Logger], None]) -> str:
     """What our handler writes for the records `log` makes on a real logger (the formatter's own output)."""
     stream = io.StringIO()
-    logger = logging.getLogger("facts-test-format")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    handler = logs.OffThreadStreamHandler(stream, formatter)
-    logger.addHandler(handler)
-    try:
+    with _our_handler(stream, formatter) as (logger, handler):
         log(logger)
         handler.flush()
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
     return stream.getvalue()
 
 
@@ -182,7 +176,7 @@ def test_a_json_line_holds_the_fields_cloud_logging_reads_and_nothing_escaped():
     assert json.loads(text) == {
         "severity": "WARNING",
         "message": "café ouvert",
-        "logger": "facts-test-format",
+        "logger": "facts-test-handler",
         "status": 200,
         "day": "2026-01-02",
     }
