@@ -289,25 +289,24 @@ class PostgresPool:
         traffic keeps warm (the scale-out rehearsal's cold burst once hung exactly so).
         """
         conn, _ = self._acquire()
+        reusable = False  # given back to the pool with its limits restored; otherwise closed
         try:
-            _set_limits(conn.con, timeout_s, "0")
-            yield conn.con
-            _set_limits(conn.con, self._timeout_s, "DEFAULT")
-        except Exception as exc:
-            if is_connection_lost(exc):
-                self._discard(conn)
-                raise
             try:
-                _set_limits(conn.con, self._timeout_s, "DEFAULT")
-            except Exception:
+                _set_limits(conn.con, timeout_s, "0")
+                yield conn.con
+            except Exception as exc:
+                if not is_connection_lost(exc):
+                    with contextlib.suppress(Exception):  # the job's own error is the one to raise
+                        _set_limits(conn.con, self._timeout_s, "DEFAULT")
+                        reusable = True
+                raise
+            _set_limits(conn.con, self._timeout_s, "DEFAULT")
+            reusable = True
+        finally:  # anything else (an interrupt half way through a statement): the session's state is unknown
+            if reusable:
+                self._release(conn)
+            else:
                 self._discard(conn)
-                raise exc from None
-            self._release(conn)
-            raise
-        except BaseException:  # interrupted half way through a statement: the session's state is unknown
-            self._discard(conn)
-            raise
-        self._release(conn)
 
     def prefill(self, count: int) -> None:
         """Open `count` connections now (at most the pool's size), e.g. so a test's statements start together."""
