@@ -25,6 +25,17 @@ def test_socket_database_url_as_cloud_sql_uses():
     assert s.database == "facts"
 
 
+def test_a_socket_directory_with_a_trailing_slash_and_a_port():
+    s = parse_database_url("postgresql://app@:6000/facts?host=/run/postgresql-X/")
+    assert s.unix_sock == "/run/postgresql-X/.s.PGSQL.6000"
+
+
+def test_the_short_scheme_and_any_database_name_are_taken_as_written():
+    # postgres:// is libpq's other spelling (Heroku and many tools write it); names are not trimmed.
+    s = parse_database_url("postgres://app@db.internal/Xmas_facts")
+    assert (s.user, s.password, s.host, s.port, s.database) == ("app", None, "db.internal", 5432, "Xmas_facts")
+
+
 def test_sslmode_is_libpqs_prefer_unless_the_url_names_another():
     assert parse_database_url("postgresql://app:pw@db.internal/facts").sslmode == "prefer"
     assert parse_database_url("postgresql://app:pw@db.internal/facts?sslmode=verify-full").sslmode == "verify-full"
@@ -41,13 +52,16 @@ def test_sslmode_is_libpqs_prefer_unless_the_url_names_another():
         "postgresql://h/d",
         "postgresql://u:hunter2@h:notaport/d",
         "postgresql://u:hunter2@h:5432/",
+        "postgresql://u:hunter2@/d",
+        "postgresql://u:hunter2@/d?host=relative/dir",
         "not a url",
     ],
 )
 def test_malformed_database_urls_say_what_is_expected_and_hide_the_password(url):
     with pytest.raises(ConfigError) as caught:
         parse_database_url(url)
-    assert "postgresql://user:password@host" in str(caught.value)
+    example = "postgresql://user:password@host:5432/dbname (or postgresql://user@/dbname?host=/socket/dir)"
+    assert str(caught.value).endswith(f"; expected {example}")
     assert "hunter2" not in str(caught.value)
 
 

@@ -7,9 +7,13 @@ The server drops connections here with pg_terminate_backend, as a restart does t
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +61,10 @@ def test_every_dropped_idle_connection_is_replaced_on_the_next_statement(pool_of
         db.run("SELECT pg_terminate_backend(:pid)", pid=pid)
     fresh = pool_of_two.run(BACKEND)[0][0]
     assert fresh not in pids
+    # The stale ones no longer count against the size: the pool still reaches two connections at once.
+    assert pool_of_two.open_connections == 1
+    assert fresh in _backends_at_once(pool_of_two, 2)
+    assert pool_of_two.open_connections == 2
 
 
 def test_the_pool_stays_within_its_size_after_replacing_a_connection(servers, db):
@@ -75,6 +83,57 @@ def test_the_pool_stays_within_its_size_after_replacing_a_connection(servers, db
 def test_the_pool_never_opens_more_connections_than_its_size(pool_of_two):
     assert len(set(_backends_at_once(pool_of_two, 3))) <= 2
 
+
+
+def test_an_idle_connection_is_closed_after_its_idle_timeout_with_no_request_to_trigger_it(servers):
+    # The reaper looks every half timeout, so a connection goes between 1 and 1.5 timeouts after
+    # its last use; the upper bound has 0.9 s of room for a loaded machine.
+    idle_timeout_s = 3.0
+    pool = PostgresPool(parse_database_url(servers.database_url), 1, 5.0, 5000, idle_timeout_s=idle_timeout_s)
+    try:
+        pool.run("SELECT 1")
+        released = time.monotonic()
+        # Named, so a thread dump (py-spy dump) says what the thread is.
+        assert "postgres-pool-reaper" in {thread.name for thread in threading.enumerate()}
+
+        def closed() -> float:
+            assert pool.open_connections == 0
+            return time.monotonic() - released
+
+        closed_after = wait_until(closed, 3 * idle_timeout_s, "the idle connection closed", interval_s=0.02)
+        assert idle_timeout_s - 0.05 <= closed_after <= 1.5 * idle_timeout_s + 0.9
+    finally:
+        pool.close()
+
+
+def test_a_process_exits_without_closing_its_pool(servers):
+    # The reaper must not keep an exiting process alive: a gunicorn worker that ends without
+    # closing its pool would otherwise wait forever for it.
+    uses_a_pool = (
+        "import sys\n"
+        "from shared.config import parse_database_url\n"
+        "from shared.postgres import PostgresPool\n"
+        "PostgresPool(parse_database_url(sys.argv[1]), 1, 5.0, 5000, idle_timeout_s=60).run('SELECT 1')\n"
+    )
+    project = Path(__file__).resolve().parents[1]
+    finished = subprocess.run(
+        [sys.executable, "-c", uses_a_pool, servers.database_url], cwd=project, timeout=30, capture_output=True
+    )
+    assert finished.returncode == 0, finished.stderr.decode()[-2000:]
+
+
+def test_prefill_opens_connections_up_to_the_size_and_leaves_them_for_statements(servers, pool_of_two):
+    one = _pool(servers, 2)
+    try:
+        one.prefill(1)
+        assert one.open_connections == 1
+    finally:
+        one.close()
+    pool_of_two.prefill(3)
+    assert pool_of_two.open_connections == 2
+    # Both are back in the pool: two statements at once get them, and no third is opened.
+    assert len(set(_backends_at_once(pool_of_two, 2))) == 2
+    assert pool_of_two.open_connections == 2
 
 def test_a_statement_is_prepared_once_per_connection(servers):
     pool = _pool(servers, 1)
