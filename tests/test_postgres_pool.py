@@ -84,7 +84,6 @@ def test_the_pool_never_opens_more_connections_than_its_size(pool_of_two):
     assert len(set(_backends_at_once(pool_of_two, 3))) <= 2
 
 
-
 def test_an_idle_connection_is_closed_after_its_idle_timeout_with_no_request_to_trigger_it(servers):
     # The reaper looks every half timeout, so a connection goes between 1 and 1.5 timeouts after
     # its last use; the upper bound has 0.9 s of room for a loaded machine.
@@ -134,6 +133,7 @@ def test_prefill_opens_connections_up_to_the_size_and_leaves_them_for_statements
     # Both are back in the pool: two statements at once get them, and no third is opened.
     assert len(set(_backends_at_once(pool_of_two, 2))) == 2
     assert pool_of_two.open_connections == 2
+
 
 def test_a_statement_is_prepared_once_per_connection(servers):
     pool = _pool(servers, 1)
