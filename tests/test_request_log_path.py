@@ -29,3 +29,20 @@ def test_the_logged_path_is_the_one_the_client_asked_for(script_name: str, path:
         assert logged_path(flask.request) == logged
         # The same answer as Werkzeug's own decoding of the request's path.
         assert logged == (flask.request.script_root + flask.request.path).rstrip("/") or "/"
+
+
+@pytest.mark.parametrize(
+    ("environ", "logged"),
+    [
+        # PEP 3333 lets a server leave out SCRIPT_NAME and PATH_INFO when they are empty.
+        ({}, "/"),
+        ({"PATH_INFO": "/"}, "/"),
+        ({"SCRIPT_NAME": "/today_fact"}, "/today_fact"),
+        # A dispatcher may hand on its mount point with the slash it matched.
+        ({"SCRIPT_NAME": "/random/", "PATH_INFO": "/x"}, "/random/x"),
+        ({"SCRIPT_NAME": "/fn-X", "PATH_INFO": "/"}, "/fn-X"),
+    ],
+)
+def test_the_logged_path_from_a_servers_raw_environ(environ: dict[str, str], logged: str) -> None:
+    request = flask.Request({"REQUEST_METHOD": "GET", "wsgi.url_scheme": "http", **environ})
+    assert logged_path(request) == logged
