@@ -41,6 +41,7 @@ def test_the_logged_path_is_the_one_the_client_asked_for(script_name: str, path:
         # A dispatcher may hand on its mount point with the slash it matched.
         ({"SCRIPT_NAME": "/random/", "PATH_INFO": "/x"}, "/random/x"),
         ({"SCRIPT_NAME": "/fn-X", "PATH_INFO": "/"}, "/fn-X"),
+        ({"SCRIPT_NAME": "/random", "PATH_INFO": "/X-ray"}, "/random/X-ray"),
     ],
 )
 def test_the_logged_path_from_a_servers_raw_environ(environ: dict[str, str], logged: str) -> None:
