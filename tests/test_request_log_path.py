@@ -42,6 +42,7 @@ def test_the_logged_path_is_the_one_the_client_asked_for(script_name: str, path:
         ({"SCRIPT_NAME": "/random/", "PATH_INFO": "/x"}, "/random/x"),
         ({"SCRIPT_NAME": "/fn-X", "PATH_INFO": "/"}, "/fn-X"),
         ({"SCRIPT_NAME": "/random", "PATH_INFO": "/X-ray"}, "/random/X-ray"),
+        ({"SCRIPT_NAME": "/today", "PATH_INFO": "/TeX"}, "/today/TeX"),
     ],
 )
 def test_the_logged_path_from_a_servers_raw_environ(environ: dict[str, str], logged: str) -> None:
