@@ -106,3 +106,5 @@ def test_the_first_configured_language_is_the_default(monkeypatch, random_client
     assert random_client.get("/").get_json()["language"] == "de"
     assert today_client.get("/").get_json()["language"] == "de"
     assert random_client.get("/?language=en").get_json()["language"] == "en"
+    # Other parameters (a campaign tag, a cache buster) leave the default as it is.
+    assert random_client.get("/?utm_source=mail").get_json()["language"] == "de"

@@ -90,7 +90,7 @@ def test_a_body_that_cannot_be_read_is_a_400_whatever_its_framing(framing: dict[
         request.environ.pop("CONTENT_LENGTH", None)
     response = web.serve(request, _ok)
     assert response.status_code == 400
-    assert _error(response)["code"] == "invalid_body"
+    assert _error(response) == {"code": "invalid_body", "message": "the request body could not be read"}
 
 
 @pytest.mark.parametrize("length, answered", [(2000, "reflected"), (2001, "*")])
