@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from shared.config import ConfigError, load_settings, mask_url, parse_database_url
@@ -80,7 +82,7 @@ def test_mask_url_hides_passwords_only():
     assert mask_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
 
 
-def test_a_function_without_configuration_answers_a_json_503(monkeypatch):
+def test_a_function_without_configuration_answers_a_json_503(monkeypatch, caplog):
     import functions_framework
 
     from shared import instance
@@ -96,6 +98,9 @@ def test_a_function_without_configuration_answers_a_json_503(monkeypatch):
         error = response.get_json()["error"]
         assert error["code"] == "misconfigured" and "DATABASE_URL" in error["message"]
         assert "Traceback" not in response.get_data(as_text=True)
+        # The operator's log says it too, with the same reason.
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert errors == [f"misconfigured: {error['message']}"]
     finally:
         instance.reset()
 

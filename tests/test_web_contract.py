@@ -93,6 +93,12 @@ def test_a_body_that_cannot_be_read_is_a_400_whatever_its_framing(framing: dict[
     assert _error(response) == {"code": "invalid_body", "message": "the request body could not be read"}
 
 
+def test_a_long_unknown_method_is_shown_cut_to_20_characters() -> None:
+    response = web.serve(_request("PROPFINDPROPFINDPROPFIND"), _ok)  # 24 characters
+    assert response.status_code == 405
+    assert _error(response)["message"] == 'method "PROPFINDPROPFINDPROP…" is not allowed; use GET or HEAD'
+
+
 @pytest.mark.parametrize("length, answered", [(2000, "reflected"), (2001, "*")])
 def test_a_preflight_reflects_a_header_list_of_up_to_2000_characters(length: int, answered: str) -> None:
     requested = "x" * (length - 1999) + ",".join(["h" * 99] * 20)  # 20 names, 1,999 characters, then pad
