@@ -95,6 +95,7 @@ def test_a_function_without_configuration_answers_a_json_503(monkeypatch, caplog
         client = functions_framework.create_app("random_fact", str(FUNCTIONS / "random_fact.py")).test_client()
         response = client.get("/")
         assert response.status_code == 503
+        assert response.headers["Retry-After"] == "30"  # a deploy takes minutes to fix, not seconds
         error = response.get_json()["error"]
         assert error["code"] == "misconfigured" and "DATABASE_URL" in error["message"]
         assert "Traceback" not in response.get_data(as_text=True)

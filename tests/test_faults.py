@@ -167,7 +167,10 @@ def test_postgres_down_is_a_fast_503_and_recovers_without_restart(servers, rando
             assert response.status_code == 503
             assert took < FAST_S
             assert response.headers["Retry-After"] == RETRY_AFTER
-            assert response.get_json()["error"]["code"] == "database_unavailable"
+            assert response.get_json()["error"] == {
+                "code": "database_unavailable",
+                "message": "the fact database is unavailable; try again shortly",
+            }
     # The warning logged for each 503 exists (so the password search in `fault_log` has lines to search).
     assert _messages(caplog.records, containing="database unavailable")
     # The very next requests succeed: stale pooled connections are replaced transparently.
