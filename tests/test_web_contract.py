@@ -159,3 +159,16 @@ def test_a_new_instance_logs_its_first_outage(caplog: pytest.LogCaptureFixture) 
     caplog.clear()
     outage.failed(StoreUnavailable("refused"))
     assert [r.levelname for r in caplog.records if r.name == "shared.web"] == ["WARNING"]
+
+
+def test_a_bug_is_a_500_that_hides_it_and_logs_it_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(request: flask.Request) -> flask.Response:
+        raise KeyError("secret detail")
+
+    response = web.serve(_request(), broken)
+    assert response.status_code == 500
+    assert _error(response) == {"code": "internal", "message": "internal error; it has been logged"}
+    assert b"secret detail" not in response.get_data()
+    (record,) = [r for r in caplog.records if r.name == "shared.web"]
+    assert (record.levelname, record.getMessage()) == ("ERROR", "unexpected error")
+    assert record.exc_info is not None and "secret detail" in logs.CloudJsonFormatter().format(record)
