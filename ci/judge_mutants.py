@@ -1,0 +1,194 @@
+"""Judge listed mutmut mutants quickly, where mutmut's own scheduler is too slow (a 2-core machine).
+
+    ./dev mutants MODULE              # once: makes mutants/ (stop it with Ctrl-C when it starts testing)
+    .venv/bin/python ci/judge_mutants.py RESULTS.json NAMES_FILE [--jobs 2] [--tests "tests/a.py tests/b.py"]
+
+It does what `mutmut run` does for each mutant, with mutmut's own mutants and switch: a mutant mypy
+rejects is killed (as CI's type check would); any other runs the tests of its module (TESTS below, or
+--tests) inside mutants/ with MUTANT_UNDER_TEST set, stopping at the first failure. mutmut instead
+runs every test that calls the mutated function, which for the pool means nearly the whole in-process
+suite per survivor: a minute or more each here.
+
+Code run at import (`handlers._logged`, the `web._Outage()` made at import) is never switched on by
+MUTANT_UNDER_TEST, so those mutants are planted in a copy of the source instead (IMPORT_TIME).
+
+A survivor here is a candidate: a test outside the module's files may kill it. Plant it with
+`cd mutants && MUTANT_UNDER_TEST=NAME ../.venv/bin/python -m pytest tests/FILE -x -p no:xdist --services=embedded`.
+Results accumulate in RESULTS.json; names already there are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from threading import Lock
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTANTS = ROOT / "mutants"
+PYTHON = sys.executable
+TESTS = {
+    "breaker": "tests/test_breaker.py",
+    "cache": "tests/test_day_cache.py tests/test_day_values.py",
+    "catalogue": "tests/test_catalogue_files.py tests/test_catalogue_import.py",
+    "config": "tests/test_config.py tests/test_config_values.py tests/test_postgres_connect.py",
+    "facts": "tests/test_facts_domain.py tests/test_view_counting.py",
+    "handlers": "tests/test_request_log.py tests/test_request_log_path.py tests/test_contract.py "
+    "tests/test_logging.py tests/test_data_access.py tests/test_view_counting.py",
+    "instance": "tests/test_instance_state.py tests/test_migrate.py tests/test_faults.py",
+    "logs": "tests/test_logging.py tests/test_request_log.py",
+    "postgres": "tests/test_postgres_pool.py tests/test_postgres_connect.py tests/test_postgres_errors.py "
+    "tests/test_faults.py tests/test_instance_state.py",
+    "schema": "tests/test_migrate.py tests/test_instance_state.py tests/test_catalogue_import.py tests/test_storage.py",
+    "store": "tests/test_fact_store.py tests/test_view_counting.py",
+    "upstream": "tests/test_upstream_client.py tests/test_upstream.py",
+    "web": "tests/test_web_contract.py tests/test_contract.py tests/test_cors_preflight.py tests/test_faults.py "
+    "tests/test_request_log.py",
+}
+IMPORT_TIME = re.compile(r"^shared\.(handlers\.x__logged__|web\.xǁ_Outageǁ__init__)")
+TEST_TIMEOUT_S = 300  # a mutant that hangs is killed, as mutmut counts a timeout
+
+
+def _mutant_functions(module_file: Path) -> list[ast.FunctionDef]:
+    tree = ast.parse(module_file.read_text())
+    return [
+        node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and re.search(r"__mutmut_\d+$", node.name)
+    ]
+
+
+def rejected_by_mypy() -> set[str]:
+    """Mutants with a type error in their function, as mutmut's `type_check_command` finds them."""
+    found = subprocess.run(
+        [str(Path(PYTHON).parent / "mypy"), "shared", "--output", "json", "--no-warn-unused-ignores"],
+        cwd=MUTANTS,
+        capture_output=True,
+        text=True,
+    ).stdout
+    lines_by_file: dict[str, set[int]] = {}
+    for line in found.splitlines():
+        try:
+            error = json.loads(line)
+        except ValueError:
+            continue
+        if error.get("severity") == "error":
+            lines_by_file.setdefault(error["file"], set()).add(error["line"])
+    rejected = set()
+    for file, lines in lines_by_file.items():
+        for node in _mutant_functions(MUTANTS / file):
+            if any(node.lineno <= line <= (node.end_lineno or node.lineno) for line in lines):
+                rejected.add(f"shared.{Path(file).stem}.{node.name}")
+    return rejected
+
+
+def _pytest(cwd: Path, tests: str, env: dict[str, str]) -> dict[str, str]:
+    command = [
+        PYTHON,
+        "-m",
+        "pytest",
+        *tests.split(),
+        "-x",
+        "-q",
+        "--services=embedded",
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:cacheprovider",
+    ]
+    try:
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TEST_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"verdict": "timeout"}
+    if done.returncode == 0:
+        return {"verdict": "survived"}
+    if done.returncode != 1:  # not a failing test: an interrupted run, a usage error (say so, do not count it)
+        return {"verdict": f"error (pytest exit {done.returncode})", "by": (done.stdout + done.stderr)[-300:]}
+    failed = re.findall(r"(?m)^(?:FAILED|ERROR) (tests/\S+)", done.stdout)
+    return {"verdict": "killed", "by": failed[0] if failed else ""}
+
+
+def judge_switched(name: str, tests: str) -> dict[str, str]:
+    return _pytest(MUTANTS, tests, {**os.environ, "MUTANT_UNDER_TEST": name})
+
+
+def judge_planted(name: str, tests: str, copy: Path) -> dict[str, str]:
+    """Replace the original function by the mutant's body in a copy of the source, run, restore."""
+    module, function = name.split(".")[1], name.split(".")[2]
+    mutant_file = MUTANTS / "shared" / f"{module}.py"
+    mutant = next(node for node in _mutant_functions(mutant_file) if node.name == function)
+    base = function.rsplit("__mutmut_", 1)[0]  # x_name, or xǁClassǁmethod
+    source_file = copy / "shared" / f"{module}.py"
+    original = (ROOT / "shared" / f"{module}.py").read_text()
+    scope: ast.AST = ast.parse(original)
+    if "ǁ" in base:
+        _, class_name, original_name = base.split("ǁ")
+        scope = next(node for node in ast.walk(scope) if isinstance(node, ast.ClassDef) and node.name == class_name)
+    else:
+        original_name = base[2:]
+    target = next(
+        node for node in ast.iter_child_nodes(scope) if isinstance(node, ast.FunctionDef) and node.name == original_name
+    )
+    body = (ast.get_source_segment(mutant_file.read_text(), mutant, padded=True) or "").splitlines()
+    indent = len(body[0]) - len(body[0].lstrip())
+    body = [" " * target.col_offset + line[indent:] if line.strip() else "" for line in body]
+    body[0] = re.sub(r"def \S+?\(", f"def {original_name}(", body[0], count=1)
+    lines = original.splitlines()
+    source_file.write_text("\n".join([*lines[: target.lineno - 1], *body, *lines[target.end_lineno :]]) + "\n")
+    try:
+        return _pytest(copy, tests, dict(os.environ))
+    finally:
+        source_file.write_text(original)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("names", type=Path, help="a file of mutant names (shared.MODULE.FUNCTION__mutmut_N)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--tests", help="test files for every mutant, instead of each module's own")
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    names = [name for name in args.names.read_text().split() if name not in results]
+    rejected = rejected_by_mypy()
+    results.update({name: {"verdict": "mypy"} for name in names if name in rejected})
+    to_test = [name for name in names if name not in rejected]
+    print(f"{len(names)} mutants: {len(names) - len(to_test)} rejected by mypy, {len(to_test)} to test", flush=True)
+    save = Lock()
+    copy = Path(tempfile.mkdtemp(prefix="judge-mutants-"))
+    shutil.copytree(
+        ROOT,
+        copy,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(".venv", "mutants", ".git", "__pycache__", ".mypy_cache"),
+    )
+
+    def judge(name: str) -> None:
+        tests = args.tests or TESTS[name.split(".")[1]]
+        verdict = judge_planted(name, tests, copy) if IMPORT_TIME.match(name) else judge_switched(name, tests)
+        with save:
+            results[name] = verdict
+            args.results.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+        print(verdict["verdict"], name, verdict.get("by", ""), flush=True)
+
+    planted = [name for name in to_test if IMPORT_TIME.match(name)]
+    with ThreadPoolExecutor(args.jobs) as pool:  # one copy of the source: planted mutants one at a time
+        list(pool.map(judge, [name for name in to_test if not IMPORT_TIME.match(name)]))
+    for name in planted:
+        judge(name)
+    args.results.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    shutil.rmtree(copy, ignore_errors=True)
+    counts: dict[str, int] = {}
+    for name in results:
+        counts[results[name]["verdict"]] = counts.get(results[name]["verdict"], 0) + 1
+    print(counts)
+
+
+if __name__ == "__main__":
+    main()
