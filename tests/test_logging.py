@@ -265,6 +265,15 @@ def unconfigured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _as_a_fresh_process(monkeypatch: pytest.MonkeyPatch, stderr_is_terminal: bool) -> tuple[_Terminal, _Terminal]:
+    """No handler on the root logger (nobody configured logging), and stdout and stderr to read back."""
+    monkeypatch.setattr(logging.root, "handlers", [])
+    out, err = _Terminal(False), _Terminal(stderr_is_terminal)
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("sys.stderr", err)
+    return out, err
+
+
 @pytest.mark.usefixtures("unconfigured")
 @pytest.mark.parametrize(
     ("wanted", "stderr_is_terminal", "json_on_stdout"),
@@ -273,10 +282,7 @@ def unconfigured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_configure_adds_one_handler_for_our_loggers_in_the_format_asked_for_once(
     monkeypatch, wanted, stderr_is_terminal, json_on_stdout
 ):
-    monkeypatch.setattr(logging.root, "handlers", [])  # nobody configured logging
-    out, err = _Terminal(False), _Terminal(stderr_is_terminal)
-    monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("sys.stderr", err)
+    out, err = _as_a_fresh_process(monkeypatch, stderr_is_terminal)
     monkeypatch.setenv("FACTS_LOG_FORMAT", wanted)
     monkeypatch.setenv("FACTS_LOG_LEVEL", "warning")
     logs.configure()
@@ -347,12 +353,9 @@ def test_a_forked_child_writes_its_own_lines():
 
 @pytest.mark.usefixtures("unconfigured")
 def test_configure_with_nothing_set_writes_info_and_up_as_json_when_stderr_is_no_terminal(monkeypatch):
-    monkeypatch.setattr(logging.root, "handlers", [])  # nobody configured logging
+    out, err = _as_a_fresh_process(monkeypatch, stderr_is_terminal=False)
     monkeypatch.delenv("FACTS_LOG_FORMAT", raising=False)
     monkeypatch.delenv("FACTS_LOG_LEVEL", raising=False)
-    out, err = _Terminal(False), _Terminal(False)
-    monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("sys.stderr", err)
     logs.configure()
     facts = logging.getLogger("facts")
     assert facts.level == logging.INFO

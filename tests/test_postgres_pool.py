@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,12 +21,13 @@ from devservices.ports import free_port
 from devservices.waiting import wait_until
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool, StoreUnavailable, connect
+from tests.support.harness_process import ROOT
 
 BACKEND = "SELECT pg_backend_pid()"
 
 
-def _pool(servers, size: int, timeout_s: float = 5.0) -> PostgresPool:
-    return PostgresPool(parse_database_url(servers.database_url), size, timeout_s, statement_timeout_ms=5000)
+def _pool(servers, size: int, timeout_s: float = 5.0, **options: Any) -> PostgresPool:
+    return PostgresPool(parse_database_url(servers.database_url), size, timeout_s, statement_timeout_ms=5000, **options)
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def test_an_idle_connection_is_closed_after_its_idle_timeout_with_no_request_to_
     # The reaper looks every half timeout, so a connection goes between 1 and 1.5 timeouts after
     # its last use; the upper bound has 0.9 s of room for a loaded machine.
     idle_timeout_s = 3.0
-    pool = PostgresPool(parse_database_url(servers.database_url), 1, 5.0, 5000, idle_timeout_s=idle_timeout_s)
+    pool = _pool(servers, 1, idle_timeout_s=idle_timeout_s)
     try:
         pool.run("SELECT 1")
         released = time.monotonic()
@@ -114,9 +115,8 @@ def test_a_process_exits_without_closing_its_pool(servers):
         "from shared.postgres import PostgresPool\n"
         "PostgresPool(parse_database_url(sys.argv[1]), 1, 5.0, 5000, idle_timeout_s=60).run('SELECT 1')\n"
     )
-    project = Path(__file__).resolve().parents[1]
     finished = subprocess.run(
-        [sys.executable, "-c", uses_a_pool, servers.database_url], cwd=project, timeout=30, capture_output=True
+        [sys.executable, "-c", uses_a_pool, servers.database_url], cwd=ROOT, timeout=30, capture_output=True
     )
     assert finished.returncode == 0, finished.stderr.decode()[-2000:]
 
