@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import collections
+import functools
 import json
 import os
 import re
@@ -57,11 +59,16 @@ IMPORT_TIME = re.compile(r"^shared\.(handlers\.x__logged__|web\.xǁ_Outageǁ__in
 TEST_TIMEOUT_S = 300  # a mutant that hangs is killed, as mutmut counts a timeout
 
 
-def _mutant_functions(module_file: Path) -> list[ast.FunctionDef]:
-    tree = ast.parse(module_file.read_text())
-    return [
-        node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and re.search(r"__mutmut_\d+$", node.name)
-    ]
+@functools.cache
+def _mutant_functions(module_file: Path) -> tuple[str, dict[str, ast.FunctionDef]]:
+    """The text of a module in mutants/ and its mutant functions by name (read once: they are large)."""
+    text = module_file.read_text()
+    functions = {
+        node.name: node
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.FunctionDef) and re.search(r"__mutmut_\d+$", node.name)
+    }
+    return text, functions
 
 
 def rejected_by_mypy() -> set[str]:
@@ -82,7 +89,7 @@ def rejected_by_mypy() -> set[str]:
             lines_by_file.setdefault(error["file"], set()).add(error["line"])
     rejected = set()
     for file, lines in lines_by_file.items():
-        for node in _mutant_functions(MUTANTS / file):
+        for node in _mutant_functions(MUTANTS / file)[1].values():
             if any(node.lineno <= line <= (node.end_lineno or node.lineno) for line in lines):
                 rejected.add(f"shared.{Path(file).stem}.{node.name}")
     return rejected
@@ -121,8 +128,8 @@ def judge_switched(name: str, tests: str) -> dict[str, str]:
 def judge_planted(name: str, tests: str, copy: Path) -> dict[str, str]:
     """Replace the original function by the mutant's body in a copy of the source, run, restore."""
     module, function = name.split(".")[1], name.split(".")[2]
-    mutant_file = MUTANTS / "shared" / f"{module}.py"
-    mutant = next(node for node in _mutant_functions(mutant_file) if node.name == function)
+    mutant_text, mutants = _mutant_functions(MUTANTS / "shared" / f"{module}.py")
+    mutant = mutants[function]
     base = function.rsplit("__mutmut_", 1)[0]  # x_name, or xǁClassǁmethod
     source_file = copy / "shared" / f"{module}.py"
     original = (ROOT / "shared" / f"{module}.py").read_text()
@@ -135,7 +142,7 @@ def judge_planted(name: str, tests: str, copy: Path) -> dict[str, str]:
     target = next(
         node for node in ast.iter_child_nodes(scope) if isinstance(node, ast.FunctionDef) and node.name == original_name
     )
-    body = (ast.get_source_segment(mutant_file.read_text(), mutant, padded=True) or "").splitlines()
+    body = (ast.get_source_segment(mutant_text, mutant, padded=True) or "").splitlines()
     indent = len(body[0]) - len(body[0].lstrip())
     body = [" " * target.col_offset + line[indent:] if line.strip() else "" for line in body]
     body[0] = re.sub(r"def \S+?\(", f"def {original_name}(", body[0], count=1)
@@ -161,33 +168,26 @@ def main() -> None:
     to_test = [name for name in names if name not in rejected]
     print(f"{len(names)} mutants: {len(names) - len(to_test)} rejected by mypy, {len(to_test)} to test", flush=True)
     save = Lock()
-    copy = Path(tempfile.mkdtemp(prefix="judge-mutants-"))
-    shutil.copytree(
-        ROOT,
-        copy,
-        dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns(".venv", "mutants", ".git", "__pycache__", ".mypy_cache"),
-    )
 
-    def judge(name: str) -> None:
+    def judge(name: str, copy: Path | None = None) -> None:
         tests = args.tests or TESTS[name.split(".")[1]]
-        verdict = judge_planted(name, tests, copy) if IMPORT_TIME.match(name) else judge_switched(name, tests)
+        verdict = judge_planted(name, tests, copy) if copy else judge_switched(name, tests)
         with save:
             results[name] = verdict
             args.results.write_text(json.dumps(results, indent=1, ensure_ascii=False))
         print(verdict["verdict"], name, verdict.get("by", ""), flush=True)
 
+    args.results.write_text(json.dumps(results, indent=1, ensure_ascii=False))  # the mypy verdicts
     planted = [name for name in to_test if IMPORT_TIME.match(name)]
-    with ThreadPoolExecutor(args.jobs) as pool:  # one copy of the source: planted mutants one at a time
-        list(pool.map(judge, [name for name in to_test if not IMPORT_TIME.match(name)]))
-    for name in planted:
-        judge(name)
-    args.results.write_text(json.dumps(results, indent=1, ensure_ascii=False))
-    shutil.rmtree(copy, ignore_errors=True)
-    counts: dict[str, int] = {}
-    for name in results:
-        counts[results[name]["verdict"]] = counts.get(results[name]["verdict"], 0) + 1
-    print(counts)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(judge, [name for name in to_test if name not in planted]))
+    if planted:  # one copy of the source, so one planted mutant at a time
+        with tempfile.TemporaryDirectory(prefix="judge-mutants-") as copy:
+            ignored = shutil.ignore_patterns(".venv", "mutants", ".git", "__pycache__", ".mypy_cache")
+            shutil.copytree(ROOT, copy, dirs_exist_ok=True, ignore=ignored)
+            for name in planted:
+                judge(name, Path(copy))
+    print(dict(collections.Counter(verdict["verdict"] for verdict in results.values())))
 
 
 if __name__ == "__main__":
