@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import pg8000.native
 
 from .config import POOL_IDLE_TIMEOUT_S, PostgresSettings
+from .one_trip import OneTripStatement
 
 # SQLSTATE classes and codes after which the connection itself is unusable.
 _CONNECTION_LOST_CODES = ("08", "57P01", "57P02", "57P03")
@@ -133,13 +134,13 @@ class PooledConnection:
 
     def __init__(self, con: pg8000.native.Connection) -> None:
         self.con = con
-        self._prepared: dict[str, Any] = {}
+        self._prepared: dict[str, OneTripStatement] = {}
         self.idle_since = time.monotonic()
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         statement = self._prepared.get(sql)
         if statement is None:
-            statement = self._prepared[sql] = self.con.prepare(sql)
+            statement = self._prepared[sql] = OneTripStatement(self.con, sql)
         return statement.run(**params)
 
     def close(self) -> None:

@@ -1,0 +1,113 @@
+"""shared/one_trip.py against the worker's real Postgres: the same answers as pg8000's own run(),
+errors included, from one write per statement."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pg8000.native
+import pytest
+
+from shared import one_trip
+from shared.config import parse_database_url
+from shared.one_trip import OneTripStatement
+from shared.postgres import connect
+
+TYPED = """
+SELECT CAST(:word AS text) AS word, CAST(:day AS date) + 1 AS next_day, CAST(:n AS bigint) * 2 AS twice,
+       CAST(:missing AS text) AS missing, CAST(:word AS text) || ' ⊕ ünïcödé' AS wide
+FROM generate_series(1, CAST(:n AS int)) AS g (i)"""
+
+
+@pytest.fixture
+def con(servers) -> Iterator[pg8000.native.Connection]:
+    made = connect(parse_database_url(servers.database_url), 5.0, statement_timeout_ms=None)
+    yield made
+    with contextlib.suppress(pg8000.native.InterfaceError):  # a test may have closed it
+        made.close()
+
+
+class _WriteTap:
+    """The connection's socket file, recording each write."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.writes = inner, []
+
+    def write(self, data: bytes) -> int:
+        self.writes.append(bytes(data))
+        return int(self.inner.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"word": "one", "day": date(2024, 2, 28), "n": 1, "missing": None},
+        {"word": "three rows", "day": date(2024, 12, 31), "n": 3, "missing": None},
+        {"word": "none", "day": date(2024, 1, 1), "n": 0, "missing": None},
+    ],
+)
+def test_rows_are_those_pg8000_gives(con, params):
+    ours = OneTripStatement(con, TYPED)
+    theirs = con.prepare(TYPED)
+    expected = theirs.run(**params)
+    assert ours.run(**params) == expected
+    assert ours.run(**params) == expected  # again, from the remembered request
+    if params["n"]:
+        assert expected[0][:3] == [params["word"], date.fromordinal(params["day"].toordinal() + 1), params["n"] * 2]
+        assert expected[0][3] is None and expected[0][4].endswith("ünïcödé")
+
+
+def test_each_run_is_one_write_of_bind_execute_sync(con):
+    statement = OneTripStatement(con, "SELECT CAST(:a AS int) + 1")
+    tap = _WriteTap(con._sock)
+    con._sock = tap
+    try:
+        assert statement.run(a=1) == [[2]]
+        assert statement.run(a=1) == [[2]]
+        assert statement.run(a=41) == [[42]]
+    finally:
+        con._sock = tap.inner
+    assert len(tap.writes) == 3
+    for request in tap.writes:
+        # Messages are a type byte and a length: walk them; no Flush ("H") between them.
+        kinds, at = [], 0
+        while at < len(request):
+            kinds.append(request[at : at + 1])
+            at += 1 + int.from_bytes(request[at + 1 : at + 5], "big")
+        assert at == len(request)
+        assert kinds == [b"B", b"E", b"S"]
+
+
+def test_a_failing_statement_raises_as_pg8000_does_and_the_connection_goes_on(con):
+    statement = OneTripStatement(con, "SELECT 1 / CAST(:d AS int)")
+    with pytest.raises(pg8000.native.DatabaseError) as raised:
+        statement.run(d=0)
+    assert raised.value.args[0]["C"] == "22012"  # division_by_zero
+    assert statement.run(d=1) == [[1]]
+    assert con.run("SELECT 2") == [[2]]
+
+
+def test_a_parameter_that_cannot_be_a_key_is_encoded_each_time(con):
+    statement = OneTripStatement(con, "SELECT cardinality(CAST(:ids AS int[]))")
+    assert statement.run(ids=[1, 2, 3]) == [[3]]
+    assert statement.run(ids=[4]) == [[1]]
+
+
+def test_many_distinct_parameters_stay_correct_past_the_remembered_requests(con):
+    statement = OneTripStatement(con, "SELECT CAST(:n AS int) * 10")
+    for n in range(one_trip.MOST_CACHED_REQUESTS * 2 + 3):
+        assert statement.run(n=n) == [[n * 10]]
+    assert len(statement._requests) <= one_trip.MOST_CACHED_REQUESTS
+
+
+def test_a_closed_connection_is_an_interface_error(con):
+    statement = OneTripStatement(con, "SELECT 1")
+    con.close()
+    with pytest.raises(pg8000.native.InterfaceError):
+        statement.run()
