@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import logging.handlers
 import os
-import queue
 import sys
 import threading
-import time
-from typing import Any, TextIO
+from typing import TextIO
 
 _configured = False
 _lock = threading.Lock()
 _TRACE_FIELD = "logging.googleapis.com/trace"
-# How long the writing thread rests after writing what was queued: lines reach the log this late at most.
+# How often the kept lines are written: they reach the log this late at most.
 WRITE_INTERVAL_S = 0.25
-# The longest a flush waits for the writing thread (a bound, not a pace: it returns when written).
+# The longest a flush waits for another writer (one stuck on a full pipe, say).
 FLUSH_WAIT_S = 5.0
 
 
@@ -48,91 +46,66 @@ class ConsoleFormatter(logging.Formatter):
         return f"{self.formatTime(record, '%H:%M:%S')} {record.levelname.lower()} {record.getMessage()}"
 
 
-class _WriteWithoutFlush(logging.StreamHandler):
-    """A StreamHandler that leaves flushing to its QueueListener, which flushes once the queue is empty."""
+class BufferedStreamHandler(logging.StreamHandler):
+    """Each line is formatted on the thread that logs it and kept in memory; a flushing thread
+    writes what was kept to the stream every WRITE_INTERVAL_S, in one write and one flush.
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.stream.write(self.format(record) + self.terminator)
-        except Exception:
-            self.handleError(record)
-
-
-class _Writer(logging.handlers.QueueListener):
-    """Writes queued records; flushes the stream whenever the queue runs empty, and on request."""
-
-    def __init__(self, pending: queue.SimpleQueue[Any], handler: logging.Handler) -> None:
-        super().__init__(pending, handler)
-        self._pending = pending
-        self._running = False
-
-    def dequeue(self, block: bool) -> Any:
-        if self._pending.empty():  # a burst is written: hand it to the stream in one system call
-            self.flush_handlers()
-            # Then rest: a thread blocked in get() would be woken, and handed the GIL, by every
-            # request's put (measured with wrk: 15-25 % more CPU per request than this).
-            time.sleep(WRITE_INTERVAL_S)
-        return super().dequeue(block)
-
-    def handle(self, record: Any) -> None:
-        if isinstance(record, threading.Event):  # OffThreadStreamHandler.flush asking
-            self.flush_handlers()
-            record.set()
-            return
-        super().handle(record)
-
-    def flush_handlers(self) -> None:
-        for handler in self.handlers:
-            handler.flush()
-
-    def start(self) -> None:
-        super().start()
-        self._running = True
-
-    def stop(self) -> None:
-        if self._running:  # close() may come twice: the caller's, then logging.shutdown's at exit
-            self._running = False
-            super().stop()  # writes what is queued
-            self.flush_handlers()
-
-
-class OffThreadStreamHandler(logging.handlers.QueueHandler):
-    """Request threads only queue their record; one QueueListener thread formats and writes it.
-
-    Measured (issue 12, timeit, min of 7): about 5 us of the request thread per line, against 9 us
-    for formatting and writing there with a flush deferred to a timer thread (the handler before),
-    and 11 us with logging.StreamHandler's write and flush per line. The stdlib's own prepare()
-    (format and copy on the request thread) costs 8 us.
+    A request thread never writes to the stream itself, so a slow or stuck log pipe never holds up
+    an answer, and a burst of requests costs one system call, not one each. Measured under load
+    (bench/README.md, "The request line"): handing each record to a thread that formats it (the
+    stdlib's QueueHandler and QueueListener, this handler's predecessor) cost more CPU per request
+    than formatting here: the formatting thread's bursts, each holding the GIL for milliseconds,
+    kept the request threads waiting and switching.
     """
 
     def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
-        pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        super().__init__(pending)
-        self._writer_handler = _WriteWithoutFlush(stream)
-        self._writer_handler.setFormatter(formatter)
-        self._start_writer(pending)
-        # A forked child (a gunicorn worker) has the queue but not the thread; what the parent
-        # queued is the parent's to write.
-        os.register_at_fork(after_in_child=lambda: self._start_writer(queue.SimpleQueue()))
+        super().__init__(stream)
+        self.setFormatter(formatter)
+        self._start_flushing()
+        # A forked child (a gunicorn worker) has the lines but not the thread: what the parent kept
+        # is the parent's to write, and a lock the parent's flusher held would stay held.
+        os.register_at_fork(after_in_child=self._start_flushing)
 
-    def _start_writer(self, pending: queue.SimpleQueue[Any]) -> None:
-        self.queue = pending
-        self.listener = _Writer(pending, self._writer_handler)
-        self.listener.start()
+    def _start_flushing(self) -> None:
+        self._pending: list[str] = []
+        self._writing = threading.Lock()  # one writer at a time, so lines keep their order
+        self._stop_flushing = threading.Event()
+        threading.Thread(target=self._flush_periodically, name="log-flusher", daemon=True).start()
 
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        # The stdlib formats and copies here, on the request thread, so that a record can cross a
-        # process boundary; ours stays in this process and nobody changes it after `handle`.
-        return record
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self._pending.append(line)  # under the handler's lock (Handler.handle), like the swap in flush
 
     def flush(self) -> None:
-        """Return once every line queued so far is written and the stream flushed (or after FLUSH_WAIT_S)."""
-        written = threading.Event()
-        self.queue.put_nowait(written)
-        written.wait(FLUSH_WAIT_S)
+        """Write and flush every line kept so far; gives up after FLUSH_WAIT_S if another writer is stuck."""
+        if not self._writing.acquire(timeout=FLUSH_WAIT_S):
+            return
+        try:
+            with self.lock:  # type: ignore[union-attr]
+                lines, self._pending = self._pending, []
+            if lines:
+                self.stream.write("".join(lines))
+            self.stream.flush()
+        finally:
+            self._writing.release()
+
+    def _flush_periodically(self) -> None:
+        while not self._stop_flushing.wait(WRITE_INTERVAL_S):
+            if self._pending:
+                try:
+                    self.flush()
+                except Exception:  # a closed or broken stream: say so on stderr, as logging does, and go on
+                    self.handleError(logging.makeLogRecord({"msg": "writing the log lines failed"}))
 
     def close(self) -> None:
-        self.listener.stop()  # logging.shutdown calls this at exit: nothing queued is lost
+        # logging.shutdown calls this at exit: nothing kept is lost. It may come twice.
+        self._stop_flushing.set()
+        with contextlib.suppress(ValueError):  # a stream already closed by its owner
+            self.flush()
         super().close()
 
 
@@ -164,7 +137,7 @@ def configure() -> None:
     with _lock:
         if _configured:
             return
-        handler: OffThreadStreamHandler | None = None
+        handler: BufferedStreamHandler | None = None
         for name in ("facts", "shared"):
             logger = logging.getLogger(name)
             logger.setLevel(os.environ.get("FACTS_LOG_LEVEL", "INFO").upper())
@@ -174,10 +147,10 @@ def configure() -> None:
         _configured = True
 
 
-def _our_handler() -> OffThreadStreamHandler:
+def _our_handler() -> BufferedStreamHandler:
     wanted = os.environ.get("FACTS_LOG_FORMAT", "").lower()
     use_json = wanted == "json" or (wanted != "text" and not sys.stderr.isatty())
-    return OffThreadStreamHandler(
+    return BufferedStreamHandler(
         sys.stdout if use_json else sys.stderr, CloudJsonFormatter() if use_json else ConsoleFormatter()
     )
 

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -105,11 +106,11 @@ class _ThreadRecordingStream(io.StringIO):
 @contextmanager
 def _our_handler(
     stream, formatter: logging.Formatter | None = None
-) -> Iterator[tuple[logging.Logger, logs.OffThreadStreamHandler]]:
+) -> Iterator[tuple[logging.Logger, logs.BufferedStreamHandler]]:
     logger = logging.getLogger("facts-test-handler")
     logger.propagate = False
     logger.setLevel(logging.INFO)
-    handler = logs.OffThreadStreamHandler(stream, formatter or logs.CloudJsonFormatter())
+    handler = logs.BufferedStreamHandler(stream, formatter or logs.CloudJsonFormatter())
     logger.addHandler(handler)
     try:
         yield logger, handler
@@ -118,16 +119,21 @@ def _our_handler(
         handler.close()
 
 
-def test_request_threads_only_queue_their_lines():
+def test_a_logging_thread_only_keeps_its_line_and_the_flushing_thread_writes_it():
     stream = _ThreadRecordingStream()
-    with _our_handler(stream) as (logger, handler):
+    with _our_handler(stream) as (logger, _):
         logger.info("written by a request")
-        handler.flush()
-    assert json.loads(stream.getvalue())["message"] == "written by a request"
-    assert threading.current_thread().name not in stream.writers, "the request thread wrote the line itself"
+        assert stream.getvalue() == "", "the logging thread wrote to the stream itself"
+
+        def flushed():
+            assert json.loads(stream.flushed_text)["message"] == "written by a request"
+
+        # Written within WRITE_INTERVAL_S; 5 s is for a loaded machine.
+        wait_until(flushed, 5.0, "the line to be written and flushed")
+    assert stream.writers == {"log-flusher"}
 
 
-def test_flush_returns_once_every_queued_line_is_written_and_flushed():
+def test_flush_returns_once_every_kept_line_is_written_and_flushed():
     stream = _ThreadRecordingStream()
     with _our_handler(stream) as (logger, handler):
         for n in range(200):
@@ -137,19 +143,7 @@ def test_flush_returns_once_every_queued_line_is_written_and_flushed():
     assert [json.loads(line)["message"] for line in lines] == [f"line {n}" for n in range(200)]
 
 
-def test_lines_reach_the_stream_without_anyone_flushing():
-    stream = _ThreadRecordingStream()
-    with _our_handler(stream) as (logger, _):
-        logger.info("written by a request")
-
-        def flushed():
-            assert json.loads(stream.flushed_text)["message"] == "written by a request"
-
-        # The writing thread flushes once its queue is empty; 5 s is for a loaded machine.
-        wait_until(flushed, 5.0, "the line to be flushed")
-
-
-def test_close_writes_what_is_still_queued():
+def test_close_writes_what_is_still_kept():
     stream = _ThreadRecordingStream()
     with _our_handler(stream) as (logger, _):
         for n in range(500):
@@ -316,39 +310,52 @@ def test_closing_twice_is_harmless():
         handler.close()
 
 
-def test_flush_gives_up_after_its_bound_when_the_stream_hangs(monkeypatch):
+def test_a_hung_stream_holds_up_no_logging_thread_and_a_flush_only_for_its_bound(monkeypatch):
     monkeypatch.setattr(logs, "FLUSH_WAIT_S", 0.3)
-    released = threading.Event()
+    stuck, released = threading.Event(), threading.Event()
 
     class _Hanging(io.StringIO):
         def write(self, text: str) -> int:
+            stuck.set()
             released.wait(30)
             return super().write(text)
 
-    with _our_handler(_Hanging()) as (logger, handler):
-        logger.info("stuck in the stream")
-        flushing = threading.Thread(target=handler.flush)
-        flushing.start()
-        flushing.join(10)
-        returned = not flushing.is_alive()
-        released.set()
-    assert returned, "flush waited for a hung stream past its bound"
+    stream = _Hanging()
+    with _our_handler(stream) as (logger, handler):
+        try:
+            logger.info("stuck in the stream")
+            assert stuck.wait(5), "the flushing thread never wrote"
+            began = time.monotonic()
+            logger.info("logged while the stream hangs")
+            logged_s = time.monotonic() - began
+            handler.flush()
+            flushed_s = time.monotonic() - began
+        finally:
+            released.set()
+    assert logged_s < 0.1, "logging waited for the stream"
+    assert 0.25 <= flushed_s < 3, "flush did not wait for its bound, or waited past it"
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
+        "stuck in the stream",
+        "logged while the stream hangs",
+    ]
 
 
-def test_a_forked_child_writes_its_own_lines():
-    # gunicorn forks its workers from the process that imported the app: each needs a writer thread.
+def test_a_forked_child_writes_its_own_lines_and_only_those():
+    # gunicorn forks its workers from the process that imported the app: each needs a flushing
+    # thread of its own, and must not write again what the parent kept but had not written yet.
     read_end, write_end = os.pipe()
-    with open(write_end, "w", encoding="utf-8") as pipe, _our_handler(pipe) as (logger, handler):
+    with open(write_end, "w", encoding="utf-8") as pipe, _our_handler(pipe) as (logger, _):
+        logger.info("kept by the parent")
         child = os.fork()
         if child == 0:  # pragma: no cover - the child process
             logger.info("written in the child")
-            handler.flush()
+            time.sleep(4 * logs.WRITE_INTERVAL_S)  # no flush() here: the child's own thread writes it
             os._exit(0)
         _, status = os.waitpid(child, 0)
     with open(read_end, encoding="utf-8") as pipe:
         lines = pipe.read().splitlines()
     assert os.waitstatus_to_exitcode(status) == 0
-    assert [json.loads(line)["message"] for line in lines] == ["written in the child"]
+    assert sorted(json.loads(line)["message"] for line in lines) == ["kept by the parent", "written in the child"]
 
 
 @pytest.mark.usefixtures("unconfigured")
