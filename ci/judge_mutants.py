@@ -47,6 +47,7 @@ TESTS = {
     "tests/test_logging.py tests/test_data_access.py tests/test_view_counting.py",
     "instance": "tests/test_instance_state.py tests/test_migrate.py tests/test_faults.py",
     "logs": "tests/test_logging.py tests/test_request_log.py",
+    "one_trip": "tests/test_one_trip.py tests/test_postgres_pool.py",
     "postgres": "tests/test_postgres_pool.py tests/test_postgres_connect.py tests/test_postgres_errors.py "
     "tests/test_faults.py tests/test_instance_state.py",
     "schema": "tests/test_migrate.py tests/test_instance_state.py tests/test_catalogue_import.py tests/test_storage.py",
