@@ -310,6 +310,35 @@ def test_closing_twice_is_harmless():
         handler.close()
 
 
+def test_a_failing_stream_is_reported_on_stderr_and_the_next_lines_still_go_out(capsys):
+    class _FailingOnce(_ThreadRecordingStream):
+        failed = False
+
+        def write(self, text: str) -> int:
+            if not self.failed:
+                self.failed = True
+                raise OSError("disk full")
+            return super().write(text)
+
+    stream = _FailingOnce()
+    with _our_handler(stream) as (logger, _):
+        logger.info("lost with the failed write")
+
+        def tried():
+            assert stream.failed
+
+        wait_until(tried, 5.0, "the flushing thread to try writing")
+        logger.info("written after it")
+
+        def flushed():
+            assert json.loads(stream.flushed_text)["message"] == "written after it"
+
+        wait_until(flushed, 5.0, "the next line to be written")
+    reported = capsys.readouterr().err
+    assert "--- Logging error ---" in reported and "OSError: disk full" in reported
+    assert "Message: 'writing the log lines failed'" in reported
+
+
 def test_a_hung_stream_holds_up_no_logging_thread_and_a_flush_only_for_its_bound(monkeypatch):
     monkeypatch.setattr(logs, "FLUSH_WAIT_S", 0.3)
     stuck, released = threading.Event(), threading.Event()

@@ -58,6 +58,7 @@ def test_rows_are_those_pg8000_gives(con, params):
     expected = theirs.run(**params)
     assert ours.run(**params) == expected
     assert ours.run(**params) == expected  # again, from the remembered request
+    assert list(ours._requests) == [tuple(params.items())], "the request was not remembered once"
     if params["n"]:
         assert expected[0][:3] == [params["word"], date.fromordinal(params["day"].toordinal() + 1), params["n"] * 2]
         assert expected[0][3] is None and expected[0][4].endswith("ünïcödé")
@@ -103,11 +104,21 @@ def test_many_distinct_parameters_stay_correct_past_the_remembered_requests(con)
     statement = OneTripStatement(con, "SELECT CAST(:n AS int) * 10")
     for n in range(one_trip.MOST_CACHED_REQUESTS * 2 + 3):
         assert statement.run(n=n) == [[n * 10]]
-    assert len(statement._requests) <= one_trip.MOST_CACHED_REQUESTS
+        assert len(statement._requests) <= one_trip.MOST_CACHED_REQUESTS
 
 
 def test_a_closed_connection_is_an_interface_error(con):
     statement = OneTripStatement(con, "SELECT 1")
     con.close()
-    with pytest.raises(pg8000.native.InterfaceError):
+    with pytest.raises(pg8000.native.InterfaceError, match=r"^network error$"):  # pg8000's words for it
         statement.run()
+
+
+def test_rollback_of_a_failed_transaction_runs_as_with_pg8000(con):
+    # pg8000 reads the statement's text when a command completes inside a failed transaction.
+    rollback = OneTripStatement(con, "ROLLBACK")
+    con.run("BEGIN")
+    with pytest.raises(pg8000.native.DatabaseError):
+        con.run("SELECT 1 / 0")
+    assert rollback.run() is None  # a command, not a query: no rows, as pg8000 answers it
+    assert con.run("SELECT 3") == [[3]]
