@@ -8,7 +8,9 @@ sends fewer for the server.
 
 Only the writing is ours. pg8000 prepares the statement, encodes the parameters, and reads the
 answer (rows, errors, notices, the transaction status), so a statement behaves exactly as
-pg8000's own run(); tests/test_one_trip.py holds the two side by side.
+pg8000's own run(); tests/test_one_trip.py holds the two side by side. That reaches into pg8000's
+internals (its socket file, handle_messages, Context): requirements.txt pins the version, and those
+tests fail first if an upgrade moves them.
 """
 
 from __future__ import annotations
