@@ -19,6 +19,10 @@ WRITE_INTERVAL_S = 0.25
 FLUSH_WAIT_S = 5.0
 
 
+# Made once: json.dumps with options builds an encoder on every call (a request's log line).
+_JSON_LINE = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 class CloudJsonFormatter(logging.Formatter):
     """One JSON object per line with the fields Cloud Logging reads (severity, message, trace)."""
 
@@ -31,7 +35,7 @@ class CloudJsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["message"] = f"{entry['message']}\n{self.formatException(record.exc_info)}"
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return _JSON_LINE.encode(entry)
 
 
 class ConsoleFormatter(logging.Formatter):

@@ -72,10 +72,12 @@ class ApiError(Exception):
 
 
 _COMMON_JSON_HEADERS = [*_COMMON_HEADERS.items(), ("Content-Type", JSON_TYPE)]
+# Made once: json.dumps with options builds an encoder on every call (every response).
+_JSON_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> flask.Response:
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8") if body is not None else b""
+    payload = _JSON_BODY.encode(body).encode("utf-8") if body is not None else b""
     # A list, not a dict merged and a content_type set apart: ~3 µs less per response.
     all_headers = [*_COMMON_JSON_HEADERS, *headers.items()] if headers else _COMMON_JSON_HEADERS
     return flask.Response(payload, status=status, headers=all_headers)
