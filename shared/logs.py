@@ -56,10 +56,10 @@ class BufferedStreamHandler(logging.StreamHandler):
 
     A request thread never writes to the stream itself, so a slow or stuck log pipe never holds up
     an answer, and a burst of requests costs one system call, not one each. Measured under load
-    (bench/README.md, "The request line"): handing each record to a thread that formats it (the
-    stdlib's QueueHandler and QueueListener, this handler's predecessor) cost more CPU per request
-    than formatting here: the formatting thread's bursts, each holding the GIL for milliseconds,
-    kept the request threads waiting and switching.
+    (bench/README.md, "The request line formatted where it is logged"): handing each record to a
+    thread that formats it (the stdlib's QueueHandler and QueueListener, this handler's
+    predecessor) cost more CPU per request than formatting here: the formatting thread's bursts,
+    each holding the GIL for milliseconds, kept the request threads waiting and switching.
     """
 
     def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
