@@ -20,30 +20,18 @@ import argparse
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.run import FUNCTION_SERVERS, prepare_database
-from bench.wrkload import _apt_install
+from bench.wrkload import ensure_tool
 from devservices.embedded import embedded_servers
 
 PAIRS = (("random", "minimal_random"), ("today", "minimal_today"))
 _COLLECTED = re.compile(r"Collected : (\d+)")
 _SETTLE_S = 0.6  # longer than logs.WRITE_INTERVAL_S: the flusher writes what the calls logged
-
-
-def ensure_valgrind() -> str:
-    found = shutil.which("valgrind")
-    if not found and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("valgrind not found: installing it with apt-get ...", flush=True)
-        _apt_install("valgrind")
-        found = shutil.which("valgrind")
-    if not found:
-        raise SystemExit("bench: valgrind is not installed (Debian/Ubuntu: `sudo apt-get install valgrind`).")
-    return found
 
 
 def call_in_process(target: str, source: str, calls: int) -> None:
@@ -52,15 +40,10 @@ def call_in_process(target: str, source: str, calls: int) -> None:
     import time
 
     from functions_framework import create_app
+    from werkzeug.test import EnvironBuilder
 
     app = create_app(target, source)
-    environ = {
-        "REQUEST_METHOD": "GET", "PATH_INFO": "/", "SCRIPT_NAME": "", "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8080", "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "127.0.0.1:8080", "HTTP_USER_AGENT": "bench", "HTTP_ACCEPT": "*/*", "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
-        "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
-    }  # fmt: skip
+    environ = EnvironBuilder(path="/").get_environ()  # a plain GET /, built once
 
     def request() -> None:
         statuses: list[str] = []
@@ -110,7 +93,9 @@ def main() -> int:
     targets = [name.strip() for name in args.targets.split(",") if name.strip()]
     if unknown := set(targets) - set(FUNCTION_SERVERS):
         parser.error(f"--targets: unknown {', '.join(sorted(unknown))}; known: {', '.join(FUNCTION_SERVERS)}")
-    valgrind = ensure_valgrind()
+    valgrind = ensure_tool(
+        "valgrind", "bench: valgrind is not installed (Debian/Ubuntu: `sudo apt-get install valgrind`)."
+    )
     with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir) / "services") as provided:
         prepare_database(provided.database_url)
         env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json"}

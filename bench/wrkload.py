@@ -15,19 +15,26 @@ MARKER = "BENCH_JSON "
 
 def ensure_wrk() -> str:
     """The wrk binary; installed with apt when missing and we are root, else a clear error."""
-    found = shutil.which("wrk")
+    return ensure_tool(
+        "wrk",
+        "bench: the load generator wrk is not installed. Install it (Debian/Ubuntu: `sudo apt-get install wrk`, "
+        "macOS: `brew install wrk`) and run again.",
+    )
+
+
+def ensure_tool(name: str, missing: str) -> str:
+    """The `name` binary (Debian package of the same name); installed with apt when missing and we are
+    root, else SystemExit with the message `missing`."""
+    found = shutil.which(name)
     if found:
         return found
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("wrk not found: installing it with apt-get ...", flush=True)
-        _apt_install("wrk")
-        found = shutil.which("wrk")
+        print(f"{name} not found: installing it with apt-get ...", flush=True)
+        _apt_install(name)
+        found = shutil.which(name)
         if found:
             return found
-    raise SystemExit(
-        "bench: the load generator wrk is not installed. Install it (Debian/Ubuntu: `sudo apt-get install wrk`, "
-        "macOS: `brew install wrk`) and run again."
-    )
+    raise SystemExit(missing)
 
 
 def _apt_install(package: str) -> None:
