@@ -103,6 +103,16 @@ class _ThreadRecordingStream(io.StringIO):
         self.flushed_text = self.getvalue()
 
 
+def _await_flushed_line(stream: _ThreadRecordingStream, message: str) -> None:
+    """Until the stream, flushed, holds exactly one line: `message` (the flusher writes within
+    WRITE_INTERVAL_S; 5 s is for a loaded machine)."""
+
+    def flushed() -> None:
+        assert json.loads(stream.flushed_text)["message"] == message
+
+    wait_until(flushed, 5.0, f"the line {message!r} to be written and flushed")
+
+
 @contextmanager
 def _our_handler(
     stream, formatter: logging.Formatter | None = None
@@ -123,12 +133,7 @@ def test_a_logging_thread_only_keeps_its_line_and_the_flushing_thread_writes_it(
     stream = _ThreadRecordingStream()
     with _our_handler(stream) as (logger, _):
         logger.info("written by a request")
-
-        def flushed():
-            assert json.loads(stream.flushed_text)["message"] == "written by a request"
-
-        # Written within WRITE_INTERVAL_S; 5 s is for a loaded machine.
-        wait_until(flushed, 5.0, "the line to be written and flushed")
+        _await_flushed_line(stream, "written by a request")
     assert stream.writers == {"log-flusher"}, "the logging thread wrote to the stream itself"
 
 
@@ -328,11 +333,7 @@ def test_a_failing_stream_is_reported_on_stderr_and_the_next_lines_still_go_out(
 
         wait_until(tried, 5.0, "the flushing thread to try writing")
         logger.info("written after it")
-
-        def flushed():
-            assert json.loads(stream.flushed_text)["message"] == "written after it"
-
-        wait_until(flushed, 5.0, "the next line to be written")
+        _await_flushed_line(stream, "written after it")
     reported = capsys.readouterr().err
     assert "--- Logging error ---" in reported and "OSError: disk full" in reported
     assert "Message: 'writing the log lines failed'" in reported
