@@ -122,3 +122,64 @@ def test_rollback_of_a_failed_transaction_runs_as_with_pg8000(con):
         con.run("SELECT 1 / 0")
     assert rollback.run() is None  # a command, not a query: no rows, as pg8000 answers it
     assert con.run("SELECT 3") == [[3]]
+
+
+def test_a_command_answers_none_and_moves_the_transaction_status_as_with_pg8000(con):
+    begin, commit = OneTripStatement(con, "BEGIN"), OneTripStatement(con, "COMMIT")
+    assert con.prepare("BEGIN").run() is None and con.run("COMMIT") is None  # pg8000's own answers
+    assert begin.run() is None
+    assert con._transaction_status == b"T"  # in a transaction block, as the server's ReadyForQuery said
+    assert commit.run() is None
+    assert con._transaction_status == b"I"
+
+
+def test_commit_of_a_failed_transaction_is_refused_as_by_pg8000(con):
+    # The server answers COMMIT of a failed transaction as a plain ROLLBACK; pg8000 raises.
+    for commit in (con.prepare("COMMIT"), OneTripStatement(con, "COMMIT")):
+        con.run("BEGIN")
+        with pytest.raises(pg8000.native.DatabaseError):
+            con.run("SELECT 1 / 0")
+        with pytest.raises(pg8000.native.InterfaceError, match=r"^in failed transaction block$"):
+            commit.run()
+        assert con.run("SELECT 6") == [[6]]  # the transaction is over
+
+
+def test_an_answer_longer_than_one_read_is_read_whole(con):
+    # The socket file reads 8 KiB at a time: these rows arrive over many reads, and the first read
+    # ends inside a row's first column, before the second column's length.
+    sql = "SELECT repeat(CAST(:text AS text), 20000) || g.i, g.i FROM generate_series(1, 3) AS g (i)"
+    expected = con.prepare(sql).run(text="añb")
+    assert len(expected[0][0]) > 50_000 and expected[2][1] == 3
+    assert OneTripStatement(con, sql).run(text="añb") == expected
+    assert con.run("SELECT 4") == [[4]]
+
+
+def test_a_notice_and_a_parameter_status_in_an_answer_reach_pg8000(con):
+    con.run(
+        "CREATE FUNCTION pg_temp.noisy(word text) RETURNS text LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE NOTICE 'about %', word; RETURN upper(word); END $$"
+    )
+    con.notices.clear()
+    assert OneTripStatement(con, "SELECT pg_temp.noisy(:w)").run(w="x") == [["X"]]
+    assert [notice[b"M"] for notice in con.notices] == [b"about x"]
+    # A setting the server reports (application_name) changed by the statement: ParameterStatus.
+    renamed = OneTripStatement(con, "SELECT set_config('application_name', :name, false)")
+    assert renamed.run(name="renamed-by-test") == [["renamed-by-test"]]
+    assert con.parameter_statuses["application_name"] == "renamed-by-test"
+    assert con.run("SELECT 5") == [[5]]
+
+
+def test_a_plain_answer_is_read_without_pg8000s_message_loop(con):
+    # The saving of one_trip.py: a statement that went as expected never reaches handle_messages.
+    statement = OneTripStatement(con, TYPED)
+    params = {"word": "w", "day": date(2024, 5, 1), "n": 2, "missing": None}
+    expected = con.prepare(TYPED).run(**params)
+
+    def unexpected(context: Any) -> None:
+        raise AssertionError("pg8000 read a plain answer")
+
+    con.handle_messages = unexpected
+    try:
+        assert statement.run(**params) == expected
+    finally:
+        del con.handle_messages
