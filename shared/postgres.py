@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections import deque
@@ -60,25 +62,55 @@ def _tls_context(sslmode: str) -> ssl.SSLContext:
     # pg8000 would otherwise pay on every connection.
     context = ssl.create_default_context()
     context.check_hostname = sslmode == "verify-full"
-    if sslmode == "require":
+    if sslmode in ("allow", "prefer", "require"):  # encrypted, the certificate not checked (as libpq)
         context.verify_mode = ssl.CERT_NONE
     return context
 
 
-def _tls(settings: PostgresSettings) -> ssl.SSLContext | bool | None:
-    """pg8000's ssl_context for the settings: False is no TLS, a context requires it, and None
-    tries TLS first and goes on without it when the server refuses (libpq's prefer)."""
-    if settings.unix_sock or settings.sslmode == "disable":
+def _tls(settings: PostgresSettings) -> ssl.SSLContext | bool:
+    """pg8000's ssl_context for the settings: False is no TLS (or TLS already settled by
+    _socket_preferring_tls), a context requires it."""
+    if settings.unix_sock or settings.sslmode in ("disable", "allow", "prefer"):
         return False  # Postgres never speaks TLS on a Unix socket
-    if settings.sslmode in ("allow", "prefer"):
-        return None
     return _tls_context(settings.sslmode)
+
+
+# SSLRequest: its length, then the code that asks the server whether it speaks TLS.
+_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+def _socket_preferring_tls(settings: PostgresSettings, timeout_s: float) -> socket.socket | None:
+    """For libpq's prefer (and allow): a TCP socket, TLS if the server offers it, else plain; None
+    for the other modes and for a Unix socket.
+
+    pg8000 negotiates this itself when given no context, but then makes a context for every
+    connection (~20 ms of CPU: the CA certificates loaded again); this uses the process's one.
+    A pool that reconnects after idling, or a cold instance filling its pool, paid that each time.
+    """
+    if settings.unix_sock or settings.sslmode not in ("allow", "prefer"):
+        return None
+    try:
+        sock = socket.create_connection((settings.host, settings.port), timeout_s)
+    except OSError as exc:  # in pg8000's words, which say where
+        message = f"Can't create a connection to host {settings.host} and port {settings.port} (timeout is {timeout_s})"
+        raise pg8000.native.InterfaceError(message) from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # as pg8000 does for its sockets
+        sock.sendall(_SSL_REQUEST)
+        if sock.recv(1) == b"S":
+            return _tls_context(settings.sslmode).wrap_socket(sock, server_hostname=settings.host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock  # the server said no (as pg8000, any answer but yes): go on in plain text
 
 
 def connect(settings: PostgresSettings, timeout_s: float, statement_timeout_ms: int | None) -> pg8000.native.Connection:
     """Open one connection; StoreUnavailable if the server cannot be reached."""
     startup = {"statement_timeout": str(statement_timeout_ms)} if statement_timeout_ms else None
+    sock = None
     try:
+        sock = _socket_preferring_tls(settings, timeout_s)
         return pg8000.native.Connection(
             user=settings.user,
             password=settings.password,
@@ -86,12 +118,15 @@ def connect(settings: PostgresSettings, timeout_s: float, statement_timeout_ms: 
             port=settings.port,
             database=settings.database,
             unix_sock=settings.unix_sock,
+            sock=sock,
             ssl_context=_tls(settings),
             timeout=timeout_s,
             application_name="facts-api",
             startup_params=startup,
         )
     except Exception as exc:  # pg8000 raises InterfaceError, OSError or DatabaseError here
+        if sock is not None:
+            sock.close()
         if is_connection_lost(exc) or _sqlstate(exc).startswith(_CONNECT_REFUSED_CODES):
             raise StoreUnavailable(f"cannot connect to Postgres at {settings.describe()}: {_reason(exc)}") from None
         raise
@@ -169,7 +204,9 @@ class PostgresPool:
         # Most recently used on the right: reused first, so the left end is what expires.
         self._idle: deque[PooledConnection] = deque()
         self._open = 0
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._waiting = 0  # threads waiting for a connection: a release notifies only when there are
         self._reaper: threading.Thread | None = None
         self._closed = threading.Event()
 
@@ -208,14 +245,26 @@ class PostgresPool:
 
     def _acquire(self) -> tuple[PooledConnection, bool]:
         """A connection and whether it was reused from the pool (and so may have gone stale)."""
-        deadline = time.monotonic() + self._timeout_s
+        now = time.monotonic()
+        with self._lock:  # the common case, on the Condition's lock itself: an idle connection, none expired
+            idle = self._idle
+            if idle and idle[0].idle_since > now - self._idle_timeout_s:
+                return idle.pop(), True
+        return self._acquire_waiting(now + self._timeout_s)
+
+    def _acquire_waiting(self, deadline: float) -> tuple[PooledConnection, bool]:
+        """_acquire when no connection is idle (open one, or wait for one) or some have expired."""
         with self._changed:
             expired = self._take_expired()
             while not self._idle and self._open >= self._size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._changed.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._changed.wait(remaining)
+                finally:
+                    self._waiting -= 1
             reused = self._idle.pop() if self._idle else None
             may_open = reused is None and self._open < self._size
             if may_open:
@@ -237,9 +286,10 @@ class PostgresPool:
 
     def _release(self, conn: PooledConnection) -> None:
         conn.idle_since = time.monotonic()
-        with self._changed:
+        with self._lock:
             self._idle.append(conn)
-            self._changed.notify()
+            if self._waiting:
+                self._changed.notify()
 
     def _discard(self, conn: PooledConnection) -> None:
         conn.close()

@@ -4,6 +4,7 @@ and TLS as the URL's sslmode says."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shared import postgres
 from shared.config import parse_database_url
 from shared.postgres import StoreUnavailable, connect
 
@@ -106,3 +108,24 @@ def test_require_against_a_server_without_tls_is_unavailable_and_says_why(server
     settings = replace(parse_database_url(servers.database_url), sslmode="require")
     with pytest.raises(StoreUnavailable, match=r"cannot connect to Postgres at .*: Server refuses SSL"):
         connect(settings, 5.0, statement_timeout_ms=None)
+
+
+def test_prefer_loads_the_certificates_once_per_process_not_per_connection(servers, tls_front, monkeypatch):
+    # ssl.create_default_context loads the system's CA certificates: ~20 ms of CPU each time. pg8000
+    # makes one per connection when left to negotiate prefer itself; a pool reconnecting after
+    # idling, or a cold instance filling its pool, paid it per connection.
+    made: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    postgres._tls_context.cache_clear()
+    try:
+        offering = replace(parse_database_url(servers.database_url), host="127.0.0.1", port=tls_front.port)
+        plain = parse_database_url(servers.database_url)  # the suite's servers offer no TLS
+        for settings in (offering, plain, offering, plain, offering):
+            assert settings.sslmode == "prefer"
+            with connect(settings, 5.0, statement_timeout_ms=None) as con:
+                assert con.run("SELECT 1") == [[1]]
+    finally:
+        postgres._tls_context.cache_clear()  # not one made with the counting stand-in
+    assert tls_front.used_tls == [True, True, True]
+    assert len(made) == 1

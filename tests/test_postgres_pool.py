@@ -240,3 +240,34 @@ def test_a_long_job_that_fails_gives_its_connection_back_with_the_request_limits
         assert pool.run("SHOW statement_timeout") == [["300ms"]]
     finally:
         pool.close()
+
+
+def test_a_statement_waiting_for_the_only_connection_gets_it_as_soon_as_it_is_given_back(servers):
+    pool = _pool(servers, 1, timeout_s=10.0)
+    try:
+        holder = threading.Thread(target=pool.run, args=("SELECT pg_sleep(0.5)",))
+        holder.start()
+
+        def taken() -> None:
+            assert pool.open_connections == 1 and not pool._idle
+
+        wait_until(taken, 10, "the connection taken")
+        began = time.monotonic()
+        assert pool.run("SELECT 1") == [[1]]
+        # Woken when the connection came back (~0.5 s), not at the end of its 10 s wait.
+        assert time.monotonic() - began < 5
+        holder.join(10)
+    finally:
+        pool.close()
+
+
+def test_a_connection_idle_past_the_timeout_is_not_reused(servers):
+    pool = _pool(servers, 2, idle_timeout_s=60.0)  # the reaper looks every 30 s: it does not come by here
+    try:
+        first = pool.run(BACKEND)[0][0]
+        pool._idle[0].idle_since -= 120  # as if unused for two minutes
+        second = pool.run(BACKEND)[0][0]
+        assert second != first  # a new connection; the expired one closed, not kept
+        assert pool.open_connections == 1
+    finally:
+        pool.close()
