@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
+from .json_text import string
 from .postgres import PostgresPool
 
 # A fact's views are the sum of its counter shards (migrations/0003_view_shards.sql): every fact
@@ -90,8 +90,7 @@ VIEW_TOTALS = "SELECT fact_id, views FROM fact_views"
 VIEW_TOTAL = "SELECT views FROM fact_views WHERE fact_id = :fact_id"
 
 
-@dataclass(frozen=True)
-class Fact:
+class Fact(NamedTuple):  # a tuple: made from a row for a third of a frozen dataclass's cost
     fact_id: str
     fact: str
     language: str
@@ -107,9 +106,20 @@ class Fact:
             "views": self.views,
         }
 
+    def json_text(self, **more: str) -> str:
+        """as_json() and then `more` as compact JSON text, written directly: on every response,
+        a general encoder's work per key costs several times this."""
+        text = (
+            f'{{"fact_id":{string(self.fact_id)},"fact":{string(self.fact)},"language":{string(self.language)},'
+            f'"source":{string(self.source)},"views":{int(self.views)}'
+        )
+        for key, value in more.items():
+            text += f",{string(key)}:{string(value)}"
+        return text + "}"
+
 
 def _one(rows: list[list[Any]]) -> Fact | None:
-    return Fact(*rows[0]) if rows else None
+    return Fact._make(rows[0]) if rows else None
 
 
 class FactStore:

@@ -10,8 +10,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import flask
+from werkzeug.datastructures import Headers
 
 from .config import ConfigError
+from .json_text import compact_encoder
 from .postgres import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -71,15 +73,22 @@ class ApiError(Exception):
         self.details = details
 
 
-_COMMON_JSON_HEADERS = [*_COMMON_HEADERS.items(), ("Content-Type", JSON_TYPE)]
-# Made once: json.dumps with options builds an encoder on every call (every response).
-_JSON_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# Checked by Werkzeug once, here: each header it checks costs ~5k instructions, per response.
+_COMMON_JSON_HEADERS = Headers([*_COMMON_HEADERS.items(), ("Content-Type", JSON_TYPE)])
+_JSON_BODY = compact_encoder()
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> flask.Response:
-    payload = _JSON_BODY.encode(body).encode("utf-8") if body is not None else b""
-    # A list, not a dict merged and a content_type set apart: ~3 µs less per response.
-    all_headers = [*_COMMON_JSON_HEADERS, *headers.items()] if headers else _COMMON_JSON_HEADERS
+    return json_text_response(status, _JSON_BODY(body) if body is not None else None, headers)
+
+
+def json_text_response(status: int, text: str | None, headers: Mapping[str, str] | None = None) -> flask.Response:
+    """A response with a body already encoded as JSON text (None: no body)."""
+    payload = text.encode("utf-8") if text is not None else b""
+    all_headers = Headers()
+    all_headers._list = [*_COMMON_JSON_HEADERS._list]  # checked already; Headers() would check them again
+    if headers:
+        all_headers.extend(headers)  # these are checked (no line breaks in a value)
     return flask.Response(payload, status=status, headers=all_headers)
 
 

@@ -37,6 +37,26 @@ def test_a_body_is_compact_utf8_json_with_its_text_unescaped() -> None:
     assert response.get_data() == '{"fact":"Grüße, 猫","n":[1,2]}'.encode()
 
 
+def test_every_json_response_carries_the_common_headers_then_its_own() -> None:
+    for response in (
+        web.json_response(200, {"a": 1}, {"Cache-Control": "no-store"}),
+        web.json_text_response(200, '{"a":1}', {"Cache-Control": "no-store", "ETag": 'W/"x"'}),
+        web.json_text_response(304, None),
+    ):
+        names = [name for name, _ in response.headers]
+        assert names[:4] == ["Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "X-Content-Type-Options",
+                             "Content-Type"]  # fmt: skip
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert response.headers.get("Cache-Control") is None  # one response's headers never reach another's
+    assert web.json_text_response(200, '{"a":1}', {"Cache-Control": "no-store"}).get_data() == b'{"a":1}'
+
+
+def test_a_header_value_with_a_line_break_is_refused_not_sent() -> None:
+    # The common headers are checked once, at import; the per-response ones still on every response.
+    with pytest.raises(ValueError):
+        web.json_text_response(200, "{}", {"ETag": 'W/"a"\r\nSet-Cookie: x=1'})
+
+
 def test_no_body_is_an_empty_body() -> None:
     assert web.json_response(304, None).get_data() == b""
 
