@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
 import threading
-from typing import TextIO
+import time
+from typing import Any, TextIO
+
+from .json_text import compact_encoder, string
 
 _configured = False
 _lock = threading.Lock()
@@ -19,23 +21,32 @@ WRITE_INTERVAL_S = 0.25
 FLUSH_WAIT_S = 5.0
 
 
-# Made once: json.dumps with options builds an encoder on every call (a request's log line).
-_JSON_LINE = json.JSONEncoder(ensure_ascii=False, default=str)
+_JSON_LINE = compact_encoder(default=str)
 
 
 class CloudJsonFormatter(logging.Formatter):
     """One JSON object per line with the fields Cloud Logging reads (severity, message, trace)."""
 
+    _OWN_KEYS = frozenset(("severity", "message", "logger"))
+
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "severity": record.levelname,
-            "message": record.getMessage(),
-            "logger": record.name,
-        }
-        entry.update(getattr(record, "fields", {}))
+        fields = getattr(record, "fields", None)
+        if fields and (type(fields) is not dict or not self._OWN_KEYS.isdisjoint(fields)):
+            return self._format_merged(record, fields)
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{self.formatException(record.exc_info)}"
+        head = f'{{"severity":{string(record.levelname)},"message":{string(message)},"logger":{string(record.name)}'
+        # The fields' object spliced in after the first three: one dict encoded, not a merged copy.
+        return head + "," + _JSON_LINE(fields)[1:] if fields else head + "}"
+
+    def _format_merged(self, record: logging.LogRecord, fields: Any) -> str:
+        """Fields that name one of the first three replace it (an unusual record: a slower path)."""
+        entry: dict[str, object] = {"severity": record.levelname, "message": record.getMessage(), "logger": record.name}
+        entry.update(fields)
         if record.exc_info:
             entry["message"] = f"{entry['message']}\n{self.formatException(record.exc_info)}"
-        return _JSON_LINE.encode(entry)
+        return _JSON_LINE(entry)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -111,6 +122,42 @@ class BufferedStreamHandler(logging.StreamHandler):
         with contextlib.suppress(ValueError):  # a stream already closed by its owner
             self.flush()
         super().close()
+
+
+# Per logger: the attributes of its request records that are the same for every request.
+_templates: dict[tuple[str, int], dict[str, Any]] = {}
+
+
+def request_record(
+    logger: logging.Logger, msg: str, args: tuple[Any, ...], fields: dict[str, Any]
+) -> logging.LogRecord:
+    """The record `logger.info(msg, *args, extra={"fields": fields})` makes, made for a fraction of
+    its cost: LogRecord.__init__ splits the caller's file name, looks up the level's and the
+    process's names and walks the stack on every call. Here those come from a template made once
+    per logger and process; the time, thread and arguments are this record's own.
+
+    A record factory set by the host (logging.setLogRecordFactory) makes every record itself.
+    """
+    if logging.getLogRecordFactory() is not logging.LogRecord:
+        return logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, args, None, None, {"fields": fields})
+    key = (logger.name, os.getpid())  # a forked worker makes its own: its process's name and id
+    template = _templates.get(key)
+    if template is None:
+        template = _templates[key] = vars(logging.LogRecord(logger.name, logging.INFO, __file__, 0, msg, (), None))
+    attributes = template.copy()  # a copy, then assigned: building the dict key by key costs twice as much
+    now = time.time()
+    attributes["created"] = now
+    attributes["msecs"] = int((now - int(now)) * 1000) + 0.0
+    attributes["relativeCreated"] = (now - logging._startTime) * 1000  # type: ignore[attr-defined]
+    if logging.logThreads:
+        attributes["thread"] = threading.get_ident()
+        attributes["threadName"] = threading.current_thread().name
+    attributes["msg"] = msg
+    attributes["args"] = args
+    attributes["fields"] = fields
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    record.__dict__ = attributes
+    return record
 
 
 def handles_level(logger: logging.Logger) -> bool:

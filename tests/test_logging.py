@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -399,3 +400,105 @@ def test_configure_with_nothing_set_writes_info_and_up_as_json_when_stderr_is_no
     facts.handlers[0].flush()
     assert json.loads(out.getvalue())["message"] == "GET / 200"
     assert err.getvalue() == ""
+
+
+def _made_by_logging(logger: logging.Logger, args: tuple, fields: dict) -> logging.LogRecord:
+    return logger.makeRecord(
+        logger.name, logging.INFO, logs.__file__, 0, "%s %s %s", args, None, None, {"fields": fields}
+    )
+
+
+def test_a_request_record_is_the_record_logger_info_would_make():
+    logger = logging.getLogger("facts.requests")
+    fields, args = {"status": 200}, ("GET", "/", 200)
+    made: dict[str, logging.LogRecord] = {}
+
+    def on_a_named_thread() -> None:
+        made["ours"], made["theirs"] = (
+            logs.request_record(logger, "%s %s %s", args, fields),
+            _made_by_logging(logger, args, fields),
+        )
+
+    thread = threading.Thread(target=on_a_named_thread, name="request-thread-7")
+    thread.start()
+    thread.join(10)
+    ours, theirs = made["ours"], made["theirs"]
+    assert type(ours) is logging.LogRecord and ours.getMessage() == "GET / 200"
+    timed = ("created", "msecs", "relativeCreated")
+    assert {k: v for k, v in vars(ours).items() if k not in timed} == {
+        k: v for k, v in vars(theirs).items() if k not in timed
+    }  # every attribute, thread and process included, the same
+    assert ours.threadName == "request-thread-7" and ours.fields is fields
+    assert abs(ours.created - theirs.created) < 1
+    assert ours.msecs == int((ours.created - int(ours.created)) * 1000)
+    assert ours.relativeCreated == pytest.approx((ours.created - logging._startTime) * 1000)  # type: ignore[attr-defined]
+
+
+def test_a_record_factory_the_host_set_makes_the_request_records():
+    base = logging.getLogRecordFactory()
+
+    def marking(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        record.marked_by_host = True
+        return record
+
+    logging.setLogRecordFactory(marking)
+    try:
+        record = logs.request_record(logging.getLogger("facts.requests"), "%s", ("x",), {"status": 200})
+    finally:
+        logging.setLogRecordFactory(base)
+    assert record.marked_by_host and record.fields == {"status": 200} and record.getMessage() == "x"
+
+
+def test_a_forked_worker_makes_request_records_of_its_own_process():
+    logger = logging.getLogger("facts.requests")
+    assert logs.request_record(logger, "%s", ("parent",), {}).process == os.getpid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, str(logs.request_record(logger, "%s", ("child",), {}).process).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        reported = pipe.read()
+    os.waitpid(child, 0)
+    assert int(reported) == child
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        None,
+        {},
+        {"function": "random_fact", "path": '/é"\\\n', "status": 200, "latency_ms": 1.5, "day": date(2024, 2, 29)},
+        {"message": "a field named like the line's own", "n": 1},  # the field wins, as it always did
+        [("pairs", "not a dict")],
+    ],
+)
+def test_a_json_line_is_severity_message_logger_then_the_records_fields(fields):
+    record = logging.makeLogRecord(
+        {"name": "facts.test", "levelno": logging.WARNING, "levelname": "WARNING", "msg": "m %s", "args": ("é",)}
+    )
+    if fields is not None:
+        record.fields = fields
+    line = logs.CloudJsonFormatter().format(record)
+    expected = {"severity": "WARNING", "message": "m é", "logger": "facts.test", **dict(fields or {})}
+    parsed = json.loads(line)
+    assert parsed == json.loads(json.dumps(expected, default=str))
+    assert list(parsed) == list(expected)  # in that order
+    assert line.count('"message":') == 1  # each key once: JSON readers differ on repeated keys
+    assert "\n" not in line
+
+
+def test_a_json_line_with_fields_and_an_error_carries_the_traceback():
+    try:
+        1 / 0  # noqa: B018
+    except ZeroDivisionError:
+        record = logging.getLogger("facts.test").makeRecord(
+            "facts.test", logging.ERROR, __file__, 1, "failed", (), sys.exc_info(), None, {"fields": {"status": 500}}
+        )
+    entry = json.loads(logs.CloudJsonFormatter().format(record))
+    assert entry["status"] == 500
+    assert entry["message"].startswith("failed\nTraceback") and entry["message"].endswith("division by zero")
