@@ -47,11 +47,12 @@ TESTS = {
     "tests/test_logging.py tests/test_data_access.py tests/test_view_counting.py",
     "instance": "tests/test_instance_state.py tests/test_migrate.py tests/test_faults.py",
     "logs": "tests/test_logging.py tests/test_request_log.py",
+    "json_text": "tests/test_json_text.py tests/test_web_contract.py tests/test_logging.py",
     "one_trip": "tests/test_one_trip.py tests/test_postgres_pool.py",
     "postgres": "tests/test_postgres_pool.py tests/test_postgres_connect.py tests/test_postgres_errors.py "
     "tests/test_faults.py tests/test_instance_state.py",
     "schema": "tests/test_migrate.py tests/test_instance_state.py tests/test_catalogue_import.py tests/test_storage.py",
-    "store": "tests/test_fact_store.py tests/test_view_counting.py",
+    "store": "tests/test_fact_store.py tests/test_view_counting.py tests/test_json_text.py",
     "upstream": "tests/test_upstream_client.py tests/test_upstream.py",
     "web": "tests/test_web_contract.py tests/test_contract.py tests/test_cors_preflight.py tests/test_faults.py "
     "tests/test_request_log.py",
