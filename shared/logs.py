@@ -131,10 +131,10 @@ _templates: dict[tuple[str, int], dict[str, Any]] = {}
 def request_record(
     logger: logging.Logger, msg: str, args: tuple[Any, ...], fields: dict[str, Any]
 ) -> logging.LogRecord:
-    """The record `logger.info(msg, *args, extra={"fields": fields})` makes, made for a fraction of
-    its cost: LogRecord.__init__ splits the caller's file name, looks up the level's and the
-    process's names and walks the stack on every call. Here those come from a template made once
-    per logger and process; the time, thread and arguments are this record's own.
+    """The record `logger.info(msg, *args, extra={"fields": fields})` makes, for a fraction of its
+    cost: logger.info walks the stack for its caller, and LogRecord.__init__ splits the file name and
+    looks up the level's and the process's names, on every call. Here those come from a template
+    made once per logger and process; the time, the thread and the arguments are the record's own.
 
     A record factory set by the host (logging.setLogRecordFactory) makes every record itself.
     """

@@ -73,7 +73,8 @@ class ApiError(Exception):
         self.details = details
 
 
-# Checked by Werkzeug once, here: each header it checks costs ~5k instructions, per response.
+# Checked by Werkzeug once, here, not on every response (~7k instructions a response; its Headers'
+# `_list` is internal, and requirements.txt pins Werkzeug: test_web_contract.py checks the headers).
 _COMMON_JSON_HEADERS = Headers([*_COMMON_HEADERS.items(), ("Content-Type", JSON_TYPE)])
 _JSON_BODY = compact_encoder()
 
