@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from shared import json_text
 from shared.json_text import compact_encoder, string
 from shared.store import Fact
 
@@ -23,15 +24,26 @@ def _json(value: Any, default: Any = None) -> str:
     [
         {"text": AWKWARD, "n": -7, "big": 2**70, "x": 1.25, "tiny": 1e-300, "none": None, "yes": True, "no": False},
         {"nested": {"list": [1, "two", [3.5, None]], "empty": {}}, "": ""},
+        {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")},  # written as json writes them
+        {1: "int key", 2.5: "float key", False: "bool key", None: "null key"},
         [AWKWARD, 0, []],
         AWKWARD,
         12,
         None,
     ],
 )
-def test_the_compact_encoder_writes_what_json_dumps_writes(value):
+def test_the_compact_encoder_writes_what_json_dumps_writes(value, monkeypatch):
     assert compact_encoder()(value) == _json(value)
     assert compact_encoder(default=str)(value) == _json(value, default=str)
+    monkeypatch.setattr(json_text, "c_make_encoder", None)  # a Python built without the accelerator
+    assert compact_encoder()(value) == _json(value)
+
+
+def test_a_key_json_cannot_write_is_a_type_error_as_with_json():
+    with pytest.raises(TypeError):
+        json.dumps({(1, 2): "tuple key"})
+    with pytest.raises(TypeError):
+        compact_encoder()({(1, 2): "tuple key"})
 
 
 def test_a_value_json_cannot_write_goes_to_default_or_is_a_type_error_as_with_json():

@@ -448,6 +448,7 @@ def test_a_record_factory_the_host_set_makes_the_request_records():
     finally:
         logging.setLogRecordFactory(base)
     assert record.marked_by_host and record.fields == {"status": 200} and record.getMessage() == "x"
+    assert (record.pathname, record.lineno, record.levelno) == (logs.__file__, 0, logging.INFO)
 
 
 def test_a_forked_worker_makes_request_records_of_its_own_process():
@@ -492,13 +493,17 @@ def test_a_json_line_is_severity_message_logger_then_the_records_fields(fields):
     assert "\n" not in line
 
 
-def test_a_json_line_with_fields_and_an_error_carries_the_traceback():
+@pytest.mark.parametrize(
+    ("fields", "first_line"),
+    [({"status": 500}, "failed"), ({"status": 500, "message": "a field's message"}, "a field's message")],
+)
+def test_a_json_line_with_fields_and_an_error_carries_the_traceback(fields, first_line):
     try:
         1 / 0  # noqa: B018
     except ZeroDivisionError:
         record = logging.getLogger("facts.test").makeRecord(
-            "facts.test", logging.ERROR, __file__, 1, "failed", (), sys.exc_info(), None, {"fields": {"status": 500}}
+            "facts.test", logging.ERROR, __file__, 1, "failed", (), sys.exc_info(), None, {"fields": fields}
         )
     entry = json.loads(logs.CloudJsonFormatter().format(record))
     assert entry["status"] == 500
-    assert entry["message"].startswith("failed\nTraceback") and entry["message"].endswith("division by zero")
+    assert entry["message"].startswith(first_line + "\nTraceback") and entry["message"].endswith("division by zero")

@@ -183,3 +183,24 @@ def test_a_plain_answer_is_read_without_pg8000s_message_loop(con):
         assert statement.run(**params) == expected
     finally:
         del con.handle_messages
+
+
+def test_a_first_read_that_ends_between_two_rows_goes_on_reading(con):
+    # BindComplete (5 bytes) and three rows of one 2,718-byte text column (11 + 2,718 bytes each)
+    # fill the socket file's 8 KiB buffer exactly: the first read ends on a message boundary, with
+    # CommandComplete and ReadyForQuery still to come.
+    sql = "SELECT repeat('x', CAST(:width AS int)) FROM generate_series(1, 3)"
+    assert 5 + 3 * (11 + 2718) == 8192
+    assert OneTripStatement(con, sql).run(width=2718) == [["x" * 2718]] * 3
+    assert con.run("SELECT 7") == [[7]]
+
+
+def test_an_answer_that_does_not_come_in_time_is_pg8000s_network_error_from_the_timeout(servers):
+    slow = connect(parse_database_url(servers.database_url), 0.3, statement_timeout_ms=None)
+    try:
+        with pytest.raises(pg8000.native.InterfaceError, match=r"^network error$") as raised:
+            OneTripStatement(slow, "SELECT pg_sleep(CAST(:s AS float))").run(s=3)
+        assert isinstance(raised.value.__cause__, TimeoutError)  # what the pool reads as "did not answer in time"
+    finally:
+        with contextlib.suppress(Exception):
+            slow.close()

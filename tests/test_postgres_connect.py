@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -129,3 +130,25 @@ def test_prefer_loads_the_certificates_once_per_process_not_per_connection(serve
         postgres._tls_context.cache_clear()  # not one made with the counting stand-in
     assert tls_front.used_tls == [True, True, True]
     assert len(made) == 1
+
+
+def test_prefer_names_the_host_to_a_tls_server(servers, tls_front):
+    # Poolers and proxies in front of Postgres route TLS connections by the name the client sends
+    # (SNI), as libpq sends it. (An IP address is never sent: the name here must be a name.)
+    settings = replace(parse_database_url(servers.database_url), host="localhost", port=tls_front.port)
+    with connect(settings, 5.0, statement_timeout_ms=None) as con:
+        assert con.run("SELECT 1") == [[1]]
+    assert tls_front.used_tls == [True] and tls_front.server_names == ["localhost"]
+
+
+def test_a_server_that_never_answers_the_tls_request_is_unavailable_within_the_timeout(servers):
+    # A listener that accepts and then says nothing: a frozen Postgres looks like this to a client.
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        settings = replace(parse_database_url(servers.database_url), host="127.0.0.1", port=silent.getsockname()[1])
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"^cannot connect to Postgres at "):
+            connect(settings, 0.5, statement_timeout_ms=None)
+        assert time.monotonic() - began < 3  # the 0.5 s timeout, with room for a loaded machine
+    finally:
+        silent.close()

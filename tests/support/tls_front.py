@@ -29,6 +29,8 @@ class TlsFront:
         )  # fmt: skip
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(cert, key)
+        self.server_names: list[str | None] = []  # the name each TLS client sent (SNI); None: none sent
+        self._context.sni_callback = lambda _socket, name, _context: self.server_names.append(name)
         self._upstream = upstream
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
