@@ -70,8 +70,10 @@ def _tls_context(sslmode: str) -> ssl.SSLContext:
 def _tls(settings: PostgresSettings) -> ssl.SSLContext | bool:
     """pg8000's ssl_context for the settings: False is no TLS (or TLS already settled by
     _socket_preferring_tls), a context requires it."""
-    if settings.unix_sock or settings.sslmode in ("disable", "allow", "prefer"):
+    if settings.unix_sock:
         return False  # Postgres never speaks TLS on a Unix socket
+    if settings.sslmode in ("disable", "allow", "prefer"):
+        return False  # none, or negotiated on the socket _socket_preferring_tls hands to pg8000
     return _tls_context(settings.sslmode)
 
 
