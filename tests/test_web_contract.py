@@ -57,6 +57,60 @@ def test_a_header_value_with_a_line_break_is_refused_not_sent() -> None:
         web.json_text_response(200, "{}", {"ETag": 'W/"a"\r\nSet-Cookie: x=1'})
 
 
+def _sent(response: flask.Response, environ: dict[str, Any], as_werkzeug: bool) -> tuple[str, list, bytes, list]:
+    """What the server gets: status, headers and body, and what closing the body called."""
+    if as_werkzeug:
+        response.__class__ = flask.Response  # the same response, sent by Werkzeug's own methods
+    closed: list[str] = []
+    response._on_close[:] = [lambda: closed.append("closed")] if response._on_close else []
+    body, status, headers = response.get_wsgi_response(environ)
+    data = b"".join(body)
+    if hasattr(body, "close"):
+        body.close()
+    return status, headers, data, closed
+
+
+_EXAMPLES = {
+    "200": lambda: web.json_text_response(200, '{"a":"ü"}', {"Cache-Control": "no-store", "ETag": 'W/"x"'}),
+    "404": lambda: web.error_response(web.ApiError(404, "no_facts", "none yet")),
+    "503": lambda: web.error_response(web.ApiError(503, "down", "later", headers={"Retry-After": "2"})),
+    "304": lambda: web.json_response(304, None, {"ETag": 'W/"x"'}),
+    "204": lambda: web.json_response(204, None),
+    "location": lambda: _changed(web.json_response(201, {"a": 1}), lambda r: r.headers.add("location", "/facts/1")),
+    "content-location": lambda: _changed(
+        web.json_response(200, {"a": 1}), lambda r: r.headers.add("Content-Location", "/ü")
+    ),
+    "to close": lambda: _changed(web.json_response(200, {"a": 1}), lambda r: r.call_on_close(lambda: None)),
+    "text body": lambda: _changed(web.json_response(200, {"a": 1}), lambda r: setattr(r, "response", ['{"a":"ü"}'])),
+    "mixed parts": lambda: _changed(web.json_response(200, {"a": 1}), lambda r: setattr(r, "response", [b"{", "}"])),
+    "no length": lambda: _changed(web.json_response(200, {"a": 1}), lambda r: r.headers.remove("Content-Length")),
+}
+
+
+def _changed(response: flask.Response, change: Any) -> flask.Response:
+    change(response)
+    return response
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("example", list(_EXAMPLES))
+def test_a_json_response_reaches_the_server_as_werkzeug_would_send_it(example: str, method: str) -> None:
+    environ = EnvironBuilder(method=method, path="/facts/").get_environ()
+    ours, werkzeugs = _EXAMPLES[example](), _EXAMPLES[example]()
+    assert isinstance(ours, web.JsonResponse)
+    assert _sent(ours, environ, as_werkzeug=False) == _sent(werkzeugs, environ, as_werkzeug=True)
+
+
+def test_a_plain_answer_is_sent_without_werkzeugs_copy_and_wrapping() -> None:
+    response = web.json_text_response(200, '{"a":1}', {"Cache-Control": "no-store"})
+    environ = EnvironBuilder().get_environ()
+    assert response.get_app_iter(environ) is response.response  # no generator, no closing iterator
+    sent = response.get_wsgi_headers(environ)
+    assert list(sent) == list(response.headers)
+    sent.add("X-Added-By-A-Caller", "1")  # a copy, as Werkzeug's: the response's own are unchanged
+    assert "X-Added-By-A-Caller" not in response.headers
+
+
 def test_no_body_is_an_empty_body() -> None:
     assert web.json_response(304, None).get_data() == b""
 
