@@ -29,6 +29,11 @@ class CloudJsonFormatter(logging.Formatter):
 
     _OWN_KEYS = frozenset(("severity", "message", "logger"))
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # By level and logger name: the JSON text before and after the message.
+        self._around: dict[tuple[str, str], tuple[str, str]] = {}
+
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
         if fields and (type(fields) is not dict or not self._OWN_KEYS.isdisjoint(fields)):
@@ -36,7 +41,13 @@ class CloudJsonFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message = f"{message}\n{self.formatException(record.exc_info)}"
-        head = f'{{"severity":{string(record.levelname)},"message":{string(message)},"logger":{string(record.name)}'
+        around = self._around.get((record.levelname, record.name))
+        if around is None:
+            around = self._around[record.levelname, record.name] = (
+                f'{{"severity":{string(record.levelname)},"message":',
+                f',"logger":{string(record.name)}',
+            )
+        head = around[0] + string(message) + around[1]
         # The fields' object spliced in after the first three: one dict encoded, not a merged copy.
         return head + "," + _JSON_LINE(fields)[1:] if fields else head + "}"
 
@@ -124,8 +135,10 @@ class BufferedStreamHandler(logging.StreamHandler):
         super().close()
 
 
-# Per logger: the attributes of its request records that are the same for every request.
-_templates: dict[tuple[str, int], dict[str, Any]] = {}
+# Per logger: the attributes of its request records that are the same for every request. A forked
+# worker starts without them and makes its own (its process's id and name).
+_templates: dict[str, dict[str, Any]] = {}
+os.register_at_fork(after_in_child=_templates.clear)
 
 
 def request_record(
@@ -140,10 +153,10 @@ def request_record(
     """
     if logging.getLogRecordFactory() is not logging.LogRecord:
         return logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, args, None, None, {"fields": fields})
-    key = (logger.name, os.getpid())  # a forked worker makes its own: its process's name and id
-    template = _templates.get(key)
+    template = _templates.get(logger.name)
     if template is None:
-        template = _templates[key] = vars(logging.LogRecord(logger.name, logging.INFO, __file__, 0, msg, (), None))
+        made = logging.LogRecord(logger.name, logging.INFO, __file__, 0, msg, (), None)
+        template = _templates[logger.name] = vars(made)
     attributes = template.copy()  # a copy, then assigned: building the dict key by key costs twice as much
     now = time.time()
     attributes["created"] = now

@@ -507,3 +507,13 @@ def test_a_json_line_with_fields_and_an_error_carries_the_traceback(fields, firs
     entry = json.loads(logs.CloudJsonFormatter().format(record))
     assert entry["status"] == 500
     assert entry["message"].startswith(first_line + "\nTraceback") and entry["message"].endswith("division by zero")
+
+
+def test_one_json_formatter_names_each_records_own_logger_and_severity():
+    formatter = logs.CloudJsonFormatter()
+    seen = []
+    for name, level in [("facts.a", "INFO"), ("facts.b", "INFO"), ("facts.a", "WARNING"), ("facts.a", "INFO")]:
+        record = logging.makeLogRecord({"name": name, "levelname": level, "msg": "m"})
+        entry = json.loads(formatter.format(record))
+        seen.append((entry["logger"], entry["severity"]))
+    assert seen == [("facts.a", "INFO"), ("facts.b", "INFO"), ("facts.a", "WARNING"), ("facts.a", "INFO")]
