@@ -25,6 +25,29 @@ def summarise(runs: list[dict]) -> dict[str, Any]:
     }
 
 
+# Each ratio of a target to its reference: (target, reference, per-run metric). Throughput ratios:
+# 1.0 means as fast as the reference; CPU ratios: 1.0 means as much CPU per request.
+RATIOS = {
+    "random_to_minimal": ("random", "minimal_random", "rps"),
+    "today_to_minimal": ("today", "minimal_today", "rps"),
+    "random_to_hello": ("random", "hello", "rps"),
+    "today_to_hello": ("today", "hello", "rps"),
+    # The same functions behind the local harness (information; the targets are the above).
+    "random_harness_to_minimal": ("random_harness", "minimal_random", "rps"),
+    "today_harness_to_minimal": ("today_harness", "minimal_today", "rps"),
+    "random_cpu_to_minimal": ("random", "minimal_random", "app_cpu_ms_per_req"),
+    "today_cpu_to_minimal": ("today", "minimal_today", "app_cpu_ms_per_req"),
+}
+
+
+def paired_ratios(runs: dict[str, list[dict]], target: str, reference: str, metric: str) -> list[float]:
+    """`target` over `reference`, round by round. Within a round the function runs right after its
+    reference, so a drift of this shared machine over the minutes of a run (a neighbour's load, the
+    host's clock) moves both alike and cancels in their ratio; a ratio of the two medians would set
+    one round's reference against another round's function."""
+    return [t[metric] / r[metric] for t, r in zip(runs[target], runs[reference], strict=True)]
+
+
 def document(info: dict[str, Any], measured: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """The results as written to bench/results.json: medians by metric, then by target (`rps.hello`)."""
     summary = {name: summarise(runs) for name, runs in measured["runs"].items()}
@@ -42,33 +65,30 @@ def document(info: dict[str, Any], measured: dict[str, Any], settings: dict[str,
         },
         "db_cpu_ms_per_req": {name: s["db_cpu_ms_per_req"] for name, s in summary.items() if "db_cpu_ms_per_req" in s},
         "others_cpu_pct": {name: s["others_pct"] for name, s in summary.items() if "others_pct" in s},
-        # Throughput ratios: 1.0 means as fast as the reference, 0.5 half as many requests per second.
-        "ratio": {
-            "random_to_minimal": rps["random"] / rps["minimal_random"],
-            "today_to_minimal": rps["today"] / rps["minimal_today"],
-            "random_to_hello": rps["random"] / rps["hello"],
-            "today_to_hello": rps["today"] / rps["hello"],
-            # The same functions behind the local harness (information; the targets are the above).
-            "random_harness_to_minimal": rps["random_harness"] / rps["minimal_random"],
-            "today_harness_to_minimal": rps["today_harness"] / rps["minimal_today"],
-        },
+        "ratio": {},
+        "ratio_rounds": {},
+        "ratio_of_medians": {},
         "cold_start_ms": {key: v["median_ms"] for key, v in measured["cold_start"].items()},
         "cold_start_samples_ms": {key: v["samples_ms"] for key, v in measured["cold_start"].items()},
         "cold_start_listening_ms": {key: v["listening_median_ms"] for key, v in measured["cold_start"].items()},
     }
     # The function tier's CPU per request (what each instance spends; Postgres and Redis apart).
     doc["cpu_ms_per_req"] = dict(doc["app_cpu_ms_per_req"])
-    cpu = doc["cpu_ms_per_req"]
-    if all(name in cpu for name in ("random", "minimal_random", "today", "minimal_today")):
-        doc["ratio"]["random_cpu_to_minimal"] = cpu["random"] / cpu["minimal_random"]
-        doc["ratio"]["today_cpu_to_minimal"] = cpu["today"] / cpu["minimal_today"]
+    runs = measured["runs"]
+    for key, (target, reference, metric) in RATIOS.items():
+        if not all(metric in run for run in runs[target] + runs[reference]):
+            continue  # CPU not measured
+        per_round = paired_ratios(runs, target, reference, metric)
+        doc["ratio"][key] = statistics.median(per_round)
+        doc["ratio_rounds"][key] = per_round
+        doc["ratio_of_medians"][key] = median_of(runs[target], metric) / median_of(runs[reference], metric)
     storage_runs = measured["storage"]
     doc["storage_tps"] = {name: median_of(runs, "tps") for name, runs in storage_runs.items()}
     doc["storage_failed"] = {name: sum(run["failed"] for run in runs) for name, runs in storage_runs.items()}
     # Each round's today run beside the random run right after it, so a drift of the machine cancels.
-    doc["ratio"]["today_storage_to_random_storage"] = statistics.median(
-        t["tps"] / r["tps"] for t, r in zip(storage_runs["today"], storage_runs["random"], strict=True)
-    )
+    per_round = [t["tps"] / r["tps"] for t, r in zip(storage_runs["today"], storage_runs["random"], strict=True)]
+    doc["ratio"]["today_storage_to_random_storage"] = statistics.median(per_round)
+    doc["ratio_rounds"]["today_storage_to_random_storage"] = per_round
     doc["storage_runs"] = storage_runs
     scale = {key: summarise(runs) for key, runs in measured["scale"]["runs"].items()}
     for field in ("rps", "p50_ms", "p99_ms", "non2xx", "socket_errors", "app_cpu_ms_per_req", "db_cpu_ms_per_req"):
@@ -89,8 +109,8 @@ def document(info: dict[str, Any], measured: dict[str, Any], settings: dict[str,
     doc["runs"] = measured["runs"]
     doc["scale"] = measured["scale"]
     # The headline figures also flat ("rps.hello"), for tools that look a figure up by one key.
-    for metric in ("rps", "p50_ms", "p99_ms", "ratio", "cold_start_ms", "suite_s", "startup_s", "storage_tps",
-                   "cpu_ms_per_req"):  # fmt: skip
+    for metric in ("rps", "p50_ms", "p99_ms", "ratio", "ratio_of_medians", "cold_start_ms", "suite_s", "startup_s",
+                   "storage_tps", "cpu_ms_per_req"):  # fmt: skip
         doc.update({f"{metric}.{target}": value for target, value in doc[metric].items()})
     return doc
 
@@ -148,6 +168,12 @@ def headline(doc: dict[str, Any]) -> list[str]:
         met = value >= target if higher else value <= target
         goal = f"{'>=' if higher else '<='} {target:g}"
         lines.append(f"{label:<54}{value:>8.2f}x  {goal:<8}{'met' if met else 'NOT met':<8}{detail[key]}")
+        rounds = doc.get("ratio_rounds", {}).get(key)
+        if rounds:
+            spread = f"rounds {min(rounds):.2f}-{max(rounds):.2f}"
+            of_medians = doc.get("ratio_of_medians", {}).get(key)
+            more = f", ratio of the medians {of_medians:.2f}" if of_medians is not None else ""
+            lines.append(f"{'':<79}{spread}{more}")
     return lines
 
 
@@ -155,7 +181,8 @@ def table(doc: dict[str, Any]) -> str:
     s, m = doc["settings"], doc["machine"]
     lines = [
         "",
-        "issue 10's figures (medians of alternating rounds; ratios of one run):",
+        "issue 10's figures (each the median of one run's per-round ratios; a round runs a function right"
+        " after its reference):",
         *headline(doc),
         "",
         f"facts-api benchmark  {m['date']}  commit {m['git_commit']}  {m['cpu_count']} CPUs  Python {m['python']}",
@@ -180,7 +207,7 @@ def table(doc: dict[str, Any]) -> str:
         "CPU ms/req: CPU time of the target's gunicorn (app) and of Postgres + Redis (db) per answered request;",
         "others' CPU: share of the machine used by processes not ours during the runs (noise).",
         "",
-        "throughput ratios (1.00 = as fast as the reference):",
+        "throughput ratios (1.00 = as fast as the reference; medians of the per-round ratios):",
         f"  /random / minimal_random {r['random_to_minimal']:.2f}"
         f"    /today / minimal_today {r['today_to_minimal']:.2f}",
         f"  /random / hello          {r['random_to_hello']:.2f}    /today / hello         {r['today_to_hello']:.2f}",
