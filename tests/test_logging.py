@@ -517,3 +517,11 @@ def test_one_json_formatter_names_each_records_own_logger_and_severity():
         entry = json.loads(formatter.format(record))
         seen.append((entry["logger"], entry["severity"]))
     assert seen == [("facts.a", "INFO"), ("facts.b", "INFO"), ("facts.a", "WARNING"), ("facts.a", "INFO")]
+
+
+@pytest.mark.parametrize("now", [1_700_000_000.0, 1_700_000_000.7004, 1_700_000_000.9995])
+def test_a_request_records_milliseconds_are_those_of_its_time(monkeypatch, now):
+    monkeypatch.setattr(logs.time, "time", lambda: now)
+    record = logs.request_record(logging.getLogger("facts.requests"), "%s", ("x",), {})
+    assert record.created == now
+    assert record.msecs == int((now - int(now)) * 1000)  # as logging computes them

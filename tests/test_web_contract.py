@@ -8,6 +8,7 @@ from typing import Any
 
 import flask
 import pytest
+from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 
 from shared import logs, web
@@ -101,11 +102,20 @@ def test_a_json_response_reaches_the_server_as_werkzeug_would_send_it(example: s
     assert _sent(ours, environ, as_werkzeug=False) == _sent(werkzeugs, environ, as_werkzeug=True)
 
 
-def test_a_plain_answer_is_sent_without_werkzeugs_copy_and_wrapping() -> None:
+def test_a_plain_answer_is_sent_without_werkzeugs_copy_and_wrapping(monkeypatch: pytest.MonkeyPatch) -> None:
     response = web.json_text_response(200, '{"a":1}', {"Cache-Control": "no-store"})
     environ = EnvironBuilder().get_environ()
     assert response.get_app_iter(environ) is response.response  # no generator, no closing iterator
+    checked: list[str] = []
+    add = Headers.add
+
+    def counted_add(self: Headers, key: str, value: Any, **options: Any) -> None:
+        checked.append(key)
+        add(self, key, value, **options)
+
+    monkeypatch.setattr(Headers, "add", counted_add)
     sent = response.get_wsgi_headers(environ)
+    assert checked == []  # not copied through Headers' checks again
     assert list(sent) == list(response.headers)
     sent.add("X-Added-By-A-Caller", "1")  # a copy, as Werkzeug's: the response's own are unchanged
     assert "X-Added-By-A-Caller" not in response.headers
