@@ -51,6 +51,34 @@ def test_the_latency_is_the_request_s_own_time_in_milliseconds(
     assert 0.01 <= latency <= took_ms
 
 
+class _Clock:
+    """handlers' `time`, reading a given start and end: the latency's rounding, exactly."""
+
+    def __init__(self, *readings: float) -> None:
+        self._readings = list(readings)
+
+    def perf_counter(self) -> float:
+        return self._readings.pop(0)
+
+
+@pytest.mark.parametrize(
+    ("took_s", "logged_ms"),
+    [(0.001234999, 1.23), (0.0012351, 1.24), (0.0, 0.0), (2.0000049, 2000.0), (2.0000051, 2000.01)],
+)
+def test_the_latency_is_rounded_to_the_nearest_hundredth_of_a_millisecond(
+    random_client: FlaskClient,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    took_s: float,
+    logged_ms: float,
+) -> None:
+    from shared import handlers
+
+    monkeypatch.setattr(handlers, "time", _Clock(1000.0, 1000.0 + took_s))
+    entry, _ = _request_line(random_client, caplog, path="/")
+    assert entry["latency_ms"] == logged_ms
+
+
 def test_only_today_names_its_cache_outcome(
     random_client: FlaskClient, today_client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
