@@ -86,7 +86,7 @@ def document(info: dict[str, Any], measured: dict[str, Any], settings: dict[str,
     doc["storage_tps"] = {name: median_of(runs, "tps") for name, runs in storage_runs.items()}
     doc["storage_failed"] = {name: sum(run["failed"] for run in runs) for name, runs in storage_runs.items()}
     # Each round's today run beside the random run right after it, so a drift of the machine cancels.
-    per_round = [t["tps"] / r["tps"] for t, r in zip(storage_runs["today"], storage_runs["random"], strict=True)]
+    per_round = paired_ratios(storage_runs, "today", "random", "tps")
     doc["ratio"]["today_storage_to_random_storage"] = statistics.median(per_round)
     doc["ratio_rounds"]["today_storage_to_random_storage"] = per_round
     doc["storage_runs"] = storage_runs
