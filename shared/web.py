@@ -86,7 +86,7 @@ class JsonResponse(flask.Response):
 
     Before every answer Werkzeug copies the headers through Headers' checks again, although each
     value was checked when it was set (Headers refuses a line break on add and set), and wraps the
-    body in a generator and a closing iterator. With the contract's seven headers that is ~60k
+    body in a generator and a closing iterator. With the contract's seven headers that is ~55k
     instructions a response (bench/instructions.py). A response that Werkzeug would change on the
     way out (a Location to make absolute, a Content-Length to add, a HEAD, 1xx, 204 or 304 without
     a body, something to close, a body that is not one bytes object) takes Werkzeug's own path.
