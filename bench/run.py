@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, dataset, report, servers, storage, suite
+from bench import chart, cpu, dataset, report, servers, storage, suite
 from bench.wrkload import LoadSettings, ensure_wrk, run_wrk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     args.output.write_text(json.dumps(doc, indent=2) + "\n")
     print(report.table(doc))
-    print(f"\nwritten: {args.output}")
+    # The chart beside the results: docs/bench.svg (shown in the README) for the default results file.
+    drawn = chart.write_chart(doc, chart.CHART_FILE if args.output == RESULTS_FILE else args.output.with_suffix(".svg"))
+    print(f"\nwritten: {args.output}, {drawn}")
     return 0 if all(n == 0 for n in doc["non2xx"].values()) else 1
 
 

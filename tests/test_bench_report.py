@@ -1,10 +1,16 @@
-"""bench/report.py's ratios: each round's function against the reference run just before it."""
+"""bench/report.py's ratios (each round's function against the reference run just before it), and
+the chart bench/chart.py draws from them."""
 
 from __future__ import annotations
 
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
 import pytest
 
-from bench import report
+from bench import chart, report
 
 
 def _runs(*rps: float) -> list[dict]:
@@ -21,3 +27,95 @@ def test_rounds_that_do_not_pair_up_are_refused() -> None:
     runs = {"random": _runs(1100, 550), "minimal_random": _runs(1000, 500, 800)}
     with pytest.raises(ValueError):
         report.paired_ratios(runs, "random", "minimal_random", "rps")
+
+
+# The chart (bench/chart.py, docs/bench.svg): read back from the SVG it writes, panel by panel.
+SVG = "{http://www.w3.org/2000/svg}"
+BAR_FILLS = ("fill: #4c72b0", "fill: #dd8452")
+TARGET_STROKE = "stroke: #dc143c"  # crimson, the dashed target lines
+
+
+def _results(**ratio: float) -> dict:
+    ratios = {"random_to_minimal": 1.08, "today_to_minimal": 1.53, "random_cpu_to_minimal": 0.98,
+              "today_cpu_to_minimal": 0.70, "today_storage_to_random_storage": 0.69, **ratio}  # fmt: skip
+    return {
+        "machine": {"date": "2026-11-27T07:54:16+00:00", "cpu_count": 2},
+        "settings": {"rounds": 3},
+        "ratio": ratios,
+        "ratio_rounds": {"random_to_minimal": [0.9, 1.08, 1.4]},
+        "storage_tps": {"today": 4701.0, "random": 6645.0},
+    }
+
+
+def _panels(doc: dict) -> list[ET.Element]:
+    root = ET.fromstring(chart.chart_svg(doc))  # noqa: S314 - our own output, not untrusted input
+    return [g for g in root.iter(f"{SVG}g") if g.get("id", "").startswith("axes_")]
+
+
+def _texts(panel: ET.Element) -> list[str]:
+    return ["".join(text.itertext()) for text in panel.iter(f"{SVG}text")]
+
+
+def _ys(path: ET.Element) -> list[float]:
+    return [float(y) for y in re.findall(r"[ML] [\d.]+ ([\d.]+)", path.get("d", ""))]
+
+
+def _bars(panel: ET.Element) -> list[tuple[float, float]]:
+    """Each bar's (baseline, top) in SVG units, left to right (y grows downwards)."""
+    bars = [path for path in panel.iter(f"{SVG}path") if any(fill in path.get("style", "") for fill in BAR_FILLS)]
+    return [(max(_ys(bar)), min(_ys(bar))) for bar in bars]
+
+
+def _target_y(panel: ET.Element) -> float:
+    (line,) = [path for group in panel if group.get("id", "").startswith("line2d")
+               for path in group.iter(f"{SVG}path") if TARGET_STROKE in path.get("style", "")]  # fmt: skip
+    return _ys(line)[0]
+
+
+def _dots(panel: ET.Element) -> int:
+    return sum(len(group.findall(f".//{SVG}use")) for group in panel if group.get("id", "").startswith("line2d"))
+
+
+def test_the_chart_has_a_panel_per_figure_with_its_values_and_targets() -> None:
+    throughput, cpu, storage = _panels(_results())
+    assert {"/random", "/today", "Throughput ÷ reference", "1.08", "1.53", "target ≥ 1"} <= set(_texts(throughput))
+    assert {"/random", "/today", "CPU per request ÷ reference", "0.98", "0.70", "target ≤ 1.05"} <= set(_texts(cpu))
+    assert {"today's view", "random's view", "4,701", "6,645", "(today ÷ random 0.69)"} <= set(_texts(storage))
+    assert "target: today ≥ 0.5 × random" in _texts(storage)
+
+
+@pytest.mark.parametrize(
+    ("panel", "values", "target"),
+    [(0, (1.08, 1.53), 1.0), (1, (0.98, 0.70), 1.05), (2, (4701.0, 6645.0), 0.5 * 6645.0)],
+)
+def test_bars_and_target_lines_stand_at_their_values(panel: int, values: tuple[float, float], target: float) -> None:
+    drawn = _panels(_results())[panel]
+    (base, random_top), (_, today_top) = _bars(drawn)
+    scale = (base - random_top) / values[0]  # SVG units per unit of the figure
+    assert base - today_top == pytest.approx(values[1] * scale, rel=1e-3)
+    assert base - _target_y(drawn) == pytest.approx(target * scale, rel=1e-3)
+
+
+def test_other_values_draw_another_chart() -> None:
+    before, after = _results(), _results(random_to_minimal=0.84, today_cpu_to_minimal=1.2)
+    assert chart.chart_svg(before) != chart.chart_svg(after)
+    throughput, cpu, _ = _panels(after)
+    assert "0.84" in _texts(throughput) and "1.08" not in _texts(throughput)
+    assert "1.20" in _texts(cpu) and "0.70" not in _texts(cpu)
+    (base, random_top), (_, today_top) = _bars(throughput)
+    assert (base - random_top) / (base - today_top) == pytest.approx(0.84 / 1.53, rel=1e-3)
+
+
+def test_every_round_is_a_dot_and_a_figure_not_measured_is_said_so() -> None:
+    doc = _results()
+    del doc["ratio"]["today_cpu_to_minimal"]
+    throughput, cpu, _ = _panels(doc)
+    assert _dots(throughput) == 3  # the three rounds of /random; /today has none recorded
+    assert "not measured" in _texts(cpu) and len(_bars(cpu)) == 1
+
+
+def test_the_same_results_draw_the_same_bytes_and_the_command_writes_them(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(_results()))
+    assert chart.main([str(results), str(tmp_path / "chart.svg")]) == 0
+    assert (tmp_path / "chart.svg").read_text() == chart.chart_svg(_results())
