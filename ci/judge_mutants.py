@@ -1,7 +1,7 @@
 """Judge listed mutmut mutants quickly, where mutmut's own scheduler is too slow (a 2-core machine).
 
     ./dev mutants MODULE              # once: makes mutants/ (stop it with Ctrl-C when it starts testing)
-    .venv/bin/python ci/judge_mutants.py RESULTS.json NAMES_FILE [--jobs 2] [--tests "tests/a.py tests/b.py"]
+    .venv/bin/python ci/judge_mutants.py NAMES_FILE [--jobs 2] [--tests "tests/a.py tests/b.py"] [--again]
 
 It does what `mutmut run` does for each mutant, with mutmut's own mutants and switch: a mutant mypy
 rejects is killed (as CI's type check would); any other runs the tests of its module (TESTS below, or
@@ -14,14 +14,14 @@ MUTANT_UNDER_TEST, so those mutants are planted in a copy of the source instead 
 
 A survivor here is a candidate: a test outside the module's files may kill it. Plant it with
 `cd mutants && MUTANT_UNDER_TEST=NAME ../.venv/bin/python -m pytest tests/FILE -x -p no:xdist --services=embedded`.
-Results accumulate in RESULTS.json; names already there are skipped.
+Verdicts accumulate in docs/mutation-verdicts.csv (ci/mutation_verdicts.py, or --verdicts FILE), one row
+per mutant, written after each verdict; names already there are skipped unless --again (a changed function).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import collections
 import functools
 import json
 import os
@@ -33,6 +33,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from threading import Lock
+
+import mutation_verdicts  # ci/, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTANTS = ROOT / "mutants"
@@ -158,15 +160,16 @@ def judge_planted(name: str, tests: str, copy: Path) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", type=Path)
     parser.add_argument("names", type=Path, help="a file of mutant names (shared.MODULE.FUNCTION__mutmut_N)")
+    parser.add_argument("--verdicts", type=Path, default=mutation_verdicts.VERDICTS_FILE)
+    parser.add_argument("--again", action="store_true", help="judge listed names that already have a verdict")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--tests", help="test files for every mutant, instead of each module's own")
     args = parser.parse_args()
-    results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    names = [name for name in args.names.read_text().split() if name not in results]
+    results = mutation_verdicts.read(args.verdicts)
+    names = [name for name in args.names.read_text().split() if args.again or name not in results]
     rejected = rejected_by_mypy()
-    results.update({name: {"verdict": "mypy"} for name in names if name in rejected})
+    results.update({name: {"verdict": "mypy", "by": "", "note": ""} for name in names if name in rejected})
     to_test = [name for name in names if name not in rejected]
     print(f"{len(names)} mutants: {len(names) - len(to_test)} rejected by mypy, {len(to_test)} to test", flush=True)
     save = Lock()
@@ -175,11 +178,14 @@ def main() -> None:
         tests = args.tests or TESTS[name.split(".")[1]]
         verdict = judge_planted(name, tests, copy) if copy else judge_switched(name, tests)
         with save:
-            results[name] = verdict
-            args.results.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+            if verdict["verdict"].startswith("error"):  # pytest's last words, on one line, as the note
+                results[name] = {"verdict": verdict["verdict"], "by": "", "note": " ".join(verdict["by"].split())}
+            else:
+                results[name] = {"verdict": verdict["verdict"], "by": verdict.get("by", ""), "note": ""}
+            mutation_verdicts.write(results, args.verdicts)
         print(verdict["verdict"], name, verdict.get("by", ""), flush=True)
 
-    args.results.write_text(json.dumps(results, indent=1, ensure_ascii=False))  # the mypy verdicts
+    mutation_verdicts.write(results, args.verdicts)  # the mypy verdicts
     planted = [name for name in to_test if IMPORT_TIME.match(name)]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(judge, [name for name in to_test if name not in planted]))
@@ -189,7 +195,7 @@ def main() -> None:
             shutil.copytree(ROOT, copy, dirs_exist_ok=True, ignore=ignored)
             for name in planted:
                 judge(name, Path(copy))
-    print(dict(collections.Counter(verdict["verdict"] for verdict in results.values())))
+    print(mutation_verdicts.summary(results))
 
 
 if __name__ == "__main__":

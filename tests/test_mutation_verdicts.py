@@ -1,0 +1,68 @@
+"""docs/mutation-verdicts.csv, the mutation verdicts as data, and ci/mutation_verdicts.py, which
+ci/judge_mutants.py writes it with: no server needed."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module() -> ModuleType:
+    # ci/ is a folder of scripts, not a package: load the file the way its scripts see it
+    spec = importlib.util.spec_from_file_location("mutation_verdicts", ROOT / "ci" / "mutation_verdicts.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+verdicts = _module()
+
+
+def test_verdicts_survive_a_write_and_read_sorted_in_mutmuts_numbering(tmp_path: Path) -> None:
+    rows = {
+        "shared.web.x_serve__mutmut_10": {"verdict": "killed", "by": "tests/test_web_contract.py::test_a", "note": ""},
+        "shared.web.x_serve__mutmut_9": {"verdict": "equivalent", "by": "", "note": 'a "quoted", two-part\nnote'},
+        "shared.cache.x_get__mutmut_2": {"verdict": "mypy", "by": "", "note": ""},
+    }
+    path = tmp_path / "verdicts.csv"
+    verdicts.write(rows, path)
+    assert verdicts.read(path) == rows
+    names = [line.split(",")[0] for line in path.read_text().splitlines()[1:] if line.startswith("shared.")]
+    assert names == ["shared.cache.x_get__mutmut_2", "shared.web.x_serve__mutmut_9", "shared.web.x_serve__mutmut_10"]
+
+
+def test_the_summary_counts_per_module_and_fails_while_a_survivor_is_open(tmp_path: Path) -> None:
+    path = tmp_path / "verdicts.csv"
+    rows = {
+        "shared.web.x_serve__mutmut_1": {"verdict": "killed", "by": "tests/test_web_contract.py", "note": ""},
+        "shared.web.x_serve__mutmut_2": {"verdict": "killed", "by": "tests/test_web_contract.py", "note": ""},
+        "shared.cache.x_get__mutmut_3": {"verdict": "survived", "by": "", "note": ""},
+    }
+    verdicts.write(rows, path)
+    command = [sys.executable, str(ROOT / "ci" / "mutation_verdicts.py"), str(path)]
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 1
+    assert "web        2 killed" in shown.stdout and "cache      1 survived" in shown.stdout
+    assert "open: 1\n  shared.cache.x_get__mutmut_3: survived" in shown.stdout
+    rows["shared.cache.x_get__mutmut_3"] = {"verdict": "equivalent", "by": "", "note": "why"}
+    verdicts.write(rows, path)
+    assert subprocess.run(command, capture_output=True, text=True, timeout=60).returncode == 0
+
+
+def test_the_recorded_verdicts_are_settled_and_name_what_exists() -> None:
+    recorded = verdicts.read()
+    assert len(recorded) > 250  # the survivors settled so far, converted from the old prose
+    for name, row in recorded.items():
+        module = name.split(".")[1]
+        assert (ROOT / "shared" / f"{module}.py").exists(), name
+        assert row["verdict"] in verdicts.SETTLED, name
+        if row["verdict"] == "equivalent":
+            assert row["note"], f"{name}: an equivalent mutant says why"
+        if row["verdict"] == "killed" and row["by"]:
+            assert (ROOT / row["by"].split("::")[0]).exists(), f"{name}: {row['by']} is gone"
