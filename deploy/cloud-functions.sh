@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Deploy both functions to Cloud Functions (2nd gen, i.e. Cloud Run), after migrating the database.
+# Deploy both functions to Cloud Run (as Cloud Run functions), after migrating the database.
 #
-#   PROJECT=my-project REGION=europe-west1 CONNECTOR=facts-connector deploy/cloud-functions.sh [--dry-run]
+#   PROJECT=my-project REGION=europe-west1 deploy/cloud-functions.sh [--dry-run]
 #
-# --dry-run prints every gcloud command (and the connection budget) instead of running it.
+# --dry-run prints every gcloud command (and the connection budget) instead of running it; it
+# still stages the uploads (local files only) and keeps them, so that its lines can be pasted.
 # The full checklist from an empty project is docs/deploy.md. In order, this script:
 #   1. makes the runtime service account RUNTIME_ACCOUNT (if missing) and grants it
 #      roles/secretmanager.secretAccessor on exactly the two secrets (and roles/cloudsql.client
@@ -11,15 +12,20 @@
 #   2. pins the secret versions: DATABASE_SECRET_VERSION / REDIS_SECRET_VERSION, by default the
 #      newest enabled version, resolved now and printed (secrets exposed as environment variables
 #      are read once per instance, so `latest` would mix versions across instances);
-#   3. migrates: a Cloud Run job built from the same upload and reaching Cloud SQL the same way
-#      (the connector, or the Cloud SQL socket) runs `python -m shared.schema` and is waited for;
-#   4. deploys both functions with that account, the pinned secrets, and --max-instances
-#      computed from the connection budget below.
+#   3. stages the uploads (deploy/stage-uploads.sh): the functions' files with a pinned Python,
+#      and the same files with a Procfile for the migration job;
+#   4. migrates: a Cloud Run job built from that upload by Google's buildpacks, run by their
+#      launcher (its Procfile's web process, `python -m shared.schema`), and waited for;
+#   5. deploys each function with `gcloud run deploy --function`: one revision carrying the
+#      account, the pinned secrets, Direct VPC egress, the Cloud SQL connection (socket form) and
+#      --max-instances computed from the connection budget below.
 #
-# Connection budget: every instance opens at most WORKERS x POOL_SIZE Postgres connections, and
-# two functions share the database, so --max-instances = (DB_MAX_CONNECTIONS - DB_RESERVED_CONNECTIONS)
-# / (WORKERS x POOL_SIZE x 2), rounded down. The reserve covers Cloud SQL's own and superuser
-# slots, the migration job and an operator's psql.
+# Connection budget: every instance opens at most WORKERS x POOL_SIZE Postgres connections; two
+# functions share the database; Cloud Run may briefly run up to twice max-instances; and for a
+# while after a deploy the previous revision's instances still hold theirs (until Postgres's
+# idle_session_timeout ends them). So --max-instances = (DB_MAX_CONNECTIONS - DB_RESERVED_CONNECTIONS)
+# / (WORKERS x POOL_SIZE x 2 functions x 2 revisions x 2), rounded down. The reserve covers
+# Cloud SQL's own and superuser slots, the migration job and an operator's psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +36,10 @@ case "${1:-}" in
     *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
 esac
 
-: "${PROJECT:?set PROJECT}" "${REGION:?set REGION}" "${CONNECTOR:?set CONNECTOR (Serverless VPC Access)}"
+: "${PROJECT:?set PROJECT}" "${REGION:?set REGION}"
+# Direct VPC egress: the instances get addresses in this subnet (no connector to pay for).
+NETWORK=${NETWORK:-default}
+SUBNET=${SUBNET:-default}
 DATABASE_SECRET=${DATABASE_SECRET:-facts-database-url}
 REDIS_SECRET=${REDIS_SECRET:-facts-redis-url}
 DATABASE_SECRET_VERSION=${DATABASE_SECRET_VERSION:-}
@@ -39,9 +48,16 @@ RUNTIME_ACCOUNT=${RUNTIME_ACCOUNT:-facts-runtime}
 ACCOUNT_EMAIL="$RUNTIME_ACCOUNT@$PROJECT.iam.gserviceaccount.com"
 CLOUDSQL_INSTANCE=${CLOUDSQL_INSTANCE:-}   # PROJECT:REGION:INSTANCE, only for the socket form
 MIGRATION_JOB=${MIGRATION_JOB:-facts-migrate}
-# A public HTTP API: all. Behind an external load balancer (Cloud Armor, CDN): internal-and-gclb.
+# A public HTTP API: all. Behind an external load balancer (Cloud Armor, CDN): internal-and-cloud-load-balancing.
 INGRESS=${INGRESS:-all}
+# The base image of the functions; the staged uploads pin the same Python for every build.
 RUNTIME=${RUNTIME:-python312}
+if ! [[ "$RUNTIME" =~ ^python3([0-9]+)$ ]]; then
+    echo "RUNTIME must be a Python base image such as python312 (got '$RUNTIME')" >&2
+    exit 2
+fi
+PYTHON_VERSION="3.${BASH_REMATCH[1]}.*"
+STAGE_DIR=${STAGE_DIR:-}
 # Measured (bench/server_config.py, README): per instance, 2 gunicorn workers with 4 threads each
 # and as many concurrent requests; each worker's pool holds one connection per thread.
 WORKERS=${WORKERS:-2}
@@ -53,29 +69,36 @@ MEMORY=${MEMORY:-512Mi}
 # Requests fail with a 503 after 1.5 s timeouts long before this; a first-use migration (the
 # fallback when the job did not run) is bounded by FACTS_MIGRATE_TIMEOUT (30 s) inside it.
 TIMEOUT=${TIMEOUT:-60}
-# The default: Cloud SQL for PostgreSQL with 1 vCPU and 3.75 GB (db-custom-1-3840), created with
-# max_connections=100 (docs/deploy.md).
-DB_MAX_CONNECTIONS=${DB_MAX_CONNECTIONS:-100}
+# The default: Cloud SQL for PostgreSQL with 2 vCPU and 7.5 GB (db-custom-2-7680), created with
+# max_connections=400, Cloud SQL's default for that memory size (docs/deploy.md).
+DB_MAX_CONNECTIONS=${DB_MAX_CONNECTIONS:-400}
 DB_RESERVED_CONNECTIONS=${DB_RESERVED_CONNECTIONS:-10}
 FUNCTIONS=(
     "random-fact random_fact functions/random_fact.py"
     "today-fact today_fact functions/today_fact.py"
 )
+# Right after a deploy the old revision's instances still hold connections while the new one's
+# open theirs; and Cloud Run may briefly run more instances than max-instances (up to about 2x).
+REVISIONS=2
+BURST=2
 
 per_instance=$((WORKERS * POOL_SIZE))
 available=$((DB_MAX_CONNECTIONS - DB_RESERVED_CONNECTIONS))
-fits=$((available / (per_instance * ${#FUNCTIONS[@]})))
+per_max_instance=$((per_instance * ${#FUNCTIONS[@]} * REVISIONS * BURST))
+fits=$((available / per_max_instance))
 MAX_INSTANCES=${MAX_INSTANCES:-$fits}
 if [ "$fits" -lt 1 ] || [ "$MAX_INSTANCES" -lt 1 ] || [ "$MAX_INSTANCES" -gt "$fits" ]; then
     echo "the connection budget does not fit: $available connections cannot serve ${#FUNCTIONS[@]} functions x" \
-        "$MAX_INSTANCES instances x $per_instance connections; raise DB_MAX_CONNECTIONS (a bigger tier)" \
-        "or lower WORKERS, POOL_SIZE or MAX_INSTANCES" >&2
+        "$REVISIONS revisions x $BURST (burst) x $MAX_INSTANCES instances x $per_instance connections; raise" \
+        "DB_MAX_CONNECTIONS (a bigger tier) or lower WORKERS, POOL_SIZE or MAX_INSTANCES" >&2
     exit 1
 fi
 echo "# connection budget: DB_MAX_CONNECTIONS $DB_MAX_CONNECTIONS - DB_RESERVED_CONNECTIONS $DB_RESERVED_CONNECTIONS = $available for the functions"
 echo "# one instance: WORKERS $WORKERS x POOL_SIZE $POOL_SIZE = $per_instance connections at most"
-echo "# --max-instances=$MAX_INSTANCES per function (the most that fits: $available / ($per_instance x ${#FUNCTIONS[@]} functions) = $fits):" \
-    "at most $((MAX_INSTANCES * per_instance * ${#FUNCTIONS[@]})) of $available connections"
+echo "# worst case: ${#FUNCTIONS[@]} functions x $REVISIONS revisions x $BURST (Cloud Run's brief burst above max-instances)" \
+    "x max-instances x $per_instance = $per_max_instance connections per unit of max-instances"
+echo "# --max-instances=$MAX_INSTANCES per function (the most that fits: $available / $per_max_instance = $fits):" \
+    "at most $((MAX_INSTANCES * per_max_instance)) of $available connections"
 
 # Run a gcloud command, or print it in a dry run, single-quoting the arguments that need it so
 # that a printed line can be pasted into a shell (or read back by shlex, as the tests do).
@@ -105,11 +128,12 @@ for secret in "$DATABASE_SECRET" "$REDIS_SECRET"; do
     run gcloud secrets add-iam-policy-binding "$secret" --project="$PROJECT" \
         --member="serviceAccount:$ACCOUNT_EMAIL" --role=roles/secretmanager.secretAccessor --condition=None
 done
-cloudsql_flags=()
+cloudsql=()
 if [ -n "$CLOUDSQL_INSTANCE" ]; then
     run gcloud projects add-iam-policy-binding "$PROJECT" \
         --member="serviceAccount:$ACCOUNT_EMAIL" --role=roles/cloudsql.client --condition=None
-    cloudsql_flags=(--set-cloudsql-instances="$CLOUDSQL_INSTANCE")
+    # --set (not --add): the job and each service get exactly this list, however often it runs.
+    cloudsql=(--set-cloudsql-instances="$CLOUDSQL_INSTANCE")
 fi
 
 # 2. Pinned secret versions: given, or the newest enabled one, resolved now.
@@ -137,36 +161,44 @@ pin_version REDIS_SECRET_VERSION "$REDIS_SECRET"
 database_secret="DATABASE_URL=$DATABASE_SECRET:$DATABASE_SECRET_VERSION"
 secrets="$database_secret,REDIS_URL=$REDIS_SECRET:$REDIS_SECRET_VERSION"
 
-# 3. Migrations, before any new instance starts: a Cloud Run job from the same upload
-#    (.gcloudignore), the same account, the same way to the database. It waits for any other
-#    migrator and is idempotent, so running it on every deploy is safe. (--quiet: the first deploy
-#    from source offers to create the Artifact Registry repository for the image; accept, unasked.)
-run gcloud run jobs deploy "$MIGRATION_JOB" --project="$PROJECT" --region="$REGION" --source=. --quiet \
-    --command=python --args=-m,shared.schema --service-account="$ACCOUNT_EMAIL" \
-    --set-secrets="$database_secret" --vpc-connector="$CONNECTOR" --vpc-egress=private-ranges-only \
-    ${cloudsql_flags[@]+"${cloudsql_flags[@]}"} --tasks=1 --max-retries=1 --task-timeout=600s
+# 3. The uploads, staged: a folder of our own unless STAGE_DIR names one (then it is kept). A dry
+#    run keeps its folder too, so that the printed --source paths exist when pasted.
+if [ -z "$STAGE_DIR" ]; then
+    STAGE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/facts-deploy.XXXXXX")
+    if [ "$dry_run" = 0 ]; then
+        trap 'rm -rf "$STAGE_DIR"' EXIT
+    fi
+fi
+deploy/stage-uploads.sh "$STAGE_DIR" "$PYTHON_VERSION"
+echo "# uploads staged in $STAGE_DIR: functions/ (the .gcloudignore set + .python-version $PYTHON_VERSION)," \
+    "migration-job/ (the same + Procfile)"
+network=(--network="$NETWORK" --subnet="$SUBNET" --vpc-egress=private-ranges-only)
+
+# 4. Migrations, before any new instance starts: a Cloud Run job from the same files, the same
+#    account, the same way to the database. No --command: the image's entrypoint is the buildpack
+#    launcher, which puts its Python and the installed lock on PATH and runs the Procfile's web
+#    process. The step waits for any other migrator and is idempotent, so it runs on every
+#    deploy. (--quiet: the first deploy from source offers to create the Artifact Registry
+#    repository for the image; accept, unasked.)
+run gcloud run jobs deploy "$MIGRATION_JOB" --project="$PROJECT" --region="$REGION" --quiet \
+    --source="$STAGE_DIR/migration-job" --service-account="$ACCOUNT_EMAIL" \
+    --set-secrets="$database_secret" "${network[@]}" ${cloudsql[@]+"${cloudsql[@]}"} \
+    --tasks=1 --max-retries=1 --task-timeout=600s
 run gcloud run jobs execute "$MIGRATION_JOB" --project="$PROJECT" --region="$REGION" --wait
 
-# 4. The functions. The runtime loads main.py unless the build variable GOOGLE_FUNCTION_SOURCE
-#    names another file, so each function names its own file (which puts the source root on
-#    sys.path itself, so that `shared` imports).
+# 5. The functions: `gcloud run deploy --function` builds with the functions-framework buildpack
+#    (GOOGLE_FUNCTION_SOURCE names each function's file, which puts the source root on sys.path
+#    itself, so that `shared` imports) and makes ONE revision with everything below, the Cloud SQL
+#    connection included.
 for entry in "${FUNCTIONS[@]}"; do
     read -r name target source <<<"$entry"
-    run gcloud functions deploy "$name" \
-        --project="$PROJECT" --region="$REGION" --gen2 --runtime="$RUNTIME" \
-        --trigger-http --allow-unauthenticated --ingress-settings="$INGRESS" \
-        --source=. --entry-point="$target" \
+    run gcloud run deploy "$name" --project="$PROJECT" --region="$REGION" --quiet \
+        --source="$STAGE_DIR/functions" --function="$target" --base-image="$RUNTIME" \
         --set-build-env-vars="GOOGLE_FUNCTION_SOURCE=$source" \
+        --allow-unauthenticated --ingress="$INGRESS" \
         --service-account="$ACCOUNT_EMAIL" \
         --set-env-vars="WORKERS=$WORKERS,THREADS=$THREADS,FACTS_POOL_SIZE=$POOL_SIZE,CLOUD_RUN_TIMEOUT_SECONDS=$TIMEOUT" \
-        --set-secrets="$secrets" \
-        --vpc-connector="$CONNECTOR" --egress-settings=private-ranges-only \
+        --set-secrets="$secrets" "${network[@]}" ${cloudsql[@]+"${cloudsql[@]}"} \
         --max-instances="$MAX_INSTANCES" --concurrency="$CONCURRENCY" --cpu="$CPU" --memory="$MEMORY" \
         --timeout="${TIMEOUT}s"
-    if [ -n "$CLOUDSQL_INSTANCE" ]; then
-        # gcloud functions deploy has no Cloud SQL flag: the connection is added to the Cloud Run
-        # service underneath (again after every deploy).
-        run gcloud run services update "$name" --project="$PROJECT" --region="$REGION" \
-            --add-cloudsql-instances="$CLOUDSQL_INSTANCE"
-    fi
 done

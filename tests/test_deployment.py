@@ -3,15 +3,17 @@
 - The upload set is computed from `.gcloudignore` (gitignore syntax, `#!include:.gitignore`
   expanded) by a gitignore-pattern library, and each function starts from exactly that set under
   the functions-framework CLI, PORT set, in a virtualenv installing exactly the lock.
+- The upload set computed here is the one gcloud itself lists (`gcloud meta list-files-for-upload`).
 - The deploy script's dry run is held to the rules of a first deploy that works: a runtime
   service account with exactly the grants it needs, a migration step before the functions,
-  pinned secret versions, and --max-instances within the connection budget.
+  pinned secret versions, --max-instances within the connection budget counted for two revisions
+  at twice max-instances, one revision per function and Direct VPC egress. (The buildpacks' rules
+  for the three builds: tests/test_buildpack_rules.py.)
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 import signal
 import subprocess
 import urllib.error
@@ -24,10 +26,19 @@ from devservices.ports import free_port
 from devservices.processes import spawn, terminate
 from devservices.waiting import wait_until
 
-from .support.deploy_copy import ROOT, deploy_venv, deployed_copy, upload_set
+from .support.deploy_copy import (
+    BASE_ENV,
+    ROOT,
+    SCRIPT,
+    deploy_venv,
+    deployed_copy,
+    dry_run,
+    flags,
+    gcloud_env,
+    gcloud_upload,
+    upload_set,
+)
 
-SCRIPT = ROOT / "deploy" / "cloud-functions.sh"
-BASE_ENV = {"PROJECT": "demo", "REGION": "europe-west1", "CONNECTOR": "facts", "PATH": "/usr/bin:/bin"}
 ACCOUNT = "facts-runtime@demo.iam.gserviceaccount.com"
 
 
@@ -53,6 +64,9 @@ def test_upload_set_is_what_the_functions_need_and_nothing_git_ignores(tmp_path)
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_text("x")
     assert upload_set(tree) == uploaded
+    # gcloud itself reads .gcloudignore the same way, here and in the junk-filled copy.
+    assert gcloud_upload(ROOT, tmp_path / "gcloud") == uploaded
+    assert gcloud_upload(tree, tmp_path / "gcloud") == uploaded
 
 
 def test_lock_pins_every_deployed_package_with_hashes():
@@ -100,104 +114,111 @@ def test_function_starts_from_the_upload_set_under_the_cli(servers, runtime_venv
     assert servers.database_url.split("@")[0].split(":")[-1] not in log_text  # the password never shows
 
 
-def dry_run(**env: str) -> tuple[list[list[str]], list[str]]:
-    """The dry run's gcloud commands (parsed as a shell would) and its comment lines. PATH has no
-    gcloud, so a dry run that called it would fail."""
-    result = subprocess.run(["bash", str(SCRIPT), "--dry-run"], capture_output=True, text=True,
-                            env={**BASE_ENV, **env}, timeout=30)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    commands = [shlex.split(line) for line in lines if not line.startswith("#")]
-    assert all(argv[0] == "gcloud" for argv in commands), commands
-    return commands, [line for line in lines if line.startswith("#")]
+FUNCTIONS = ["random-fact", "today-fact"]
 
 
-def flags(argv: list[str]) -> dict[str, str]:
-    return dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
-
-
-def named(commands: list[list[str]], *words: str) -> list[list[str]]:
-    return [argv for argv in commands if argv[1 : 1 + len(words)] == list(words)]
-
-
-def test_dry_run_makes_the_runtime_account_and_grants_exactly_the_two_secrets():
-    commands, _ = dry_run()
-    assert named(commands, "iam", "service-accounts", "create")[0][4] == "facts-runtime"
-    grants = named(commands, "secrets", "add-iam-policy-binding")
+def test_dry_run_makes_the_runtime_account_and_grants_exactly_the_two_secrets(tmp_path):
+    run = dry_run(tmp_path)
+    assert run.named("iam", "service-accounts", "create")[0][4] == "facts-runtime"
+    grants = run.named("secrets", "add-iam-policy-binding")
     assert sorted(argv[3] for argv in grants) == ["facts-database-url", "facts-redis-url"]
     for argv in grants:
         assert flags(argv)["member"] == f"serviceAccount:{ACCOUNT}"
         assert flags(argv)["role"] == "roles/secretmanager.secretAccessor"
-    assert not named(commands, "projects", "add-iam-policy-binding")  # no project-wide role without Cloud SQL
-    deploys = named(commands, "functions", "deploy") + named(commands, "run", "jobs", "deploy")
+    assert not run.named("projects", "add-iam-policy-binding")  # no project-wide role without Cloud SQL
+    deploys = run.named("run", "deploy") + run.named("run", "jobs", "deploy")
     assert len(deploys) == 3 and all(flags(argv)["service-account"] == ACCOUNT for argv in deploys)
 
 
-def test_dry_run_migrates_with_a_job_from_the_upload_before_deploying_the_functions():
-    commands, _ = dry_run()
-    order = [" ".join(argv[1:4]) for argv in commands]
-    job = named(commands, "run", "jobs", "deploy")[0]
-    assert flags(job)["source"] == "." and flags(job)["command"] == "python"
-    assert flags(job)["args"].split(",") == ["-m", "shared.schema"] and "shared/schema.py" in upload_set()
+def test_dry_run_migrates_with_a_job_from_the_staged_upload_before_deploying_the_functions(tmp_path):
+    run = dry_run(tmp_path)
+    order = [" ".join(argv[1:4]) for argv in run.commands]
+    job = run.named("run", "jobs", "deploy")[0]
+    assert flags(job)["source"] == str(run.stage / "migration-job")
     assert flags(job)["set-secrets"].startswith("DATABASE_URL=facts-database-url:")
     execute = order.index("run jobs execute")
-    assert "--wait" in commands[execute]
-    assert order.index("run jobs deploy") < execute < order.index("functions deploy random-fact")
+    assert "--wait" in run.commands[execute]
+    assert order.index("run jobs deploy") < execute < order.index("run deploy random-fact")
+    assert execute < order.index("run deploy today-fact")
 
 
-def test_dry_run_pins_secret_versions_resolved_at_deploy_time_or_given():
-    commands, comments = dry_run()
-    assert not any(":latest" in arg for argv in commands for arg in argv)
-    resolving = named(commands, "secrets", "versions", "list")
+def test_dry_run_pins_secret_versions_resolved_at_deploy_time_or_given(tmp_path):
+    run = dry_run(tmp_path / "newest")
+    assert not any(":latest" in arg for argv in run.commands for arg in argv)
+    resolving = run.named("secrets", "versions", "list")
     assert sorted(argv[4] for argv in resolving) == ["facts-database-url", "facts-redis-url"]
-    assert any("DATABASE_SECRET_VERSION=" in line for line in comments)  # printed
+    assert any("DATABASE_SECRET_VERSION=" in line for line in run.comments)  # printed
 
-    commands, _ = dry_run(DATABASE_SECRET_VERSION="7", REDIS_SECRET_VERSION="3")
-    assert not named(commands, "secrets", "versions", "list")
-    for argv in named(commands, "functions", "deploy"):
+    run = dry_run(tmp_path / "given", DATABASE_SECRET_VERSION="7", REDIS_SECRET_VERSION="3")
+    assert not run.named("secrets", "versions", "list")
+    assert flags(run.named("run", "jobs", "deploy")[0])["set-secrets"] == "DATABASE_URL=facts-database-url:7"
+    for argv in run.named("run", "deploy"):
         assert flags(argv)["set-secrets"] == "DATABASE_URL=facts-database-url:7,REDIS_URL=facts-redis-url:3"
 
 
-@pytest.mark.parametrize(("max_connections", "reserve"), [("100", "10"), ("50", "5"), ("400", "20")])
-def test_dry_run_max_instances_fit_the_connection_budget(max_connections, reserve):
-    commands, comments = dry_run(DB_MAX_CONNECTIONS=max_connections, DB_RESERVED_CONNECTIONS=reserve)
-    deploys = named(commands, "functions", "deploy")
-    assert len(deploys) == 2
+# The worst moment: just after a deploy the old revision's instances still hold their connections
+# while the new revision's open theirs, and Cloud Run may briefly run up to 2x max-instances.
+REVISIONS, BURST = 2, 2
+
+
+@pytest.mark.parametrize(("max_connections", "reserve"), [("400", "10"), ("200", "10"), ("1000", "20")])
+def test_dry_run_max_instances_fit_the_budget_for_two_revisions_at_twice_max_instances(
+    tmp_path, max_connections, reserve
+):
+    run = dry_run(tmp_path, DB_MAX_CONNECTIONS=max_connections, DB_RESERVED_CONNECTIONS=reserve)
+    deploys = run.named("run", "deploy")
+    assert sorted(argv[3] for argv in deploys) == FUNCTIONS
+    available = int(max_connections) - int(reserve)
     for argv in deploys:
         env = dict(pair.split("=", 1) for pair in flags(argv)["set-env-vars"].split(","))
-        per_instance = int(env["WORKERS"]) * int(env["FACTS_POOL_SIZE"])
+        worst_per_instance = int(env["WORKERS"]) * int(env["FACTS_POOL_SIZE"]) * len(deploys) * REVISIONS * BURST
         max_instances = int(flags(argv)["max-instances"])
-        assert 1 <= max_instances * per_instance * len(deploys) <= int(max_connections) - int(reserve)
+        assert 1 <= max_instances and max_instances * worst_per_instance <= available
         # The most that fits: one more instance of each would not.
-        assert (max_instances + 1) * per_instance * len(deploys) > int(max_connections) - int(reserve)
-        assert flags(argv)["ingress-settings"] in ("all", "internal-only", "internal-and-gclb")
+        assert (max_instances + 1) * worst_per_instance > available
+        assert flags(argv)["ingress"] in ("all", "internal", "internal-and-cloud-load-balancing")
         assert flags(argv)["concurrency"] == str(int(env["WORKERS"]) * int(env["THREADS"]))
-    assert any("connection budget" in line and max_connections in line for line in comments)
+    assert any("connection budget" in line and max_connections in line for line in run.comments)
 
 
-def test_dry_run_refuses_a_budget_that_cannot_fit():
+def test_the_default_budget_leaves_room_to_scale(tmp_path):
+    # One instance per function could not absorb a burst: the default tier must allow several.
+    (argv, *_) = dry_run(tmp_path).named("run", "deploy")
+    assert int(flags(argv)["max-instances"]) >= 5
+
+
+@pytest.mark.parametrize("max_connections", ["25", "73"])  # 73 - 10 = 63 < 64, one instance of each at 2x2
+def test_dry_run_refuses_a_budget_that_cannot_fit(tmp_path, max_connections):
     result = subprocess.run(["bash", str(SCRIPT), "--dry-run"], capture_output=True, text=True,
-                            env={**BASE_ENV, "DB_MAX_CONNECTIONS": "25"}, timeout=30)  # fmt: skip
+                            env={**gcloud_env(tmp_path), **BASE_ENV, "STAGE_DIR": str(tmp_path / "stage"),
+                                 "DB_MAX_CONNECTIONS": max_connections}, timeout=60)  # fmt: skip
     assert result.returncode == 1 and "connection budget does not fit" in result.stderr
     assert "gcloud" not in result.stdout
 
 
-def test_dry_run_socket_form_adds_cloud_sql_to_the_job_and_the_services():
-    instance = "demo:europe-west1:facts"
-    commands, _ = dry_run(CLOUDSQL_INSTANCE=instance)
-    grant = named(commands, "projects", "add-iam-policy-binding")
+@pytest.mark.parametrize("instance", [None, "demo:europe-west1:facts"])
+def test_dry_run_makes_one_revision_per_function_with_direct_vpc_egress(tmp_path, instance):
+    run = dry_run(tmp_path, **({"CLOUDSQL_INSTANCE": instance} if instance else {}))
+    # One command per function, none after it to change the service (each would make a revision).
+    assert sorted(argv[3] for argv in run.named("run", "deploy")) == FUNCTIONS
+    assert not run.named("run", "services") and not run.named("functions")
+    for argv in run.named("run", "deploy") + run.named("run", "jobs", "deploy"):
+        assert {"network", "subnet"} <= flags(argv).keys() and flags(argv)["vpc-egress"] == "private-ranges-only"
+        assert not any(arg.startswith("--vpc-connector") for arg in argv)
+        assert flags(argv).get("set-cloudsql-instances") == instance
+
+
+def test_dry_run_socket_form_grants_cloud_sql_client_to_the_runtime_account(tmp_path):
+    run = dry_run(tmp_path, CLOUDSQL_INSTANCE="demo:europe-west1:facts")
+    grant = run.named("projects", "add-iam-policy-binding")
     assert len(grant) == 1 and flags(grant[0])["role"] == "roles/cloudsql.client"
     assert flags(grant[0])["member"] == f"serviceAccount:{ACCOUNT}"
-    assert flags(named(commands, "run", "jobs", "deploy")[0])["set-cloudsql-instances"] == instance
-    updates = named(commands, "run", "services", "update")
-    assert sorted(argv[4] for argv in updates) == ["random-fact", "today-fact"]
-    assert all(flags(argv)["add-cloudsql-instances"] == instance for argv in updates)
 
 
-def test_dry_run_entry_points_are_http_functions_of_their_uploaded_source():
-    commands, _ = dry_run()
-    for argv in named(commands, "functions", "deploy"):
+def test_dry_run_entry_points_are_http_functions_of_their_uploaded_source(tmp_path):
+    run = dry_run(tmp_path)
+    for argv in run.named("run", "deploy"):
         source = flags(argv)["set-build-env-vars"].removeprefix("GOOGLE_FUNCTION_SOURCE=")
-        assert source in upload_set()
-        assert flags(argv)["entry-point"] in http_targets(ROOT / source)
-        assert "--gen2" in argv and flags(argv)["source"] == "."
+        assert flags(argv)["source"] == str(run.stage / "functions")
+        assert source in gcloud_upload(run.stage / "functions", tmp_path / "gcloud")
+        assert flags(argv)["function"] in http_targets(ROOT / source)

@@ -1,5 +1,5 @@
-"""What Cloud Functions deploys: the upload set `.gcloudignore` describes, in a virtualenv that
-installs exactly the lock requirements.txt.
+"""What a deployment uploads and installs: the upload set `.gcloudignore` describes, in a
+virtualenv that installs exactly the lock requirements.txt; and the deploy script's dry run.
 
 The upload set is computed from `.gcloudignore` (with its `#!include:.gitignore`) by a
 gitignore-pattern library, as gcloud reads it, never listed by hand. The virtualenv is built once
@@ -12,10 +12,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pathspec
@@ -76,3 +78,55 @@ def deployed_copy(into: Path, root: Path = ROOT) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, target)
     return into
+
+
+# --- the deploy script's dry run, read back as a shell would, and gcloud's own upload lists ---
+
+SCRIPT = ROOT / "deploy" / "cloud-functions.sh"
+# /usr/bin holds gcloud: the dry run stages the uploads with `gcloud meta list-files-for-upload`
+# (local). CLOUDSDK_CONFIG is an empty folder (gcloud_env), so any call that would reach Google
+# fails for want of an account, and the dry run with it.
+BASE_ENV = {"PROJECT": "demo", "REGION": "europe-west1", "PATH": "/usr/bin:/bin"}
+
+
+def gcloud_env(config_dir: Path) -> dict[str, str]:
+    """gcloud with an empty configuration of its own: no account, no project, no prompts."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    return {"PATH": "/usr/bin:/bin", "HOME": str(config_dir), "CLOUDSDK_CONFIG": str(config_dir),
+            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}  # fmt: skip
+
+
+def gcloud_upload(source: Path, config_dir: Path) -> list[str]:
+    """What `gcloud ... --source=source` uploads, as gcloud itself lists it."""
+    listed = subprocess.run(["gcloud", "meta", "list-files-for-upload", str(source)], capture_output=True,
+                            text=True, env=gcloud_env(config_dir), timeout=60, check=True)  # fmt: skip
+    return sorted(line for line in listed.stdout.splitlines() if line)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    commands: list[list[str]]
+    comments: list[str]
+    stage: Path
+
+    def named(self, *words: str) -> list[list[str]]:
+        return [argv for argv in self.commands if argv[1 : 1 + len(words)] == list(words)]
+
+
+def dry_run(workdir: Path, **env: str) -> DryRun:
+    """The dry run's gcloud commands (shlex, as a shell reads them), its comments, and the folder
+    it staged the uploads in (under workdir)."""
+    stage = workdir / "stage"
+    full_env = {**gcloud_env(workdir / "gcloud"), **BASE_ENV, "STAGE_DIR": str(stage), **env}
+    result = subprocess.run(["bash", str(SCRIPT), "--dry-run"], capture_output=True, text=True, env=full_env,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    commands = [shlex.split(line) for line in lines if not line.startswith("#")]
+    assert all(argv[0] == "gcloud" for argv in commands), commands
+    return DryRun(commands, [line for line in lines if line.startswith("#")], stage)
+
+
+def flags(argv: list[str]) -> dict[str, str]:
+    """--name=value flags of a command line (a flag without a value is not in it)."""
+    return dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
