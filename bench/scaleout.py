@@ -89,24 +89,29 @@ class Instance:
     index: int
     port: int
     log_path: Path
+    revision: int = 1
     process: subprocess.Popen[bytes] | None = None
     first_200_s: float | None = None
     statuses: Counter[int] = field(default_factory=Counter)
 
     @property
     def name(self) -> str:
-        return f"{FUNCTIONS[self.route][0]}#{self.index}"
+        return f"{FUNCTIONS[self.route][0]}-{self.revision:05d}#{self.index}"
 
 
-def start_instance(route: str, index: int, source_root: Path, venv: Path, env: dict[str, str], logs: Path) -> Instance:
+def start_instance(
+    route: str, index: int, source_root: Path, venv: Path, env: dict[str, str], logs: Path, revision: int = 1
+) -> Instance:
+    """One instance of the function, started by the functions-framework CLI as Cloud Run starts it;
+    everything it writes goes to its log file."""
     service, target, source = FUNCTIONS[route]
-    instance = Instance(route, index, free_port(), logs / f"{service}-{index}.log")
+    instance = Instance(route, index, free_port(), logs / f"{service}-{revision:05d}-{index}.log", revision)
     environ = {
         **env,
         "PATH": f"{venv}/bin:/usr/bin:/bin",
         "PORT": str(instance.port),
         "K_SERVICE": service,
-        "K_REVISION": f"{service}-00001-rehearsal",
+        "K_REVISION": f"{service}-{revision:05d}-rehearsal",
         "K_CONFIGURATION": service,
         "FUNCTION_TARGET": target,
         "FUNCTION_SIGNATURE_TYPE": "http",
