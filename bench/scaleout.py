@@ -639,8 +639,10 @@ def rehearse(
         "instances_per_revision": f"{per_function} of each function",
         "workers_threads_pool": f"{deployed['WORKERS']} x {deployed['THREADS']}, pool {deployed['FACTS_POOL_SIZE']}",
         "max_connections": max_connections,
-        "budget": f"{budget} (= {len(FUNCTIONS)} functions x {REVISIONS} revisions x {per_function} x "
-        f"{deployed['WORKERS']} workers x pool {deployed['FACTS_POOL_SIZE']})",
+        "budget": budget,
+        "instance_connections": int(deployed["WORKERS"]) * int(deployed["FACTS_POOL_SIZE"]),
+        "budget_arithmetic": f"{len(FUNCTIONS)} functions x {REVISIONS} revisions x {per_function} x "
+        f"{deployed['WORKERS']} workers x pool {deployed['FACTS_POOL_SIZE']}",
         "peak_connections": peak,
         "connection_samples": samples,
         "requests": len(answers),

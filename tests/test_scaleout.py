@@ -36,10 +36,9 @@ def test_a_deploy_under_load_switches_revisions_with_no_error_in_steady_state(po
     print()
     scaleout.print_report(figures, failures)
     assert not failures, failures
-    env = scaleout.deployed_environment()
     # The budget is two revisions' worth and no more: one revision alone would fit in half.
-    per_revision = len(scaleout.FUNCTIONS) * int(env["WORKERS"]) * int(env["FACTS_POOL_SIZE"])
-    assert figures["max_connections"] == 2 * per_revision + scaleout.RESERVE
+    assert figures["budget"] == 2 * len(scaleout.FUNCTIONS) * 1 * figures["instance_connections"]
+    assert figures["max_connections"] == figures["budget"] + scaleout.RESERVE
     assert figures["statuses"].get(500, 0) == 0
     assert figures["steady_requests"] >= 120 and set(figures["steady_statuses"]) <= {200, 304}
     revisions = {name.rsplit("#", 1)[0].rsplit("-", 1)[1] for name in figures["first_200_s"]}
