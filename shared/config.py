@@ -14,10 +14,11 @@ DEFAULT_CACHE_PREFIX = "facts"
 CONNECT_TIMEOUT_S = 1.5
 STATEMENT_TIMEOUT_MS = 1500
 UPSTREAM_TIMEOUT_S = 1.0
-# A pooled connection unused this long is closed, so that after a burst the connections go back
-# to Postgres for whichever worker needs them. Measured (docs/deploy.md): a worker starved during
-# an overload answers 200 again about this long plus half of it after the burst; a steady load
-# reconnects nothing (the most recently used connection is reused first).
+# A pooled connection unused this long is not reused (closed when the pool next hands one out),
+# and the server ends it at twice this (postgres.SERVER_IDLE_FACTOR), CPU or not: after a burst
+# the connections go back to Postgres for whichever worker needs them, a worker starved during an
+# overload at most about twice this long after it (the idle workers' sessions ended by the server).
+# A steady load reconnects nothing (the most recently used connection is reused first).
 POOL_IDLE_TIMEOUT_S = 5.0
 # Migrating on first use runs on one of the pool's connections with this socket timeout (and no
 # statement timeout): long enough for seeding on a small Cloud SQL tier, well inside the deployed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import os
 import sys
@@ -15,19 +15,32 @@ from .json_text import compact_encoder, string
 _configured = False
 _lock = threading.Lock()
 _TRACE_FIELD = "logging.googleapis.com/trace"
-# How often the kept lines are written: they reach the log this late at most.
-WRITE_INTERVAL_S = 0.25
-# The longest a flush waits for another writer (one stuck on a full pipe, say).
-FLUSH_WAIT_S = 5.0
 
 
 _JSON_LINE = compact_encoder(default=str)
 
 
-class CloudJsonFormatter(logging.Formatter):
-    """One JSON object per line with the fields Cloud Logging reads (severity, message, trace)."""
+def rfc3339_utc(created: float) -> str:
+    """`created` (seconds since the epoch) as Cloud Logging's `time` field reads it: RFC 3339 in UTC
+    with microseconds, "2026-12-04T15:36:23.123456Z" (the microsecond rounded as datetime does)."""
+    seconds = int(created)
+    micros = round((created - seconds) * 1_000_000)
+    if micros == 1_000_000:
+        seconds, micros = seconds + 1, 0
+    return f"{_utc_second(seconds)}.{micros:06d}Z"
 
-    _OWN_KEYS = frozenset(("severity", "message", "logger"))
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    # The lines of one second share it: formatted once, not for every line.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+class CloudJsonFormatter(logging.Formatter):
+    """One JSON object per line with the fields Cloud Logging reads: severity, message, time (when
+    the record was made, not when the line reached the log) and trace."""
+
+    _OWN_KEYS = frozenset(("severity", "message", "logger", "time"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -45,15 +58,20 @@ class CloudJsonFormatter(logging.Formatter):
         if around is None:
             around = self._around[record.levelname, record.name] = (
                 f'{{"severity":{string(record.levelname)},"message":',
-                f',"logger":{string(record.name)}',
+                f',"logger":{string(record.name)},"time":"',
             )
-        head = around[0] + string(message) + around[1]
-        # The fields' object spliced in after the first three: one dict encoded, not a merged copy.
+        head = around[0] + string(message) + around[1] + rfc3339_utc(record.created) + '"'
+        # The fields' object spliced in after the first four: one dict encoded, not a merged copy.
         return head + "," + _JSON_LINE(fields)[1:] if fields else head + "}"
 
     def _format_merged(self, record: logging.LogRecord, fields: Any) -> str:
-        """Fields that name one of the first three replace it (an unusual record: a slower path)."""
-        entry: dict[str, object] = {"severity": record.levelname, "message": record.getMessage(), "logger": record.name}
+        """Fields that name one of the first four replace it (an unusual record: a slower path)."""
+        entry: dict[str, object] = {
+            "severity": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+            "time": rfc3339_utc(record.created),
+        }
         entry.update(fields)
         if record.exc_info:
             entry["message"] = f"{entry['message']}\n{self.formatException(record.exc_info)}"
@@ -72,67 +90,18 @@ class ConsoleFormatter(logging.Formatter):
         return f"{self.formatTime(record, '%H:%M:%S')} {record.levelname.lower()} {record.getMessage()}"
 
 
-class BufferedStreamHandler(logging.StreamHandler):
-    """Each line is formatted on the thread that logs it and kept in memory; a flushing thread
-    writes what was kept to the stream every WRITE_INTERVAL_S, in one write and one flush.
+class LineHandler(logging.StreamHandler):
+    """Each record written to the stream and flushed on the thread that logs it, before the
+    request it belongs to is answered.
 
-    A request thread never writes to the stream itself, so a slow or stuck log pipe never holds up
-    an answer, and a burst of requests costs one system call, not one each. Measured under load
-    (bench/README.md, "The request line formatted where it is logged"): handing each record to a
-    thread that formats it (the stdlib's QueueHandler and QueueListener, this handler's
-    predecessor) cost more CPU per request than formatting here: the formatting thread's bursts,
-    each holding the GIL for milliseconds, kept the request threads waiting and switching.
+    Nothing is kept for later: on Cloud Run with request-based billing an instance gets no CPU
+    once it has answered, so a line left for a background thread arrives late or never. (The
+    stdlib's StreamHandler does exactly this; the name says why we rely on it.)
     """
 
     def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
         super().__init__(stream)
         self.setFormatter(formatter)
-        self._start_flushing()
-        # A forked child (a gunicorn worker) has the lines but not the thread: what the parent kept
-        # is the parent's to write, and a lock the parent's flusher held would stay held.
-        os.register_at_fork(after_in_child=self._start_flushing)
-
-    def _start_flushing(self) -> None:
-        self._pending: list[str] = []
-        self._writing = threading.Lock()  # one writer at a time, so lines keep their order
-        self._stop_flushing = threading.Event()
-        threading.Thread(target=self._flush_periodically, name="log-flusher", daemon=True).start()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + self.terminator
-        except Exception:
-            self.handleError(record)
-            return
-        self._pending.append(line)  # under the handler's lock (Handler.handle), like the swap in flush
-
-    def flush(self) -> None:
-        """Write and flush every line kept so far; gives up after FLUSH_WAIT_S if another writer is stuck."""
-        if not self._writing.acquire(timeout=FLUSH_WAIT_S):
-            return
-        try:
-            with self.lock:  # type: ignore[union-attr]
-                lines, self._pending = self._pending, []
-            if lines:
-                self.stream.write("".join(lines))
-            self.stream.flush()
-        finally:
-            self._writing.release()
-
-    def _flush_periodically(self) -> None:
-        while not self._stop_flushing.wait(WRITE_INTERVAL_S):
-            if self._pending:
-                try:
-                    self.flush()
-                except Exception:  # a closed or broken stream: say so on stderr, as logging does, and go on
-                    self.handleError(logging.makeLogRecord({"msg": "writing the log lines failed"}))
-
-    def close(self) -> None:
-        # logging.shutdown calls this at exit: nothing kept is lost. It may come twice.
-        self._stop_flushing.set()
-        with contextlib.suppress(ValueError):  # a stream already closed by its owner
-            self.flush()
-        super().close()
 
 
 # Per logger: the attributes of its request records that are the same for every request. A forked
@@ -201,7 +170,7 @@ def configure() -> None:
     with _lock:
         if _configured:
             return
-        handler: BufferedStreamHandler | None = None
+        handler: LineHandler | None = None
         for name in ("facts", "shared"):
             logger = logging.getLogger(name)
             logger.setLevel(os.environ.get("FACTS_LOG_LEVEL", "INFO").upper())
@@ -211,12 +180,10 @@ def configure() -> None:
         _configured = True
 
 
-def _our_handler() -> BufferedStreamHandler:
+def _our_handler() -> LineHandler:
     wanted = os.environ.get("FACTS_LOG_FORMAT", "").lower()
     use_json = wanted == "json" or (wanted != "text" and not sys.stderr.isatty())
-    return BufferedStreamHandler(
-        sys.stdout if use_json else sys.stderr, CloudJsonFormatter() if use_json else ConsoleFormatter()
-    )
+    return LineHandler(sys.stdout if use_json else sys.stderr, CloudJsonFormatter() if use_json else ConsoleFormatter())
 
 
 def trace_field(header: str | None) -> dict[str, str]:

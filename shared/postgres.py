@@ -2,14 +2,20 @@
 
 pg8000 connections are not thread-safe and functions-framework serves with several threads,
 so each request borrows a connection for the duration of its statement. A connection unused for
-a few seconds (FACTS_POOL_IDLE_TIMEOUT) is closed: every gunicorn worker has its own pool, and
-after a burst one worker must not sit on idle connections that a starved one needs.
+a few seconds (FACTS_POOL_IDLE_TIMEOUT) is not used again: the pool closes it when it next hands
+out a connection. Every gunicorn worker has its own pool, and after a burst one worker must not
+sit on idle connections that a starved one needs.
+
+No thread of ours closes them: on Cloud Run an instance gets no CPU once it has answered (and
+a previous revision's instances none at all). The server ends them instead: each session is
+opened with Postgres' idle_session_timeout at SERVER_IDLE_FACTOR times the pool's idle timeout.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import socket
 import ssl
 import struct
@@ -24,8 +30,13 @@ import pg8000.native
 from .config import POOL_IDLE_TIMEOUT_S, PostgresSettings
 from .one_trip import OneTripStatement
 
-# SQLSTATE classes and codes after which the connection itself is unusable.
-_CONNECTION_LOST_CODES = ("08", "57P01", "57P02", "57P03")
+# SQLSTATE classes and codes after which the connection itself is unusable: lost, the server
+# shutting down, or the session ended by idle_session_timeout (57P05) or its in-transaction twin (25P03).
+_CONNECTION_LOST_CODES = ("08", "57P01", "57P02", "57P03", "57P05", "25P03")
+# The server ends a session idle this many times the pool's idle timeout. Above 1, so the pool
+# drops a connection first whenever its process has CPU (the server never ends a connection the
+# pool would still hand out); at 2, a frozen instance's connections are back within 10 s by default.
+SERVER_IDLE_FACTOR = 2.0
 # Refused at connect time, and worth retrying later: class 53, insufficient resources
 # (53300 too many clients, also the per-role and per-database connection limits), 28 bad
 # credentials (a rotated secret), 3D no such database (not created yet).
@@ -107,9 +118,22 @@ def _socket_preferring_tls(settings: PostgresSettings, timeout_s: float) -> sock
     return sock  # the server said no (as pg8000, any answer but yes): go on in plain text
 
 
-def connect(settings: PostgresSettings, timeout_s: float, statement_timeout_ms: int | None) -> pg8000.native.Connection:
-    """Open one connection; StoreUnavailable if the server cannot be reached."""
-    startup = {"statement_timeout": str(statement_timeout_ms)} if statement_timeout_ms else None
+def connect(
+    settings: PostgresSettings,
+    timeout_s: float,
+    statement_timeout_ms: int | None,
+    idle_session_timeout_ms: int | None = None,
+) -> pg8000.native.Connection:
+    """Open one connection; StoreUnavailable if the server cannot be reached.
+
+    The timeouts are the session's own (startup parameters): they hold on any server, Cloud SQL
+    included, with no server configuration. idle_session_timeout needs Postgres 14 or later.
+    """
+    startup = {}
+    if statement_timeout_ms:
+        startup["statement_timeout"] = str(statement_timeout_ms)
+    if idle_session_timeout_ms:
+        startup["idle_session_timeout"] = str(idle_session_timeout_ms)
     sock = None
     try:
         sock = _socket_preferring_tls(settings, timeout_s)
@@ -124,7 +148,7 @@ def connect(settings: PostgresSettings, timeout_s: float, statement_timeout_ms: 
             ssl_context=_tls(settings),
             timeout=timeout_s,
             application_name="facts-api",
-            startup_params=startup,
+            startup_params=startup or None,
         )
     except Exception as exc:  # pg8000 raises InterfaceError, OSError or DatabaseError here
         if sock is not None:
@@ -188,7 +212,8 @@ class PooledConnection:
 
 class PostgresPool:
     """Lazily made connections, reused across requests, re-made after a dropped connection, and
-    closed after `idle_timeout_s` unused."""
+    not reused after `idle_timeout_s` unused; the server ends one unused for `server_idle_timeout_s`
+    (by default SERVER_IDLE_FACTOR x `idle_timeout_s`) with no help from this process."""
 
     def __init__(
         self,
@@ -197,20 +222,21 @@ class PostgresPool:
         timeout_s: float,
         statement_timeout_ms: int,
         idle_timeout_s: float = POOL_IDLE_TIMEOUT_S,
+        server_idle_timeout_s: float | None = None,
     ) -> None:
         self.settings = settings
         self._size = max(1, size)
         self._timeout_s = timeout_s
         self._statement_timeout_ms = statement_timeout_ms
         self._idle_timeout_s = idle_timeout_s
+        server_idle_s = server_idle_timeout_s or SERVER_IDLE_FACTOR * idle_timeout_s
+        self._server_idle_ms = max(1, math.ceil(server_idle_s * 1000))
         # Most recently used on the right: reused first, so the left end is what expires.
         self._idle: deque[PooledConnection] = deque()
         self._open = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._waiting = 0  # threads waiting for a connection: a release notifies only when there are
-        self._reaper: threading.Thread | None = None
-        self._closed = threading.Event()
 
     @property
     def open_connections(self) -> int:
@@ -226,24 +252,6 @@ class PostgresPool:
         if expired:
             self._changed.notify(len(expired))
         return expired
-
-    def close_expired(self) -> int:
-        """Close the connections unused for longer than the idle timeout; returns how many."""
-        with self._changed:
-            expired = self._take_expired()
-        for conn in expired:  # outside the lock: closing talks to the server
-            conn.close()
-        return len(expired)
-
-    def _reap(self) -> None:
-        # Also when this worker gets no requests at all, its idle connections go back to Postgres.
-        while not self._closed.wait(self._idle_timeout_s / 2):
-            self.close_expired()
-
-    def _start_reaper(self) -> None:
-        if self._reaper is None:
-            self._reaper = threading.Thread(target=self._reap, name="postgres-pool-reaper", daemon=True)
-            self._reaper.start()
 
     def _acquire(self) -> tuple[PooledConnection, bool]:
         """A connection and whether it was reused from the pool (and so may have gone stale)."""
@@ -271,7 +279,6 @@ class PostgresPool:
             may_open = reused is None and self._open < self._size
             if may_open:
                 self._open += 1
-                self._start_reaper()
         for conn in expired:
             conn.close()
         if reused is not None:
@@ -279,7 +286,8 @@ class PostgresPool:
         if not may_open:
             raise StoreUnavailable("all Postgres connections of this worker are busy")
         try:
-            return PooledConnection(connect(self.settings, self._timeout_s, self._statement_timeout_ms)), False
+            con = connect(self.settings, self._timeout_s, self._statement_timeout_ms, self._server_idle_ms)
+            return PooledConnection(con), False
         except BaseException:
             with self._changed:
                 self._open -= 1
@@ -318,8 +326,9 @@ class PostgresPool:
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         """Run one prepared statement (autocommitted).
 
-        A reused connection that turns out dead (the server restarted since) is retried once on a
-        fresh connection: the server closed it, so the statement never ran there.
+        A reused connection that turns out dead (the server restarted since, or ended the session
+        for idling) is retried once on a fresh connection: the server closed it, so the statement
+        never ran there.
         """
         conn, reused = self._acquire()
         try:
@@ -378,5 +387,4 @@ class PostgresPool:
             conn.close()
 
     def close(self) -> None:
-        self._closed.set()
         self.drop_idle()

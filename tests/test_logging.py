@@ -17,13 +17,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from devservices.ports import free_port
-from devservices.waiting import wait_until
 from shared import instance, logs
+
+# Cloud Logging's `time`: RFC 3339, UTC, with microseconds.
+_RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 def _request_records(records):
@@ -88,8 +90,8 @@ def test_our_handler_is_added_only_where_no_handler_takes_the_level():
     assert logs.handles_level(logging.getLogger("facts")), "pytest's handlers on the root logger take our lines"
 
 
-class _ThreadRecordingStream(io.StringIO):
-    """A stream that remembers which threads wrote to it and whether it was flushed."""
+class _RecordingStream(io.StringIO):
+    """A stream that remembers which threads wrote to it and what it held when last flushed."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -104,24 +106,14 @@ class _ThreadRecordingStream(io.StringIO):
         self.flushed_text = self.getvalue()
 
 
-def _await_flushed_line(stream: _ThreadRecordingStream, message: str) -> None:
-    """Until the stream, flushed, holds exactly one line: `message` (the flusher writes within
-    WRITE_INTERVAL_S; 5 s is for a loaded machine)."""
-
-    def flushed() -> None:
-        assert json.loads(stream.flushed_text)["message"] == message
-
-    wait_until(flushed, 5.0, f"the line {message!r} to be written and flushed")
-
-
 @contextmanager
 def _our_handler(
     stream, formatter: logging.Formatter | None = None
-) -> Iterator[tuple[logging.Logger, logs.BufferedStreamHandler]]:
+) -> Iterator[tuple[logging.Logger, logs.LineHandler]]:
     logger = logging.getLogger("facts-test-handler")
     logger.propagate = False
     logger.setLevel(logging.INFO)
-    handler = logs.BufferedStreamHandler(stream, formatter or logs.CloudJsonFormatter())
+    handler = logs.LineHandler(stream, formatter or logs.CloudJsonFormatter())
     logger.addHandler(handler)
     try:
         yield logger, handler
@@ -130,38 +122,26 @@ def _our_handler(
         handler.close()
 
 
-def test_a_logging_thread_only_keeps_its_line_and_the_flushing_thread_writes_it():
-    stream = _ThreadRecordingStream()
+def test_a_line_is_written_and_flushed_by_the_logging_thread_before_logging_returns():
+    # On Cloud Run an instance has no CPU once it has answered: a line must not wait for anything.
+    stream = _RecordingStream()
+    threads_before = set(threading.enumerate())
     with _our_handler(stream) as (logger, _):
-        logger.info("written by a request")
-        _await_flushed_line(stream, "written by a request")
-    assert stream.writers == {"log-flusher"}, "the logging thread wrote to the stream itself"
-
-
-def test_flush_returns_once_every_kept_line_is_written_and_flushed():
-    stream = _ThreadRecordingStream()
-    with _our_handler(stream) as (logger, handler):
-        for n in range(200):
+        for n in range(3):
             logger.info("line %d", n)
-        handler.flush()
-        lines = stream.flushed_text.splitlines()
-    assert [json.loads(line)["message"] for line in lines] == [f"line {n}" for n in range(200)]
-
-
-def test_close_writes_what_is_still_kept():
-    stream = _ThreadRecordingStream()
-    with _our_handler(stream) as (logger, _):
-        for n in range(500):
-            logger.info("line %d", n)
-    assert len(stream.flushed_text.splitlines()) == 500
+            assert [json.loads(line)["message"] for line in stream.flushed_text.splitlines()] == [
+                f"line {k}" for k in range(n + 1)
+            ]
+        started = set(threading.enumerate()) - threads_before
+    assert stream.writers == {threading.current_thread().name}
+    assert not started, f"the handler started threads: {started}"
 
 
 def _one_line_through_our_handler(formatter: logging.Formatter, log: Callable[[logging.Logger], None]) -> str:
     """What our handler writes for the records `log` makes on a real logger (the formatter's own output)."""
     stream = io.StringIO()
-    with _our_handler(stream, formatter) as (logger, handler):
+    with _our_handler(stream, formatter) as (logger, _):
         log(logger)
-        handler.flush()
     return stream.getvalue()
 
 
@@ -172,7 +152,9 @@ def test_a_json_line_holds_the_fields_cloud_logging_reads_and_nothing_escaped():
     )
     assert text.endswith("\n") and text.count("\n") == 1
     assert "café" in text  # UTF-8 as is: Cloud Logging shows \u00e9 escapes literally
-    assert json.loads(text) == {
+    entry = json.loads(text)
+    assert _RFC3339_UTC.fullmatch(entry.pop("time"))
+    assert entry == {
         "severity": "WARNING",
         "message": "café ouvert",
         "logger": "facts-test-handler",
@@ -296,11 +278,12 @@ def test_configure_adds_one_handler_for_our_loggers_in_the_format_asked_for_once
 
     logging.getLogger("facts.requests").info("below the level: not written")
     logging.getLogger("shared.web").warning("database unavailable")
-    handler.flush()
     written, untouched = (out, err) if json_on_stdout else (err, out)
     assert untouched.getvalue() == ""
     if json_on_stdout:
-        assert json.loads(written.getvalue()) == {
+        entry = json.loads(written.getvalue())
+        assert _RFC3339_UTC.fullmatch(entry.pop("time"))
+        assert entry == {
             "severity": "WARNING",
             "message": "database unavailable",
             "logger": "shared.web",
@@ -311,12 +294,18 @@ def test_configure_adds_one_handler_for_our_loggers_in_the_format_asked_for_once
 
 def test_closing_twice_is_harmless():
     # logging.shutdown closes every handler at exit, after whoever closed it before.
-    with _our_handler(io.StringIO()) as (_, handler):
+    stream = _RecordingStream()
+    with _our_handler(stream) as (logger, handler):
+        logger.info("before the close")
         handler.close()
+        written = stream.getvalue()
+        handler.close()
+    assert [json.loads(line)["message"] for line in written.splitlines()] == ["before the close"]
+    assert stream.getvalue() == written, "a close wrote something"
 
 
 def test_a_failing_stream_is_reported_on_stderr_and_the_next_lines_still_go_out(capsys):
-    class _FailingOnce(_ThreadRecordingStream):
+    class _FailingOnce(_RecordingStream):
         failed = False
 
         def write(self, text: str) -> int:
@@ -328,64 +317,29 @@ def test_a_failing_stream_is_reported_on_stderr_and_the_next_lines_still_go_out(
     stream = _FailingOnce()
     with _our_handler(stream) as (logger, _):
         logger.info("lost with the failed write")
-
-        def tried():
-            assert stream.failed
-
-        wait_until(tried, 5.0, "the flushing thread to try writing")
+        assert stream.failed
+        reported = capsys.readouterr().err
         logger.info("written after it")
-        _await_flushed_line(stream, "written after it")
-    reported = capsys.readouterr().err
+        assert [json.loads(line)["message"] for line in stream.flushed_text.splitlines()] == ["written after it"]
     assert "--- Logging error ---" in reported and "OSError: disk full" in reported
-    assert "Message: 'writing the log lines failed'" in reported
-
-
-def test_a_hung_stream_holds_up_no_logging_thread_and_a_flush_only_for_its_bound(monkeypatch):
-    monkeypatch.setattr(logs, "FLUSH_WAIT_S", 0.3)
-    stuck, released = threading.Event(), threading.Event()
-
-    class _Hanging(io.StringIO):
-        def write(self, text: str) -> int:
-            stuck.set()
-            released.wait(30)
-            return super().write(text)
-
-    stream = _Hanging()
-    with _our_handler(stream) as (logger, handler):
-        try:
-            logger.info("stuck in the stream")
-            assert stuck.wait(5), "the flushing thread never wrote"
-            began = time.monotonic()
-            logger.info("logged while the stream hangs")
-            logged_s = time.monotonic() - began
-            handler.flush()
-            flushed_s = time.monotonic() - began
-        finally:
-            released.set()
-    assert logged_s < 1.0, "logging waited for the stream"
-    assert 0.25 <= flushed_s < 3, "flush did not wait for its bound, or waited past it"
-    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
-        "stuck in the stream",
-        "logged while the stream hangs",
-    ]
+    assert "Message: 'lost with the failed write'" in reported
 
 
 def test_a_forked_child_writes_its_own_lines_and_only_those():
-    # gunicorn forks its workers from the process that imported the app: each needs a flushing
-    # thread of its own, and must not write again what the parent kept but had not written yet.
+    # gunicorn forks its workers from the process that imported the app: nothing the parent logged
+    # may be written again by a child.
     read_end, write_end = os.pipe()
     with open(write_end, "w", encoding="utf-8") as pipe, _our_handler(pipe) as (logger, _):
-        logger.info("kept by the parent")
+        logger.info("written by the parent")
         child = os.fork()
         if child == 0:  # pragma: no cover - the child process
             logger.info("written in the child")
-            time.sleep(8 * logs.WRITE_INTERVAL_S)  # no flush() here: the child's own thread writes it
-            os._exit(0)
+            os._exit(0)  # no flush, no close: the line is out already
         _, status = os.waitpid(child, 0)
     with open(read_end, encoding="utf-8") as pipe:
         lines = pipe.read().splitlines()
     assert os.waitstatus_to_exitcode(status) == 0
-    assert sorted(json.loads(line)["message"] for line in lines) == ["kept by the parent", "written in the child"]
+    assert [json.loads(line)["message"] for line in lines] == ["written by the parent", "written in the child"]
 
 
 @pytest.mark.usefixtures("unconfigured")
@@ -397,7 +351,6 @@ def test_configure_with_nothing_set_writes_info_and_up_as_json_when_stderr_is_no
     facts = logging.getLogger("facts")
     assert facts.level == logging.INFO
     logging.getLogger("facts.requests").info("GET / 200")
-    facts.handlers[0].flush()
     assert json.loads(out.getvalue())["message"] == "GET / 200"
     assert err.getvalue() == ""
 
@@ -475,6 +428,7 @@ def test_a_forked_worker_makes_request_records_of_its_own_process():
         {},
         {"function": "random_fact", "path": '/é"\\\n', "status": 200, "latency_ms": 1.5, "day": date(2024, 2, 29)},
         {"message": "a field named like the line's own", "n": 1},  # the field wins, as it always did
+        {"time": "a field named like the line's time"},
         [("pairs", "not a dict")],
     ],
 )
@@ -485,11 +439,12 @@ def test_a_json_line_is_severity_message_logger_then_the_records_fields(fields):
     if fields is not None:
         record.fields = fields
     line = logs.CloudJsonFormatter().format(record)
-    expected = {"severity": "WARNING", "message": "m é", "logger": "facts.test", **dict(fields or {})}
+    stamp = logs.rfc3339_utc(record.created)
+    expected = {"severity": "WARNING", "message": "m é", "logger": "facts.test", "time": stamp, **dict(fields or {})}
     parsed = json.loads(line)
     assert parsed == json.loads(json.dumps(expected, default=str))
     assert list(parsed) == list(expected)  # in that order
-    assert line.count('"message":') == 1  # each key once: JSON readers differ on repeated keys
+    assert line.count('"message":') == line.count('"time":') == 1  # each key once: JSON readers differ on repeated keys
     assert "\n" not in line
 
 
@@ -525,3 +480,35 @@ def test_a_request_records_milliseconds_are_those_of_its_time(monkeypatch, now):
     record = logs.request_record(logging.getLogger("facts.requests"), "%s", ("x",), {})
     assert record.created == now
     assert record.msecs == int((now - int(now)) * 1000)  # as logging computes them
+
+
+def test_a_json_line_carries_the_time_its_record_was_made(monkeypatch):
+    """Cloud Logging dates a line by its `time` field; without it, by when the line arrived."""
+    made: list[logging.LogRecord] = []
+    stream = io.StringIO()
+    with _our_handler(stream) as (logger, handler):
+        handler.addFilter(lambda record: made.append(record) or True)
+        logger.info("dated")
+        time.sleep(0.05)  # a line dated when written would be this much later
+        logger.info("dated too")
+    for line, record in zip(stream.getvalue().splitlines(), made, strict=True):
+        stamp = json.loads(line)["time"]
+        assert _RFC3339_UTC.fullmatch(stamp), stamp
+        parsed = datetime.fromisoformat(stamp)
+        assert parsed.utcoffset() == timedelta(0)
+        assert parsed == datetime.fromtimestamp(record.created, UTC)  # to the microsecond
+
+
+@pytest.mark.parametrize(
+    ("created", "expected"),
+    [
+        (0.0, "1970-01-01T00:00:00.000000Z"),
+        (1_796_398_583.123456, "2026-12-04T15:36:23.123456Z"),
+        (1_796_398_583.9999997, "2026-12-04T15:36:24.000000Z"),  # rounds up into the next second
+        (1_796_398_583.0000004, "2026-12-04T15:36:23.000000Z"),
+        (951_782_400.5, "2000-02-29T00:00:00.500000Z"),
+    ],
+)
+def test_the_time_field_is_rfc3339_in_utc_rounded_to_the_microsecond_as_datetime_does(created, expected):
+    assert logs.rfc3339_utc(created) == expected
+    assert datetime.fromisoformat(expected) == datetime.fromtimestamp(created, UTC)

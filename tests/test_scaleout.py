@@ -1,6 +1,8 @@
-"""The scale-out rehearsal (bench/scaleout.py), small enough for the suite: 2 instances of each
-function (the deploy script's WORKERS x THREADS and pool) cold-start at once against a fresh,
-empty Postgres that allows fewer connections than they would open, under a burst of clients."""
+"""The deploy rehearsal (bench/scaleout.py), small enough for the suite: one instance of each
+function per revision (the deploy script's WORKERS x THREADS and pool) against a fresh, empty
+Postgres allowing exactly what two revisions need, under a steady load: revision 1 starts cold,
+revision 2 starts next to it and takes the traffic, revision 1 is frozen (SIGSTOP) as Cloud Run
+throttles it, and its sessions end on the server's idle timeout."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import pytest
 
 from bench import scaleout
 from devservices.embedded import postgres_bin_dir
+
+POOL_IDLE_TIMEOUT_S = 1.0  # so revision 1's sessions end 2 s after it is frozen, not 10 s
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +24,27 @@ def postgres_binaries() -> None:
         pytest.skip(f"the rehearsal needs PostgreSQL server binaries to start its own server: {exc}")
 
 
-def test_cold_burst_on_more_instances_than_postgres_allows(postgres_binaries, tmp_path):
+def test_a_deploy_under_load_switches_revisions_with_no_error_in_steady_state(postgres_binaries, tmp_path):
     figures, failures = scaleout.rehearse(
-        per_function=2, max_connections=12, clients=16, requests=240, languages=["en", "de"], logs=tmp_path
+        per_function=1,
+        clients=12,
+        requests=120,
+        languages=["en", "de"],
+        logs=tmp_path,
+        pool_idle_timeout_s=POOL_IDLE_TIMEOUT_S,
     )
     print()
     scaleout.print_report(figures, failures)
     assert not failures, failures
-    env = scaleout.deployed_environment()
-    wanted = figures["instances"] * int(env["WORKERS"]) * int(env["FACTS_POOL_SIZE"])
-    assert wanted > figures["budget"]  # more than Postgres allows: the rehearsal proves something
+    # The budget is two revisions' worth and no more: one revision alone would fit in half.
+    assert figures["budget"] == 2 * len(scaleout.FUNCTIONS) * 1 * figures["instance_connections"]
+    assert figures["max_connections"] == figures["budget"] + scaleout.RESERVE
     assert figures["statuses"].get(500, 0) == 0
+    assert figures["steady_requests"] >= 120 and set(figures["steady_statuses"]) <= {200, 304}
+    revisions = {name.rsplit("#", 1)[0].rsplit("-", 1)[1] for name in figures["first_200_s"]}
+    assert revisions == {"00001", "00002"} and all(s > 0 for s in figures["first_200_s"].values())
+    timeline = figures["timeline_s"]
+    assert timeline["deploy"] < timeline["switch"] <= timeline["freeze"] < timeline["end"]
+    # Ended by the server while the instances were frozen (a failure above if not within its timeout).
+    assert figures["old_sessions_ended_s"] is not None
     assert figures["migrations_recorded"] == len(figures["migrations_applied"])
-    assert figures["all_served_first_200_s"] > 0

@@ -1,0 +1,109 @@
+"""Cloud Run's throttling rehearsed with real processes: an instance gets no CPU once it has
+answered (request-based billing), so nothing it promises may need CPU after the response.
+
+One instance of random_fact is started as production starts it (the functions-framework CLI from
+the upload set, the deploy script's WORKERS / THREADS / pool, stdout to a file), answers a request,
+and is frozen (SIGSTOP to its process group, gunicorn's workers included) the moment the answer
+arrives. Then: the request's log line is already in its stdout; its Postgres sessions end within
+the server-side idle timeout plus a margin; and thawed, it answers the next request at once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import secrets
+import signal
+import time
+from pathlib import Path
+
+from bench import scaleout
+from devservices.processes import terminate
+from devservices.waiting import wait_until
+from shared.postgres import SERVER_IDLE_FACTOR
+from tests.support.deploy_copy import deploy_venv, deployed_copy
+
+POOL_IDLE_TIMEOUT_S = 1.0
+SERVER_IDLE_TIMEOUT_S = SERVER_IDLE_FACTOR * POOL_IDLE_TIMEOUT_S
+# Room for a loaded machine: the server checks its idle timer to the millisecond.
+MARGIN_S = 3.0
+
+
+def _get(port: int, path: str) -> tuple[int, float]:
+    """The status of GET `path` and the seconds it took."""
+    began = time.monotonic()
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        con.request("GET", path, headers={"Connection": "close"})
+        response = con.getresponse()
+        response.read()
+        return response.status, time.monotonic() - began
+    finally:
+        con.close()
+
+
+def _instance_backends(db) -> set[int]:
+    rows = db.run(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'facts-api' AND datname = current_database()"
+    )
+    return {int(row[0]) for row in rows}
+
+
+def _freeze(pid: int) -> None:
+    os.killpg(pid, signal.SIGSTOP)  # spawn gave the instance its own group: the arbiter and its workers
+
+
+def _thaw(pid: int) -> None:
+    os.killpg(pid, signal.SIGCONT)
+
+
+def test_a_frozen_instance_has_written_its_lines_and_lets_go_of_postgres_and_thaws_at_once(
+    servers, db, tmp_path: Path
+) -> None:
+    env = {
+        **scaleout.deployed_environment(),
+        "DATABASE_URL": servers.database_url,
+        "REDIS_URL": servers.redis_url,
+        "FACTS_POOL_IDLE_TIMEOUT": str(POOL_IDLE_TIMEOUT_S),
+    }
+    before = _instance_backends(db)  # this process's own pools, from earlier tests
+    instance = scaleout.start_instance("random", 0, deployed_copy(tmp_path / "upload"), deploy_venv(), env, tmp_path)
+    assert instance.process is not None
+    pid = instance.process.pid
+    try:
+
+        def answers_200() -> None:
+            assert instance.process is not None and instance.process.poll() is None, "the instance exited"
+            assert _get(instance.port, "/")[0] == 200
+
+        wait_until(answers_200, 60, "the instance's first 200", lambda: instance.log_path.read_text()[-3000:])
+
+        path = f"/throttled-{secrets.token_hex(4)}"
+        status, _ = _get(instance.port, path)
+        _freeze(pid)
+        frozen_at = time.monotonic()
+        assert status == 200
+        # No CPU from here on: whatever the request logs must be in its stdout already.
+        lines = [line for line in instance.log_path.read_text().splitlines() if path in line]
+        assert len(lines) == 1, f"the request's line is not in stdout when the answer arrived: {lines}"
+        assert '"status":200' in lines[0] and '"time":"' in lines[0]
+
+        held = _instance_backends(db) - before
+        assert held, "the instance holds no Postgres connection: nothing to let go of"
+
+        def released() -> float:
+            still = held & _instance_backends(db)
+            assert not still, f"backends {sorted(still)} of the frozen instance still there"
+            return time.monotonic() - frozen_at
+
+        released_after = wait_until(released, SERVER_IDLE_TIMEOUT_S + MARGIN_S, "the frozen instance's sessions ended")
+        assert instance.process.poll() is None
+
+        _thaw(pid)
+        status, seconds = _get(instance.port, "/?language=de")
+        assert status == 200, "the thawed instance did not answer 200 at once"
+        assert seconds < 2.0, f"the thawed instance took {seconds:.2f} s"
+        print(f"\nsessions ended {released_after:.2f} s after the freeze; thawed instance answered in {seconds:.3f} s")
+    finally:
+        _thaw(pid)  # a frozen process ignores SIGTERM until thawed
+        terminate(instance.process, signal.SIGTERM, whole_group=True)
