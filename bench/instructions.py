@@ -7,8 +7,8 @@ target runs in a process of its own under callgrind: its functions-framework app
 in-process with a prebuilt GET environ (no server, no wrk) against an embedded Postgres and Redis,
 warmed, with the warm-up's objects frozen out of the garbage collector's way (a full collection
 landing inside a short window would otherwise dominate it), then called `--calls` times. The figure
-is (instructions with N calls − with 0 calls) / N, so imports and start-up cancel out. The log
-flusher's writes of those calls are inside the window. System time (the socket's work) is not
+is (instructions with N calls − with 0 calls) / N, so imports and start-up cancel out. Each call's
+log line is written within the call. System time (the socket's work) is not
 counted: a change that saves system calls shows in `bench/run.py`'s CPU per request, not here.
 
 Needs valgrind (installed with apt-get when missing and run as root).
@@ -31,13 +31,11 @@ from devservices.embedded import embedded_servers
 
 PAIRS = (("random", "minimal_random"), ("today", "minimal_today"))
 _COLLECTED = re.compile(r"Collected : (\d+)")
-_SETTLE_S = 0.6  # longer than logs.WRITE_INTERVAL_S: the flusher writes what the calls logged
 
 
 def call_in_process(target: str, source: str, calls: int) -> None:
     """The child: build the app, warm it, freeze what exists, then make `calls` requests."""
     import gc
-    import time
 
     from functions_framework import create_app
     from werkzeug.test import EnvironBuilder
@@ -54,12 +52,10 @@ def call_in_process(target: str, source: str, calls: int) -> None:
 
     for _ in range(50):
         request()
-    time.sleep(_SETTLE_S)
     gc.collect()
     gc.freeze()
     for _ in range(calls):
         request()
-    time.sleep(_SETTLE_S)
 
 
 def instructions(valgrind: str, name: str, calls: int, env: dict[str, str]) -> int:
