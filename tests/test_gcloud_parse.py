@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from .support.deploy_copy import ROOT
+from .support.deploy_copy import ROOT, gcloud_env
 
 
 def _load() -> ModuleType:
@@ -22,11 +22,19 @@ def _load() -> ModuleType:
 
 
 gcloud_check = _load()
+
+
+@pytest.fixture
+def gcloud(tmp_path):
+    """The gcloud CLI: these tests skip without it, saying so (and fail in CI, which has it)."""
+    gcloud_env(tmp_path / "gcloud-config")
+
+
 GOOD = ["gcloud", "run", "jobs", "deploy", "facts-migrate", "--project=demo", "--region=europe-west1",
         "--source=.", "--network=default", "--subnet=default", "--vpc-egress=private-ranges-only"]  # fmt: skip
 
 
-def test_a_line_that_parses_passes(tmp_path):
+def test_a_line_that_parses_passes(tmp_path, gcloud):
     verdict = gcloud_check.check(GOOD, tmp_path)
     assert verdict.parsed, verdict.detail
     assert gcloud_check.NO_ACCOUNT in verdict.detail
@@ -41,7 +49,7 @@ def test_a_line_that_parses_passes(tmp_path):
     ],
     ids=["misspelled", "bad-choice", "other-command"],
 )
-def test_a_line_that_does_not_parse_fails(tmp_path, bad):
+def test_a_line_that_does_not_parse_fails(tmp_path, bad, gcloud):
     verdict = gcloud_check.check(bad, tmp_path)
     assert not verdict.parsed
     assert gcloud_check.NO_ACCOUNT not in verdict.detail
@@ -71,7 +79,7 @@ gcloud run deploy x --region="$REGION" \\
         gcloud_check.doc_commands("```sh\ngcloud x --y=$UNKNOWN\n```\n", {})
 
 
-def test_the_docs_and_both_dry_run_forms_yield_the_deploy_commands(tmp_path):
+def test_the_docs_and_both_dry_run_forms_yield_the_deploy_commands(tmp_path, gcloud):
     docs = gcloud_check.doc_commands(gcloud_check.DOCS.read_text())
     assert any(argv[:3] == ["gcloud", "services", "enable"] and "sql-component.googleapis.com" in argv for argv in docs)
     for form, extra in gcloud_check.DRY_RUN_FORMS.items():

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pathspec
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 _INCLUDE = "#!include:"
@@ -83,16 +84,27 @@ def deployed_copy(into: Path, root: Path = ROOT) -> Path:
 # --- the deploy script's dry run, read back as a shell would, and gcloud's own upload lists ---
 
 SCRIPT = ROOT / "deploy" / "cloud-functions.sh"
-# /usr/bin holds gcloud: the dry run stages the uploads with `gcloud meta list-files-for-upload`
-# (local). CLOUDSDK_CONFIG is an empty folder (gcloud_env), so any call that would reach Google
-# fails for want of an account, and the dry run with it.
-BASE_ENV = {"PROJECT": "demo", "REGION": "europe-west1", "PATH": "/usr/bin:/bin"}
+# The dry run stages the uploads with `gcloud meta list-files-for-upload` (local), so gcloud's
+# folder is on PATH. CLOUDSDK_CONFIG is an empty folder (gcloud_env), so any call that would reach
+# Google fails for want of an account, and the dry run with it.
+_GCLOUD = shutil.which("gcloud")
+_PATH = f"{Path(_GCLOUD).parent}:/usr/bin:/bin" if _GCLOUD else "/usr/bin:/bin"
+BASE_ENV = {"PROJECT": "demo", "REGION": "europe-west1", "PATH": _PATH}
 
 
 def gcloud_env(config_dir: Path) -> dict[str, str]:
-    """gcloud with an empty configuration of its own: no account, no project, no prompts."""
+    """gcloud with an empty configuration of its own: no account, no project, no prompts.
+
+    Without the gcloud CLI the deploy's tests are skipped, saying so, except in CI (CI=true), where
+    they must run: .ci/run and the GitHub workflow have it."""
+    if _GCLOUD is None:
+        reason = "no gcloud CLI (https://cloud.google.com/sdk/docs/install); the deploy's tests need it"
+
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     config_dir.mkdir(parents=True, exist_ok=True)
-    return {"PATH": "/usr/bin:/bin", "HOME": str(config_dir), "CLOUDSDK_CONFIG": str(config_dir),
+    return {"PATH": _PATH, "HOME": str(config_dir), "CLOUDSDK_CONFIG": str(config_dir),
             "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}  # fmt: skip
 
 
