@@ -18,6 +18,7 @@ the test suite's start-up and wall times. Medians everywhere.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -98,6 +99,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--skip-suite", action="store_true", help="do not time the test suite")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser.add_argument(
+        "--fast-paths",
+        choices=("on", "off"),
+        default="on",
+        help="FACTS_FAST_PATHS for the functions (shared/fast); the figures go under results['modes'][fast|stock]",
+    )
     args = parser.parse_args(argv)
     args.rounds = max(3, args.rounds or 3)
     args.duration = args.duration or (1.0 if args.quick else 5.0)
@@ -239,7 +246,7 @@ def bench_servers(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str
         out["services_startup_s"] = round(provided.startup_s, 2)
         prepare_database(provided.database_url)
         # As the harness's subprocess sees it; the functions log JSON to stdout, i.e. to a log file.
-        env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json"}
+        env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json", "FACTS_FAST_PATHS": args.fast_paths}
         log("starting the harness, the functions and the reference servers ...")
         harness = running.start("harness", servers.harness_argv(port := free_port()), port, env, ready_path="/healthz")
         urls = {"random_harness": harness.base + "/random", "today_harness": harness.base + "/today"}
@@ -293,6 +300,17 @@ def begin() -> tuple[str, dict[str, Any]]:
     return wrk, info
 
 
+def with_mode(output: Path, doc: dict[str, Any], fast_paths: str) -> dict[str, Any]:
+    """`doc` as the results file's run, kept too under ["modes"]["fast"|"stock"] beside the other
+    mode's last run (one run per mode: `--fast-paths on`, then `--fast-paths off`)."""
+    modes: dict[str, Any] = {}
+    if output.exists():
+        with contextlib.suppress(ValueError, AttributeError):
+            modes = dict(json.loads(output.read_text()).get("modes") or {})
+    modes["fast" if fast_paths == "on" else "stock"] = {key: value for key, value in doc.items() if key != "modes"}
+    return {**doc, "modes": modes}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk, info = begin()
@@ -301,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         measured = bench_servers(wrk, workdir, args)
         measured["tests"] = test_suite(args, workdir / "logs")
         settings = {"rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
-                    "wrk_threads": args.threads, "quick": args.quick, "order": list(ORDER)}  # fmt: skip
+                    "wrk_threads": args.threads, "quick": args.quick, "order": list(ORDER),
+                    "fast_paths": args.fast_paths}  # fmt: skip
         doc = report.document(info, measured, settings)
     except (KeyboardInterrupt, SystemExit) as stop:
         log("interrupted: every server started here is stopped")
@@ -314,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    args.output.write_text(json.dumps(doc, indent=2) + "\n")
+    args.output.write_text(json.dumps(with_mode(args.output, doc, args.fast_paths), indent=2) + "\n")
     print(report.table(doc))
     # The chart beside the results: docs/bench.svg (shown in the README) for the default results file.
     drawn = chart.write_chart(doc, chart.CHART_FILE if args.output == RESULTS_FILE else args.output.with_suffix(".svg"))

@@ -34,6 +34,19 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message says how to fix it and holds no secret."""
 
 
+FAST_PATHS_VALUES = {"on": True, "off": False}
+
+
+def fast_paths_setting(environ: Mapping[str, str]) -> bool:
+    """FACTS_FAST_PATHS=on|off (default on): whether shared/fast's speed-ups under pg8000,
+    Werkzeug, logging and json are used (each still only where its library has the shape it was
+    verified against)."""
+    raw = environ.get("FACTS_FAST_PATHS", "").strip().lower() or "on"
+    if raw not in FAST_PATHS_VALUES:
+        raise ConfigError(f"FACTS_FAST_PATHS must be on or off, got {environ['FACTS_FAST_PATHS']!r}")
+    return FAST_PATHS_VALUES[raw]
+
+
 @dataclass(frozen=True)
 class PostgresSettings:
     user: str
@@ -62,6 +75,7 @@ class Settings:
     cache_prefix: str
     upstream_url: str | None
     upstream_timeout_s: float
+    fast_paths: bool = True
 
 
 def default_pool_size(environ: Mapping[str, str]) -> int:
@@ -187,4 +201,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cache_prefix=env.get("FACTS_CACHE_PREFIX") or DEFAULT_CACHE_PREFIX,
         upstream_url=_upstream_url(env.get("FACTS_UPSTREAM_URL")),
         upstream_timeout_s=_number(env, "FACTS_UPSTREAM_TIMEOUT", UPSTREAM_TIMEOUT_S),
+        fast_paths=fast_paths_setting(env),
     )

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .catalogue import fact_id
-from .store import Fact, FactStore
+from .store import FIELD_TYPES, STORED_FIELDS, Fact, FactStore
 
 if TYPE_CHECKING:
     from .cache import DayCache
@@ -32,26 +32,40 @@ class DayFact:
     cache_hit: bool
 
 
-@dataclass(frozen=True)
-class DayChoice:
-    """What is fixed about the day's fact once chosen: all but its views."""
+class DayChoice(tuple[str, ...]):
+    """What is fixed about the day's fact once chosen: all of the Fact but its views (its stored
+    fields, in its order), cached in Redis as an object of those fields."""
 
-    fact_id: str
-    fact: str
-    language: str
-    source: str
+    __slots__ = ()
+
+    def __new__(cls, *values: str) -> DayChoice:
+        if len(values) != len(STORED_FIELDS):
+            raise TypeError(f"a day's choice has the fields {', '.join(STORED_FIELDS)}; got {len(values)} values")
+        return super().__new__(cls, values)
+
+    @classmethod
+    def of(cls, fact: Fact) -> DayChoice:
+        return cls(*(getattr(fact, name) for name in STORED_FIELDS))
+
+    @property
+    def fact_id(self) -> str:
+        return self[_FACT_ID]
 
     def as_cached(self) -> dict[str, str]:
-        return {"fact_id": self.fact_id, "fact": self.fact, "language": self.language, "source": self.source}
+        return dict(zip(STORED_FIELDS, self, strict=True))
 
     @classmethod
     def from_cached(cls, value: dict[str, Any]) -> DayChoice | None:
         """None for an entry without every field (one written by an older version, or foreign)."""
-        fields = [value.get(name) for name in ("fact_id", "fact", "language", "source")]
-        return cls(*fields) if all(isinstance(field, str) for field in fields) else None  # type: ignore[arg-type]
+        fields = [value.get(name) for name in STORED_FIELDS]
+        typed = all(isinstance(field, FIELD_TYPES[name]) for name, field in zip(STORED_FIELDS, fields, strict=True))
+        return cls(*fields) if typed else None  # type: ignore[arg-type]
 
     def with_views(self, views: int) -> Fact:
-        return Fact(self.fact_id, self.fact, self.language, self.source, views)
+        return Fact(**self.as_cached(), views=views)
+
+
+_FACT_ID = STORED_FIELDS.index("fact_id")
 
 
 def pick_random(
@@ -87,6 +101,6 @@ def fact_of_the_day(
     fact = store.of_the_day(day, language, count_view)
     if fact is None:
         return None
-    choice = DayChoice(fact.fact_id, fact.fact, fact.language, fact.source)
+    choice = DayChoice.of(fact)
     cache.put(language, day, choice.as_cached(), seconds_until_utc_midnight(now))
     return DayFact(fact, day, cache_hit=False)

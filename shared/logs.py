@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any, TextIO
 
+from . import fast
 from .json_text import compact_encoder, string
 
 _configured = False
@@ -104,42 +105,18 @@ class LineHandler(logging.StreamHandler):
         self.setFormatter(formatter)
 
 
-# Per logger: the attributes of its request records that are the same for every request. A forked
-# worker starts without them and makes its own (its process's id and name).
-_templates: dict[str, dict[str, Any]] = {}
-os.register_at_fork(after_in_child=_templates.clear)
-
-
 def request_record(
     logger: logging.Logger, msg: str, args: tuple[Any, ...], fields: dict[str, Any]
 ) -> logging.LogRecord:
-    """The record `logger.info(msg, *args, extra={"fields": fields})` makes, for a fraction of its
-    cost: logger.info walks the stack for its caller, and LogRecord.__init__ splits the file name and
-    looks up the level's and the process's names, on every call. Here those come from a template
-    made once per logger and process; the time, the thread and the arguments are the record's own.
+    """The record `logger.info(msg, *args, extra={"fields": fields})` makes, with this module as its
+    origin (the caller's stack is not walked; shared/fast makes it from a template where it may).
 
     A record factory set by the host (logging.setLogRecordFactory) makes every record itself.
     """
-    if logging.getLogRecordFactory() is not logging.LogRecord:
-        return logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, args, None, None, {"fields": fields})
-    template = _templates.get(logger.name)
-    if template is None:
-        made = logging.LogRecord(logger.name, logging.INFO, __file__, 0, msg, (), None)
-        template = _templates[logger.name] = vars(made)
-    attributes = template.copy()  # a copy, then assigned: building the dict key by key costs twice as much
-    now = time.time()
-    attributes["created"] = now
-    attributes["msecs"] = int((now - int(now)) * 1000) + 0.0
-    attributes["relativeCreated"] = (now - logging._startTime) * 1000  # type: ignore[attr-defined]
-    if logging.logThreads:
-        attributes["thread"] = threading.get_ident()
-        attributes["threadName"] = threading.current_thread().name
-    attributes["msg"] = msg
-    attributes["args"] = args
-    attributes["fields"] = fields
-    record = logging.LogRecord.__new__(logging.LogRecord)
-    record.__dict__ = attributes
-    return record
+    make = fast.record_maker()
+    if make is not None and logging.getLogRecordFactory() is logging.LogRecord:
+        return make(logger, __file__, msg, args, fields)
+    return logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, args, None, None, {"fields": fields})
 
 
 def handles_level(logger: logging.Logger) -> bool:

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 import pg8000.native
 
+from . import fast
 from .config import POOL_IDLE_TIMEOUT_S, PostgresSettings
-from .one_trip import OneTripStatement
 
 # SQLSTATE classes and codes after which the connection itself is unusable: lost, the server
 # shutting down, or the session ended by idle_session_timeout (57P05) or its in-transaction twin (25P03).
@@ -176,13 +176,6 @@ def transaction(con: StatementRunner) -> Iterator[None]:
     con.run("COMMIT")
 
 
-def _set_limits(con: pg8000.native.Connection, socket_timeout_s: float, statement_timeout: str) -> None:
-    # pg8000 takes a socket timeout only when it connects; it lives on its socket. DEFAULT is the
-    # session's own value: the one the pool gave at connect time.
-    con._usock.settimeout(socket_timeout_s)
-    con.run(f"SET statement_timeout = {statement_timeout}")
-
-
 def _reason(exc: BaseException) -> str:
     args = exc.args[0] if exc.args else None
     if isinstance(args, dict):
@@ -195,14 +188,19 @@ class PooledConnection:
 
     def __init__(self, con: pg8000.native.Connection) -> None:
         self.con = con
-        self._prepared: dict[str, OneTripStatement] = {}
+        self._prepared: dict[str, fast.Statement] = {}
         self.idle_since = time.monotonic()
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         statement = self._prepared.get(sql)
         if statement is None:
-            statement = self._prepared[sql] = OneTripStatement(self.con, sql)
+            statement = self._prepared[sql] = fast.prepare(self.con, sql)
         return statement.run(**params)
+
+    def replace(self, con: pg8000.native.Connection) -> None:
+        """Use `con` from now on; the old connection is closed, and its statements with it."""
+        self.close()
+        self.con, self._prepared = con, {}
 
     def close(self) -> None:
         # Closing a broken socket may fail; the connection is being thrown away anyway.
@@ -354,21 +352,29 @@ class PostgresPool:
         reusable = False  # given back to the pool with its limits restored; otherwise closed
         try:
             try:
-                _set_limits(conn.con, timeout_s, "0")
+                self._set_limits(conn, timeout_s, "0")
                 yield conn.con
             except Exception as exc:
                 if not is_connection_lost(exc):
                     with contextlib.suppress(Exception):  # the job's own error is the one to raise
-                        _set_limits(conn.con, self._timeout_s, "DEFAULT")
+                        self._set_limits(conn, self._timeout_s, "DEFAULT")
                         reusable = True
                 raise
-            _set_limits(conn.con, self._timeout_s, "DEFAULT")
+            self._set_limits(conn, self._timeout_s, "DEFAULT")
             reusable = True
         finally:  # anything else (an interrupt half way through a statement): the session's state is unknown
             if reusable:
                 self._release(conn)
             else:
                 self._discard(conn)
+
+    def _set_limits(self, conn: PooledConnection, socket_timeout_s: float, statement_timeout: str) -> None:
+        """The socket timeout and the statement timeout of `conn`; DEFAULT is the session's own
+        statement timeout, the one the pool gave at connect time."""
+        if not fast.set_socket_timeout(conn.con, socket_timeout_s):
+            # pg8000 takes a socket timeout only when it connects: the slot gets a new connection.
+            conn.replace(connect(self.settings, socket_timeout_s, self._statement_timeout_ms, self._server_idle_ms))
+        conn.con.run(f"SET statement_timeout = {statement_timeout}")
 
     def prefill(self, count: int) -> None:
         """Open `count` connections now (at most the pool's size), e.g. so a test's statements start together."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, get_type_hints
 
 from .json_text import string
 from .postgres import PostgresPool
@@ -24,14 +24,52 @@ _ALL_SHARDS = _SHARD_SUM.format("f", "")
 # catalogue size; the uncorrelated subquery runs once per statement.
 _PICK_SEQ = "(SELECT 1 + floor(random() * n)::integer FROM fact_counts WHERE language = :language)"
 
+
+class Fact(NamedTuple):  # a tuple: made from a row for a third of a frozen dataclass's cost
+    """A fact as answered: its shape, stated once. The SQL below, the JSON (as_json, json_text),
+    the day's choice and its cache form (facts.DayChoice) are made from these fields; views is the
+    count, every other field a column of `facts` (a new one: its migration, then here).
+    tests/test_fact_shape.py holds openapi.json and docs/contract.md to it."""
+
+    fact_id: str
+    fact: str
+    language: str
+    source: str
+    views: int
+
+    def as_json(self) -> dict[str, Any]:
+        return self._asdict()
+
+    def json_text(self, **more: str) -> str:
+        """as_json() and then `more` as compact JSON text, written directly: on every response,
+        a general encoder's work per key costs several times this."""
+        text = "".join(
+            [
+                key + (str(int(value)) if number else string(value))  # type: ignore[call-overload, arg-type]
+                for (key, number), value in zip(_JSON_KEYS, self, strict=True)
+            ]
+        )
+        for key, value in more.items():
+            text += f",{string(key)}:{string(value)}"
+        return text + "}"
+
+
+FIELD_TYPES: dict[str, type] = get_type_hints(Fact)
+STORED_FIELDS = tuple(name for name in Fact._fields if name != "views")  # the columns of `facts`
+# Each field's JSON key with what comes before it, and whether its value is a number.
+_JSON_KEYS = tuple(
+    (("," if index else "{") + string(name) + ":", FIELD_TYPES[name] is int) for index, name in enumerate(Fact._fields)
+)
+_COLUMNS = ", ".join(f"f.{name}" for name in STORED_FIELDS)
+
 RANDOM_VIEW = f"""
 UPDATE view_shards v SET views = v.views + 1
 FROM facts f
 WHERE f.language = :language AND f.seq = {_PICK_SEQ} AND v.fact_id = f.fact_id AND v.shard = 0
-RETURNING f.fact_id, f.fact, f.language, f.source, v.views + {_OTHER_SHARDS}"""
+RETURNING {_COLUMNS}, v.views + {_OTHER_SHARDS}"""
 
 RANDOM_PEEK = f"""
-SELECT f.fact_id, f.fact, f.language, f.source, {_ALL_SHARDS}
+SELECT {_COLUMNS}, {_ALL_SHARDS}
 FROM facts f WHERE f.language = :language AND f.seq = {_PICK_SEQ}"""
 
 # The day's choice: the stored one if any, else a random fact inserted for the day. Concurrent
@@ -62,10 +100,10 @@ TODAY_VIEW = f"""{_DAY_CHOICE}, counted AS (
     WHERE v.fact_id = choice.fact_id AND v.shard = 0
     RETURNING v.fact_id, v.views + {_OTHER_SHARDS} AS views
 )
-SELECT f.fact_id, f.fact, f.language, f.source, counted.views FROM facts f JOIN counted USING (fact_id)"""
+SELECT {_COLUMNS}, counted.views FROM facts f JOIN counted USING (fact_id)"""
 
 TODAY_PEEK = f"""{_DAY_CHOICE}
-SELECT f.fact_id, f.fact, f.language, f.source, {_ALL_SHARDS} FROM facts f JOIN choice USING (fact_id)"""
+SELECT {_COLUMNS}, {_ALL_SHARDS} FROM facts f JOIN choice USING (fact_id)"""
 
 # Counting a view of the day's fact when the instance already knows which it is: one shard at
 # random, and only if `fact_id` is still the day's choice (Postgres stays the truth, so a stale memo
@@ -82,40 +120,11 @@ SELECT CAST(coalesce(sum(o.views), 0) AS bigint) FROM daily_facts d JOIN view_sh
 WHERE d.day = :day AND d.language = :language AND d.fact_id = :fact_id
 HAVING count(*) > 0"""
 
-VIEW_EXTERNAL = (
-    "SELECT fact_id, fact, language, source, views FROM view_external_fact(:fact_id, :fact, :language, :source)"
-)
+# The function's parameters are its own (migrations/0002): a new column changes it in its migration.
+VIEW_EXTERNAL = f"SELECT {', '.join(Fact._fields)} FROM view_external_fact(:fact_id, :fact, :language, :source)"
 
 VIEW_TOTALS = "SELECT fact_id, views FROM fact_views"
 VIEW_TOTAL = "SELECT views FROM fact_views WHERE fact_id = :fact_id"
-
-
-class Fact(NamedTuple):  # a tuple: made from a row for a third of a frozen dataclass's cost
-    fact_id: str
-    fact: str
-    language: str
-    source: str
-    views: int
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "fact_id": self.fact_id,
-            "fact": self.fact,
-            "language": self.language,
-            "source": self.source,
-            "views": self.views,
-        }
-
-    def json_text(self, **more: str) -> str:
-        """as_json() and then `more` as compact JSON text, written directly: on every response,
-        a general encoder's work per key costs several times this."""
-        text = (
-            f'{{"fact_id":{string(self.fact_id)},"fact":{string(self.fact)},"language":{string(self.language)},'
-            f'"source":{string(self.source)},"views":{int(self.views)}'
-        )
-        for key, value in more.items():
-            text += f",{string(key)}:{string(value)}"
-        return text + "}"
 
 
 def _one(rows: list[list[Any]]) -> Fact | None:

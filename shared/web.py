@@ -6,12 +6,13 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flask
 from werkzeug.datastructures import Headers
 
+from . import fast
 from .config import ConfigError
 from .json_text import compact_encoder
 from .postgres import StoreUnavailable
@@ -73,68 +74,23 @@ class ApiError(Exception):
         self.details = details
 
 
-# Checked by Werkzeug once, here, not on every response (~7k instructions a response; its Headers'
-# `_list` is internal, and requirements.txt pins Werkzeug: test_web_contract.py checks the headers).
+# Checked by Werkzeug once, here; each response starts from a copy (without a second check where
+# shared/fast may: test_web_contract.py checks the headers sent).
 _COMMON_JSON_HEADERS = Headers([*_COMMON_HEADERS.items(), ("Content-Type", JSON_TYPE)])
-_JSON_BODY = compact_encoder()
-# Headers whose values Werkzeug rewrites before sending (made absolute URLs).
-_REWRITTEN_HEADERS = frozenset(("location", "content-location"))
-
-
-class JsonResponse(flask.Response):
-    """A Flask response handed to the server as it is, where Werkzeug would only repeat work.
-
-    Before every answer Werkzeug copies the headers through Headers' checks again, although each
-    value was checked when it was set (Headers refuses a line break on add and set), and wraps the
-    body in a generator and a closing iterator. With the contract's seven headers that is ~55k
-    instructions a response (bench/instructions.py). A response that Werkzeug would change on the
-    way out (a Location to make absolute, a Content-Length to add, a HEAD, 1xx, 204 or 304 without
-    a body, something to close, a body that is not one bytes object) takes Werkzeug's own path.
-    tests/test_web_contract.py holds the two equal.
-    """
-
-    def _sent_as_is(self) -> bool:
-        status = self.status_code
-        return status >= 200 and status != 204 and status != 304
-
-    def get_wsgi_headers(self, environ: Any) -> Headers:
-        if self._sent_as_is():
-            listed = self.headers._list
-            names = {name.lower() for name, _ in listed}
-            length_known = "content-length" in names or not self.automatically_set_content_length
-            if length_known and names.isdisjoint(_REWRITTEN_HEADERS):
-                copy = Headers()
-                copy._list = [*listed]  # a copy, as Werkzeug's is: a caller may change it
-                return copy
-        return super().get_wsgi_headers(environ)
-
-    def get_app_iter(self, environ: Any) -> Iterable[bytes]:
-        body = self.response
-        if (
-            type(body) is list
-            and len(body) == 1
-            and type(body[0]) is bytes
-            and not self._on_close  # Werkzeug's iterator would call these when the server closes it
-            and environ["REQUEST_METHOD"] != "HEAD"
-            and self._sent_as_is()
-        ):
-            return body
-        return super().get_app_iter(environ)
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> flask.Response:
-    return json_text_response(status, _JSON_BODY(body) if body is not None else None, headers)
+    return json_text_response(status, compact_encoder()(body) if body is not None else None, headers)
 
 
 def json_text_response(status: int, text: str | None, headers: Mapping[str, str] | None = None) -> flask.Response:
     """A response with a body already encoded as JSON text (None: no body)."""
     payload = text.encode("utf-8") if text is not None else b""
-    all_headers = Headers()
-    all_headers._list = [*_COMMON_JSON_HEADERS._list]  # checked already; Headers() would check them again
+    all_headers = fast.copy_headers(_COMMON_JSON_HEADERS)
     if headers:
         for name, value in headers.items():
             all_headers.add(name, value)  # checked: no line break in a value (extend costs twice this)
-    return JsonResponse(payload, status=status, headers=all_headers)
+    return fast.response_class()(payload, status=status, headers=all_headers)
 
 
 def error_response(error: ApiError) -> flask.Response:

@@ -1,4 +1,4 @@
-"""shared/one_trip.py against the worker's real Postgres: the same answers as pg8000's own run(),
+"""shared/fast/pg8000_statement.py against the worker's real Postgres: the same answers as pg8000's own run(),
 errors included, from one write per statement."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 import pg8000.native
 import pytest
 
-from shared import one_trip
 from shared.config import parse_database_url
-from shared.one_trip import OneTripStatement
+from shared.fast import pg8000_statement as one_trip
+from shared.fast.pg8000_statement import OneTripStatement
 from shared.postgres import connect
 
 TYPED = """
@@ -170,7 +170,7 @@ def test_a_notice_and_a_parameter_status_in_an_answer_reach_pg8000(con):
 
 
 def test_a_plain_answer_is_read_without_pg8000s_message_loop(con):
-    # The saving of one_trip.py: a statement that went as expected never reaches handle_messages.
+    # The saving of the one-trip statement: a statement that went as expected never reaches handle_messages.
     statement = OneTripStatement(con, TYPED)
     params = {"word": "w", "day": date(2024, 5, 1), "n": 2, "missing": None}
     expected = con.prepare(TYPED).run(**params)

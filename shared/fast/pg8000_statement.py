@@ -12,18 +12,23 @@ pass over the bytes received; any other answer (an error, a notice, a parameter 
 read) is left unread for pg8000's own handle_messages, so errors, notices and the transaction
 status behave exactly as pg8000's run(). tests/test_one_trip.py holds the two side by side. That
 reaches into pg8000's internals (its socket file, handle_messages, Context, the statement's input
-functions): requirements.txt pins the version, and those tests fail first if an upgrade moves them.
+functions): shape_difference() says whether they are still as verified (shared/fast/__init__.py
+pins the versions), and without them the pool runs pg8000's own prepared statements.
 """
 
 from __future__ import annotations
 
 import enum
+import inspect
 import struct
 from typing import Any, Literal, cast
 
 import pg8000.native
 from pg8000.converters import make_params
-from pg8000.core import IN_FAILED_TRANSACTION, Context
+from pg8000.core import IN_FAILED_TRANSACTION, Context, CoreConnection
+from pg8000.native import PreparedStatement
+
+from . import _shape
 
 # Execute the unnamed portal with no row limit, then Sync: the server answers everything at once.
 _EXECUTE_SYNC = b"E\x00\x00\x00\x09\x00\x00\x00\x00\x00" + b"S\x00\x00\x00\x04"
@@ -136,3 +141,37 @@ class OneTripStatement:
                 bind += _INT32.pack(len(encoded)) + encoded
         bind += _INT16.pack(0)
         return b"B" + _INT32.pack(len(bind) + 4) + bytes(bind) + _EXECUTE_SYNC
+
+
+def shape_difference() -> str | None:
+    """What differs from the pg8000 this was verified with (None: nothing we use)."""
+    return _shape.first(
+        _shape.missing_attributes(CoreConnection, ("handle_messages", "prepare_statement")),
+        _assigned(CoreConnection.__init__, ("_sock", "_usock", "_client_encoding", "_transaction_status", "py_types")),
+        _assigned(PreparedStatement.__init__, ("statement", "make_vals", "name_bin", "cols", "input_funcs")),
+        _shape.parameters_differ(Context, ("statement", "stream", "columns", "input_funcs")),
+        _shape.parameters_differ(make_params, ("py_types", "values")),
+        None if IN_FAILED_TRANSACTION == b"E" else "IN_FAILED_TRANSACTION is no longer b'E'",
+    )
+
+
+def _assigned(init: Any, names: tuple[str, ...]) -> str | None:
+    """Instance attributes exist only once made: read them off the source of the __init__ that sets them."""
+    targets = {
+        target.strip()
+        for line in inspect.getsource(init).splitlines()
+        if " = " in line
+        for target in line.split(" = ", 1)[0].split(",")
+    }
+    absent = [name for name in names if f"self.{name}" not in targets]
+    return f"{init.__qualname__} no longer sets {', '.join(absent)}" if absent else None
+
+
+def socket_shape_difference() -> str | None:
+    """Whether a connection still keeps its socket as `_usock` (the socket timeout is set on it)."""
+    return _assigned(CoreConnection.__init__, ("_usock",))
+
+
+def set_socket_timeout(con: pg8000.native.Connection, timeout_s: float) -> None:
+    """pg8000 takes a socket timeout only when it connects; it lives on its socket."""
+    con._usock.settimeout(timeout_s)

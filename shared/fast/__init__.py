@@ -1,0 +1,278 @@
+"""THE ROOM: every speed-up that reaches under a library lives in this package, and only here.
+
+Outside it, `postgres.py`, `web.py`, `logs.py`, `json_text.py` and `store.py` are plain pg8000,
+Werkzeug, logging and json code: where one of them has a faster way, it asks this package, which
+hands back the fast implementation or the library's own (the "stock" one).
+
+Each entry of CATALOGUE names the library internals it relies on, the versions it was verified
+against (its pin: requirements.txt locks one version inside it), the gain measured with
+bench/instructions.py or py-spy, and the oracle test that holds it equal to the stock path.
+
+The switch: FACTS_FAST_PATHS=on|off (default on), read through shared.config the first time a
+fast path is asked for. On, each fast path first checks that its library still has the shape it
+was verified against (the version within the pin, the attributes and signatures it uses). If not,
+the stock path is used and ONE warning is logged; nothing ever fails because a library moved.
+`reset()` forgets every choice (tests switch modes or fake a changed library with it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import flask
+import pg8000.native
+from werkzeug.datastructures import Headers
+
+from ..config import ConfigError, fast_paths_setting
+from . import _shape
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FastPath:
+    name: str
+    library: str  # the distribution (or "python") whose internals it uses
+    pin: tuple[str, str]  # verified versions: at least the first, below the second
+    gain: str
+    oracle: str
+    shape: Callable[[], str | None]  # None when the library looks as verified; else what differs
+    # Off with the switch. Only a reach that buys no speed is not: with it off, the stock path would
+    # behave differently (another backend), where the switch must change nothing but the cost.
+    switched: bool = True
+
+
+def _check_one_trip() -> str | None:
+    from . import pg8000_statement
+
+    return pg8000_statement.shape_difference()
+
+
+def _check_socket_timeout() -> str | None:
+    from . import pg8000_statement
+
+    return pg8000_statement.socket_shape_difference()
+
+
+def _check_response() -> str | None:
+    from . import werkzeug_response
+
+    return werkzeug_response.shape_difference()
+
+
+def _check_record() -> str | None:
+    from . import log_record
+
+    return log_record.shape_difference()
+
+
+def _check_encoder() -> str | None:
+    from . import json_encoder
+
+    return json_encoder.shape_difference()
+
+
+ONE_TRIP = "pg8000.one_trip"
+SOCKET_TIMEOUT = "pg8000.socket_timeout"
+PASS_THROUGH_RESPONSE = "werkzeug.pass_through_response"  # noqa: S105 - a name, not a password
+RECORD_TEMPLATE = "logging.record_template"
+C_ENCODER = "json.c_encoder"
+
+CATALOGUE: dict[str, FastPath] = {
+    path.name: path
+    for path in (
+        FastPath(
+            ONE_TRIP,
+            "pg8000",
+            ("1.31", "1.32"),
+            "Bind, Execute, Sync in one write and a plain answer parsed in place: ~38k instructions a "
+            "/random request (663k from 701k), 33-39 us less CPU a statement (bench/statement_cost.py)",
+            "tests/test_one_trip.py",
+            _check_one_trip,
+        ),
+        FastPath(
+            SOCKET_TIMEOUT,
+            "pg8000",
+            ("1.31", "1.32"),
+            "no speed: the migration's socket timeout set on one of the pool's connections, so the job "
+            "keeps its backend and needs no server connection beyond the pool's (stock, if pg8000 moves: "
+            "the slot's connection re-opened with the long timeout)",
+            "tests/test_postgres_pool.py (long jobs), tests/test_fast_paths.py",
+            _check_socket_timeout,
+            switched=False,
+        ),
+        FastPath(
+            PASS_THROUGH_RESPONSE,
+            "werkzeug",
+            ("3.1", "3.2"),
+            "headers handed to the server as checked when set, one bytes body handed over as it is: "
+            "~55k instructions a /random request (641k -> 585k); common headers checked once (~7k)",
+            "tests/test_web_contract.py",
+            _check_response,
+        ),
+        FastPath(
+            RECORD_TEMPLATE,
+            "python",
+            ("3.11", "3.13"),
+            "the request's LogRecord from a per-logger template, not LogRecord.__init__ and the "
+            "caller's stack walk (~10k instructions a request, with the C encoder: 752k -> 741k)",
+            "tests/test_logging.py::test_a_request_record_is_the_record_logger_info_would_make",
+            _check_record,
+        ),
+        FastPath(
+            C_ENCODER,
+            "python",
+            ("3.11", "3.13"),
+            "json's C encoder built once, not once per call by JSONEncoder.encode: about half the "
+            "instructions of a small object (741k -> 731k for the body)",
+            "tests/test_json_text.py",
+            _check_encoder,
+        ),
+    )
+}
+# Also a speed-up, but through public parameters only (pg8000's sock= and ssl_context=, Postgres'
+# SSLRequest), so not switched: postgres.py makes one TLS context per process, not one per
+# connection (~20 ms of CPU a connection; tests/test_postgres_connect.py counts them).
+
+_SWITCH = "FACTS_FAST_PATHS"
+_chosen: dict[str, bool] = {}  # by fast path, and the switch itself
+_lock = threading.Lock()
+
+
+def uses(name: str) -> bool:
+    """Whether the fast path `name` is used in this process (decided once, on first ask)."""
+    chosen = _chosen.get(name)
+    if chosen is None:
+        chosen = _decide(name)
+    return chosen
+
+
+def _decide(name: str) -> bool:
+    path = CATALOGUE[name]
+    on, warning = _switch_on() or not path.switched, None
+    if on:
+        difference = _difference(path)
+        if difference is not None:
+            on = False
+            warning = (
+                f"fast path {path.name} off, the stock path used instead: {difference} "
+                f"(verified with {path.library} >={path.pin[0]},<{path.pin[1]})"
+            )
+    with _lock:
+        if name in _chosen:  # another thread decided first, and warned if it had to
+            return _chosen[name]
+        _chosen[name] = on
+    if warning:  # outside the lock: a log handler may ask for a fast path itself
+        log.warning("%s", warning)
+    return on
+
+
+def _switch_on() -> bool:
+    """FACTS_FAST_PATHS, read once; a value that is neither on nor off turns them off, with one
+    warning (load_settings refuses it too, in the same words, so requests answer 503 misconfigured)."""
+    with _lock:
+        known = _chosen.get(_SWITCH)
+    if known is not None:
+        return known
+    try:
+        on, warning = fast_paths_setting(os.environ), None
+    except ConfigError as error:
+        on, warning = False, f"fast paths off: {error}"
+    with _lock:
+        if _SWITCH in _chosen:
+            return _chosen[_SWITCH]
+        _chosen[_SWITCH] = on
+    if warning:
+        log.warning("%s", warning)
+    return on
+
+
+def _difference(path: FastPath) -> str | None:
+    version = _shape.version_of(path.library)
+    if not _shape.within(version, path.pin):
+        return f"version {version} is outside the pin"
+    try:
+        return path.shape()
+    except Exception as exc:  # a check that cannot even run: the library moved more than expected
+        return f"its shape could not be checked ({exc.__class__.__name__}: {exc})"
+
+
+def reset() -> None:
+    """Forget every choice: the next ask reads the switch and checks the libraries again."""
+    with _lock:
+        _chosen.clear()
+
+
+def report() -> dict[str, bool]:
+    """Each fast path and whether it is used (deciding those not asked for yet)."""
+    return {name: uses(name) for name in CATALOGUE}
+
+
+# The hooks: what the plain modules call. Each hands back the fast implementation or the stock one.
+
+
+class Statement(Protocol):
+    def run(self, **params: Any) -> Any: ...
+
+
+def prepare(con: pg8000.native.Connection, sql: str) -> Statement:
+    """A statement prepared on `con`: run in one trip (fast), or pg8000's own PreparedStatement."""
+    if uses(ONE_TRIP):
+        from .pg8000_statement import OneTripStatement
+
+        return OneTripStatement(con, sql)
+    return con.prepare(sql)
+
+
+def set_socket_timeout(con: pg8000.native.Connection, timeout_s: float) -> bool:
+    """Set the socket timeout of an open connection; False when only a new connection can have one."""
+    if not uses(SOCKET_TIMEOUT):
+        return False
+    from .pg8000_statement import set_socket_timeout as set_on_socket
+
+    set_on_socket(con, timeout_s)
+    return True
+
+
+def response_class() -> type[flask.Response]:
+    """The class of a JSON response: one Werkzeug hands to the server as it is, or flask.Response."""
+    if uses(PASS_THROUGH_RESPONSE):
+        from .werkzeug_response import PassThroughResponse
+
+        return PassThroughResponse
+    return flask.Response
+
+
+def copy_headers(checked: Headers) -> Headers:
+    """A copy of headers already checked: without checking each again (fast), or Headers.copy()."""
+    if uses(PASS_THROUGH_RESPONSE):
+        from .werkzeug_response import copy_checked
+
+        return copy_checked(checked)
+    return checked.copy()
+
+
+RecordMaker = Callable[[logging.Logger, str, str, tuple[Any, ...], dict[str, Any]], logging.LogRecord]
+
+
+def record_maker() -> RecordMaker | None:
+    """A maker of request records from a per-logger template, or None: logging's own makeRecord."""
+    if uses(RECORD_TEMPLATE):
+        from .log_record import request_record
+
+        return request_record
+    return None
+
+
+def compact_encoder(default: Callable[[Any], Any] | None) -> Callable[[Any], str] | None:
+    """json's C encoder built once, as a function of a value; None: JSONEncoder.encode."""
+    if uses(C_ENCODER):
+        from .json_encoder import compact_encoder as c_encoder
+
+        return c_encoder(default)
+    return None
