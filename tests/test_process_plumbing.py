@@ -116,6 +116,23 @@ def test_embedded_redis_moves_to_another_port_when_its_own_is_taken(tmp_path):
         assert time.monotonic() - began < 20  # the lost port is given up as soon as the server exits
 
 
+def test_embedded_redis_readiness_gives_up_on_a_silent_port_at_its_own_deadline(tmp_path):
+    # A listening socket that never answers: the connection is accepted by the kernel, PING never returns.
+    deadline_s = 1.0
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        server = EmbeddedRedis(tmp_path / "redis", secrets.token_hex(8), durable=False)
+        server.port = silent.getsockname()[1]
+        began = time.monotonic()
+        with pytest.raises(NotReady, match=r"^embedded Redis not ready after 1 s: Timeout"):
+            server.await_ready(deadline_s=deadline_s)
+        took = time.monotonic() - began
+    # The last check may start just before the deadline and take one probe timeout (0.5 s); redis-py's
+    # default retries (10, with back-off) took 13 s or more here.
+    assert deadline_s <= took < deadline_s + 2.5, f"gave up after {took:.1f} s"
+
+
 def test_terminate_whole_group_leaves_no_child_behind(tmp_path):
     pid_file = tmp_path / "child.pid"
     # SIGTERM ends the shell, not its child: only the group's SIGKILL ends that.
