@@ -1,7 +1,7 @@
 """An instance's first request against a database whose schema is behind: it migrates once, and a
 request that finds a migration already under way is told to come back (503) instead of queueing.
 
-In-process, against a fresh empty Postgres of the test's own (`empty_postgres`); the requests are
+In-process, against a new, empty database of the test's own (`empty_postgres`); the requests are
 calls of `instance.state()`, which every handler makes first.
 """
 

@@ -1,6 +1,6 @@
 """Migrations as a deploy step, and migrate-on-first-use as a fallback that never answers 500.
 
-Each test starts a fresh, empty Postgres of its own (`empty_postgres`, in tests/support/servers.py),
+Each test gets a new, empty database of its own (`empty_postgres`, in tests/support/servers.py),
 so what runs first really finds no schema.
 """
 
