@@ -112,6 +112,7 @@ def _answers_in_a_row(port: int, route: str, count: int) -> None:
         assert answer.status == 200, f"{answer.status}: {answer.body}"
 
 
+@pytest.mark.slow  # a fleet of gunicorn instances
 def test_more_instances_than_postgres_allows_503_then_all_back_to_200(small_postgres, tmp_path):
     admin_url, app_url, redis_url = small_postgres
     env = {**scaleout.deployed_environment(), "DATABASE_URL": app_url, "REDIS_URL": redis_url}

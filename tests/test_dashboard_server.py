@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +16,8 @@ from devharness.dashboard import EventStream
 
 from .support.plain_http import get as http_get
 
+# Generous: each line reaches the stream within a hub query (1 s) unless forwarding is broken.
+STREAM_WAIT_S = 10.0
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 
 
@@ -66,34 +67,43 @@ def test_the_servers_answer_has_health_data_and_no_password(harness: str, server
             assert password not in body.decode()
 
 
-def _stream_lines(base: str, seconds: float) -> list[str]:
-    """Read the live log's raw lines for `seconds` over a plain socket."""
-    parts = urlsplit(base)
-    lines: list[str] = []
-    with socket.create_connection((parts.hostname, parts.port), timeout=seconds + 5) as sock:
-        sock.sendall(f"GET /_dashboard/api/events HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
-        sock.settimeout(0.2)
-        end = time.monotonic() + seconds
-        buffer = b""
-        while time.monotonic() < end:
-            try:
-                buffer += sock.recv(65536)
-            except TimeoutError:
-                continue
-        lines = buffer.decode(errors="replace").splitlines()
+def _read_stream_until(sock: socket.socket, lines: list[str], done: Any, limit_s: float) -> list[str]:
+    """Read the live log's raw lines into `lines` until `done(lines)` holds; fail after `limit_s`."""
+    end = time.monotonic() + limit_s
+    buffer = "\n".join(lines).encode()
+    sock.settimeout(0.2)
+    while not done(lines):
+        assert time.monotonic() < end, f"not seen within {limit_s} s in the stream:\n" + "\n".join(lines)
+        try:
+            buffer += sock.recv(65536)
+        except TimeoutError:
+            continue
+        lines[:] = buffer.decode(errors="replace").splitlines()
     return lines
 
 
+def _events(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line[len("data: ") :]) for line in lines if line.startswith('data: {"time"')]
+
+
+def _today_and_the_404(lines: list[str]) -> bool:
+    events = _events(lines)
+    return any(e["function"] == "today_fact" for e in events) and any(e["status"] == 404 for e in events)
+
+
 def test_the_live_log_streams_request_lines_with_their_fields(harness: str) -> None:
-    reader = threading.Thread(target=lambda: result.extend(_stream_lines(harness, 3.0)))
-    result: list[str] = []
-    reader.start()
-    time.sleep(1.0)  # the stream asks the hub first: from then on, workers forward lines
-    http_get(harness + "/today?language=de")
-    http_get(harness + "/no/such/path")
-    reader.join()
-    assert "text/event-stream; charset=utf-8" in "\n".join(result[:10])
-    events = [json.loads(line[len("data: ") :]) for line in result if line.startswith('data: {"time"')]
+    parts = urlsplit(harness)
+    lines: list[str] = []
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(f"GET /_dashboard/api/events HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        # The stream's first answer from the hub is a status event: it has asked the hub, and from
+        # then on the workers forward request lines (an event to wait for, not a pause to hope by).
+        _read_stream_until(sock, lines, lambda seen: "event: status" in seen, STREAM_WAIT_S)
+        http_get(harness + "/today?language=de")
+        http_get(harness + "/no/such/path")
+        _read_stream_until(sock, lines, _today_and_the_404, STREAM_WAIT_S)
+    assert "text/event-stream; charset=utf-8" in "\n".join(lines[:10])
+    events = _events(lines)
     today = [e for e in events if e["function"] == "today_fact"]
     assert today and today[-1]["path"] == "/today" and today[-1]["status"] == 200 and today[-1]["cache"] == "miss"
     assert any(e["function"] == "harness" and e["status"] == 404 for e in events)

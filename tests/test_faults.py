@@ -211,6 +211,7 @@ def _expect_status(response, status):
 # --- restarts, flushes and the day boundary -----------------------------------------------------
 
 
+@pytest.mark.slow  # two harnesses started one after the other
 def test_harness_restart_keeps_the_fact_and_every_view(servers):
     def get(base):
         status, _, body = http_get(base + "/today")

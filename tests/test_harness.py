@@ -123,6 +123,7 @@ def test_a_third_function_needs_no_change_to_the_harness(servers, tmp_path):
         assert status == 200 and json.loads(body) == {"hello": "tests"}
 
 
+@pytest.mark.slow  # a harness of its own, reloaded twice
 def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(servers, tmp_path):
     copy = _copy_project(tmp_path)
     source = copy / "functions" / "random_fact.py"

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a real browser
+
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 # fetch() from the page: the answer's status, readable headers and body, or the error it threw.
 _FETCH = """async ([url, headers]) => {
