@@ -18,6 +18,9 @@ from .support.plain_http import get as http_get
 
 # Generous: each line reaches the stream within a hub query (1 s) unless forwarding is broken.
 STREAM_WAIT_S = 10.0
+HELD_STREAM_S = 25.0  # how long the dashboard holds a live-log stream open (devharness.dashboard.STREAM_S)
+# Room for a loaded machine (2 cores shared by several suites) above what a bound allows by design.
+LOADED_MACHINE_S = 3.0
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 
 
@@ -44,7 +47,7 @@ def test_the_dashboard_is_read_only_and_answers_only_its_own_host(harness: str) 
     assert http_get(harness + "/", headers={"Accept": BROWSER_ACCEPT, "Host": "attacker.example"})[0] == 403
     started = time.monotonic()
     assert http_get(harness + "/_dashboard/api/events", method="HEAD")[0] == 200
-    assert time.monotonic() - started < 2.0  # no stream held open for a HEAD
+    assert time.monotonic() - started < HELD_STREAM_S / 5  # no stream held open for a HEAD
     assert http_get(harness + "/_dashboard/../harness.py")[0] == 404
     assert http_get(harness + "/_dashboard/index.html")[0] == 404  # only the page's own assets
 
@@ -122,7 +125,7 @@ def test_each_worker_holds_few_streams_and_the_functions_keep_answering(harness:
         assert b"503" in statuses and b"200" in statuses
         started = time.monotonic()
         assert http_get(harness + "/random")[0] == 200
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < HELD_STREAM_S / 5  # not held up until the streams end
     finally:
         for sock in streams:
             sock.close()
@@ -146,7 +149,7 @@ def test_the_hub_keeps_a_bounded_backlog_and_tells_a_late_reader_what_it_missed(
         assert answer["missed"] == 12 and answer["dropped"] == 3 and answer["last"] == 25
         started = time.monotonic()
         assert hub.read(after=25, wait_s=0.3)["events"] == []  # waits at most wait_s for news
-        assert 0.25 <= time.monotonic() - started < 2.0
+        assert 0.25 <= time.monotonic() - started < 0.3 + LOADED_MACHINE_S
         assert logstream.query_hub(hub.address, 24, 0)["events"][0]["seq"] == 25  # over its socket
 
 
@@ -160,7 +163,7 @@ def test_a_forwarder_never_blocks_and_counts_what_it_drops() -> None:
         started = time.monotonic()
         for n in range(2000):
             forwarder.handle(_record(n))
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < LOADED_MACHINE_S  # takes milliseconds; blocking would hang
         assert forwarder.dropped >= 1900
 
 
@@ -198,7 +201,8 @@ def test_with_redis_down_the_servers_answer_says_so_quickly_and_keeps_the_rest(h
     try:
         started = time.monotonic()
         status, _, body = http_get(harness + "/_dashboard/api/servers")
-        assert time.monotonic() - started < 3.0
+        # A stopped Redis refuses at once: milliseconds, or one 0.25 s timeout, with room for a loaded machine.
+        assert time.monotonic() - started < 0.25 + LOADED_MACHINE_S
     finally:
         servers.redis.start()
     answer = json.loads(body)

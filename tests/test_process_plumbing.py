@@ -47,7 +47,7 @@ def test_a_check_that_gives_up_ends_the_wait_at_once():
     began = time.monotonic()
     with pytest.raises(ServerExited, match="the server: exited with 1"):
         wait_until(lambda: _raise(ServerExited("exited with 1")), 30, "the server")
-    assert time.monotonic() - began < 1  # not the 30 s deadline
+    assert time.monotonic() - began < 5  # not the 30 s deadline
 
 
 def test_the_async_twin_waits_without_blocking_and_gives_up_the_same_way():
