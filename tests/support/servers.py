@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pg8000.native
 import pytest
 import redis
 
@@ -124,17 +125,21 @@ def empty_postgres_server() -> Iterator[tuple[str, str, str]]:
 @pytest.fixture
 def empty_postgres(empty_postgres_server: tuple[str, str, str]) -> Iterator[tuple[str, str, str]]:
     """(admin URL, app URL, Redis URL) of a new database of the test's own, with no schema yet, on
-    a server of its worker's own (the app role owns the database but is not a superuser, as on
-    Cloud SQL). Dropped after the test, with its Redis emptied."""
-    admin_url, app_url, redis_url = empty_postgres_server
-    name = f"facts_{secrets.token_hex(6)}"
+    a server of its worker's own. The app role is the test's own too (tests change a role's
+    settings, which outlive a database), owns the database, and is not a superuser, as on Cloud
+    SQL. Both are dropped after the test, and its Redis emptied."""
+    admin_url, _, redis_url = empty_postgres_server
+    name, password = f"facts_{secrets.token_hex(6)}", secrets.token_hex(12)
     with scaleout.connect_url(admin_url) as admin:
-        admin.run(f'CREATE DATABASE "{name}" OWNER {scaleout.APP_ROLE}')
+        admin.run(f"CREATE ROLE {name} LOGIN PASSWORD {pg8000.native.literal(password)}")
+        admin.run(f'CREATE DATABASE "{name}" OWNER {name}')
     try:
-        yield _on_database(admin_url, name), _on_database(app_url, name), redis_url
+        app_url = scaleout.with_user(_on_database(admin_url, name), name, password)
+        yield _on_database(admin_url, name), app_url, redis_url
     finally:
         with scaleout.connect_url(admin_url) as admin:
             admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')  # a test's own connections may outlive it
+            admin.run(f"DROP ROLE {name}")
         with redis.Redis.from_url(redis_url) as cache:
             cache.flushall()
 
