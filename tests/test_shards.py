@@ -7,6 +7,7 @@ on one runner per group; a test in no shard would never run anywhere, one in two
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,11 +55,19 @@ def test_the_workflow_matrix_numbers_its_groups_from_one():
 
 
 @pytest.mark.slow  # four collections of the whole suite
-def test_the_shards_partition_the_suite_by_recorded_durations():
+def test_the_shards_partition_the_suite_by_recorded_durations(tmp_path):
     groups = shard_groups()
+    # Every collection reads the same copy: `./dev durations` rewrites the file as its workers finish.
+    durations = tmp_path / "durations.json"
+    shutil.copyfile(ROOT / ".test_durations", durations)
     # All collections at once: together they take about as long as one.
     whole = _start_collection()
-    shards = [_start_collection("--splits", str(len(groups)), "--group", str(group), *ALGORITHM) for group in groups]
+    shards = [
+        _start_collection(
+            "--splits", str(len(groups)), "--group", str(group), *ALGORITHM, "--durations-path", str(durations)
+        )
+        for group in groups
+    ]
     everything, _ = _finish_collection(whole)
     results = [_finish_collection(shard) for shard in shards]
 
