@@ -110,6 +110,7 @@ def _edit_until_answered(path, text, url, status):
     return wait_until(answered, 60, f"{url} to answer {status} after the edit")
 
 
+@pytest.mark.slow  # a harness of its own, on a copy of the project
 def test_a_third_function_needs_no_change_to_the_harness(servers, tmp_path):
     copy = _copy_project(tmp_path)
     (copy / "functions" / "hello_fact.py").write_text(
