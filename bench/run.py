@@ -12,7 +12,7 @@ its dispatcher) run as separate gunicorn servers with the harness's own configur
 them in alternation (A B C ..., A B C ...) so that slow drifts of the machine hit all alike.
 Then: the functions' view statements on Postgres alone (bench/storage.py: pgbench, today and
 random alternating), cold starts of the functions-framework CLI, /random at 10k and 1M facts, and
-the test suite's start-up and wall times. Medians everywhere.
+the test suite's start-up, and the wall and CPU time of both its lanes. Medians everywhere.
 """
 
 from __future__ import annotations
@@ -281,10 +281,10 @@ def test_suite(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         out["suite"] = {"skipped": "--quick" if args.quick else "--skip-suite"}
         return out
     out["suite"] = {}
-    for workers in (1, 2):
-        log(f"test suite with -n {workers} (embedded) ...")
-        out["suite"][f"n{workers}"] = suite.suite_wall_s(workers, log_dir)
-        log(f"  -n {workers}: {out['suite'][f'n{workers}']['wall_s']:.1f} s, {out['suite'][f'n{workers}']['summary']}")
+    for lane in suite.LANES:  # suite_s.fast: ./dev test; suite_s.full: ./dev test --all (both lanes)
+        log(f"test suite, {lane} lane (./dev test {' '.join(suite.LANES[lane])}, embedded) ...")
+        timed = out["suite"][lane] = suite.suite_wall_s(lane, log_dir)
+        log(f"  {lane}: {timed['wall_s']:.1f} s wall, {timed['cpu_s']:.1f} s CPU, {timed['summary']}")
     return out
 
 

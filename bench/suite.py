@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -91,12 +91,19 @@ def _image_present(name: str) -> bool:
         client.close()
 
 
-def suite_wall_s(workers: int, log_dir: Path, timeout_s: float = 900.0) -> dict:
-    """Wall time of the whole suite with `workers` xdist workers on embedded servers."""
-    argv = [sys.executable, "-m", "pytest", "-p", "no:benchmark", "-q", "-n", str(workers), "--services=embedded"]
-    log_path = log_dir / f"pytest-n{workers}.log"
+# The suite's two lanes as `./dev test` runs them (README): the default lane, and both lanes.
+LANES = {"fast": [], "full": ["--all"]}
+
+
+def suite_wall_s(lane: str, log_dir: Path, timeout_s: float = 900.0) -> dict:
+    """Wall and CPU time of `./dev test` (xdist's -n auto) for a lane of LANES, on embedded servers."""
+    argv = [str(ROOT / "dev"), "test", *LANES[lane], "-p", "no:benchmark", "-q", "--services=embedded"]
+    log_path = log_dir / f"pytest-{lane}.log"
     # The suite must start its own servers: none of the benchmark's URLs may leak into it.
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "FACTS_CACHE_PREFIX")}
+    # CPU time of every process the run started and waited for (pytest, its workers, their servers):
+    # with the wall time it says how much of the run waits rather than computes.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     with open(log_path, "wb") as log:
         process = spawn(argv, log, None, signal.SIGTERM, env=env, cwd=ROOT)
@@ -104,10 +111,12 @@ def suite_wall_s(workers: int, log_dir: Path, timeout_s: float = 900.0) -> dict:
         process.wait(timeout_s)
         wall = time.perf_counter() - began
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"pytest -n {workers} did not finish within {timeout_s:.0f} s (log: {log_path})") from None
+        raise RuntimeError(f"./dev test ({lane}) did not finish within {timeout_s:.0f} s (log: {log_path})") from None
     finally:
         terminate(process, whole_group=True)  # on timeout or Ctrl-C; a no-op after a normal exit
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     output = log_path.read_text(errors="replace")
     counts = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
     summary = counts[-1].strip("= ") if counts else ""
-    return {"wall_s": wall, "exit": process.returncode, "summary": summary}
+    return {"wall_s": wall, "cpu_s": round(cpu, 1), "exit": process.returncode, "summary": summary}

@@ -91,7 +91,8 @@ class LogHub:
         self._running = True
         self._threads = [
             threading.Thread(target=self._receive, name="log-hub-ingest", daemon=True),
-            threading.Thread(target=self._server.serve_forever, args=(0.5,), name="log-hub-query", daemon=True),
+            # Polls for shutdown every 50 ms: close() (the harness stopping) waits for the next poll.
+            threading.Thread(target=self._server.serve_forever, args=(0.05,), name="log-hub-query", daemon=True),
         ]
 
     def start(self) -> LogHub:

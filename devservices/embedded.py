@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pg8000.native
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .pgcluster import clone_template, initdb
 from .ports import free_port, start_on_free_port
@@ -29,6 +31,8 @@ from .waiting import ServerExited, wait_until
 
 HOST = "127.0.0.1"
 DATABASE = "facts"
+READY_DEADLINE_S = 30.0  # a loaded CI machine starts redis-server in well under a second
+PROBE_TIMEOUT_S = 0.5  # one readiness check: a local redis-server answers PING in milliseconds
 
 
 def postgres_bin_dir() -> Path:
@@ -201,8 +205,8 @@ class EmbeddedRedis(_ServerProcess):
         with open(self.log_path, "ab") as log:
             self.process = spawn(argv, log, None, signal.SIGTERM)
 
-    def await_ready(self) -> None:
-        wait_until(self._ready, 30, "embedded Redis", lambda: _log_tail(self.log_path))
+    def await_ready(self, deadline_s: float = READY_DEADLINE_S) -> None:
+        wait_until(self._ready, deadline_s, "embedded Redis", lambda: _log_tail(self.log_path))
 
     def start(self) -> None:
         start_on_free_port(self._serve_on, self.port)
@@ -219,7 +223,12 @@ class EmbeddedRedis(_ServerProcess):
     def _ready(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise ServerExited(f"redis-server exited with {self.process.returncode}")
-        client = redis.Redis(host=HOST, port=self.port, password=self.password, socket_timeout=1)
+        # One try per check, each bounded: redis-py's default client retries 10 times with back-off,
+        # so one check against a port that refuses or never answers took 13 s or more, past the deadline.
+        client = redis.Redis(
+            host=HOST, port=self.port, password=self.password, socket_timeout=PROBE_TIMEOUT_S,
+            socket_connect_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+        )  # fmt: skip
         try:
             client.ping()
         finally:

@@ -40,7 +40,7 @@ def _failure(error: Exception, what: str, deadline_s: float, describe_failure: C
     suffix = f"\n{detail}" if detail else ""
     if isinstance(error, GiveUp):
         return type(error)(f"{what}: {error}{suffix}")
-    return NotReady(f"{what} not ready after {deadline_s:.0f} s: {error}{suffix}")
+    return NotReady(f"{what} not ready after {deadline_s:g} s: {error}{suffix}")
 
 
 def wait_until(

@@ -20,6 +20,20 @@ from .support.harness_process import FUNCTIONS, harness_server
 
 pytest_plugins = ("tests.support.servers", "tests.support.leaks")
 
+# Whole modules in the slow lane (`./dev test --slow`) whose files carry no mark of their own.
+SLOW_MODULES = {"test_scaleout.py": "a fleet of gunicorn instances of the deployed functions"}
+
+
+# Run first: the seed's own tests (containers of their own), so that a broken Docker setup shows at once.
+FIRST_MODULES = ("test_seed.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.path.name not in FIRST_MODULES)  # stable: the rest keep their order
+
 
 @pytest.fixture(scope="session")
 def seeded_counts(servers: ProvidedServers, db: Any) -> dict[str, int]:

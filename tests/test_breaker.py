@@ -12,17 +12,9 @@ import pytest
 from shared import breaker as breaker_module
 from shared.breaker import Breaker
 
+from .support.clock import HandClock
+
 PAUSE_S = 2.0
-
-
-class HandClock:
-    """Stands in for the `time` module inside shared.breaker: monotonic() is whatever the test set."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 @pytest.fixture

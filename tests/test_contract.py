@@ -115,8 +115,12 @@ def test_options_answers_a_cors_preflight(client):
     assert set(response.headers["Access-Control-Allow-Methods"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
 
 
-def test_unknown_query_parameters_are_ignored(random_client):
-    assert random_client.get("/?_=12345").status_code == 200
+def test_unknown_query_parameters_are_ignored(random_client, db):
+    response = random_client.get("/?_=12345")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body) == FACT_KEYS and body["language"] == "en" and body["views"] == 1  # as without it
+    assert db.run("SELECT views FROM fact_views WHERE fact_id = :id", id=body["fact_id"]) == [[1]]
 
 
 def test_random_counts_views_atomically_in_postgres(random_client, db):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +16,11 @@ from devharness.dashboard import EventStream
 
 from .support.plain_http import get as http_get
 
+# Generous: each line reaches the stream within a hub query (1 s) unless forwarding is broken.
+STREAM_WAIT_S = 10.0
+HELD_STREAM_S = 25.0  # how long the dashboard holds a live-log stream open (devharness.dashboard.STREAM_S)
+# Room for a loaded machine (2 cores shared by several suites) above what a bound allows by design.
+LOADED_MACHINE_S = 3.0
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 
 
@@ -43,7 +47,7 @@ def test_the_dashboard_is_read_only_and_answers_only_its_own_host(harness: str) 
     assert http_get(harness + "/", headers={"Accept": BROWSER_ACCEPT, "Host": "attacker.example"})[0] == 403
     started = time.monotonic()
     assert http_get(harness + "/_dashboard/api/events", method="HEAD")[0] == 200
-    assert time.monotonic() - started < 2.0  # no stream held open for a HEAD
+    assert time.monotonic() - started < HELD_STREAM_S / 5  # no stream held open for a HEAD
     assert http_get(harness + "/_dashboard/../harness.py")[0] == 404
     assert http_get(harness + "/_dashboard/index.html")[0] == 404  # only the page's own assets
 
@@ -66,34 +70,43 @@ def test_the_servers_answer_has_health_data_and_no_password(harness: str, server
             assert password not in body.decode()
 
 
-def _stream_lines(base: str, seconds: float) -> list[str]:
-    """Read the live log's raw lines for `seconds` over a plain socket."""
-    parts = urlsplit(base)
-    lines: list[str] = []
-    with socket.create_connection((parts.hostname, parts.port), timeout=seconds + 5) as sock:
-        sock.sendall(f"GET /_dashboard/api/events HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
-        sock.settimeout(0.2)
-        end = time.monotonic() + seconds
-        buffer = b""
-        while time.monotonic() < end:
-            try:
-                buffer += sock.recv(65536)
-            except TimeoutError:
-                continue
-        lines = buffer.decode(errors="replace").splitlines()
+def _read_stream_until(sock: socket.socket, lines: list[str], done: Any, limit_s: float) -> list[str]:
+    """Read the live log's raw lines into `lines` until `done(lines)` holds; fail after `limit_s`."""
+    end = time.monotonic() + limit_s
+    buffer = "\n".join(lines).encode()
+    sock.settimeout(0.2)
+    while not done(lines):
+        assert time.monotonic() < end, f"not seen within {limit_s} s in the stream:\n" + "\n".join(lines)
+        try:
+            buffer += sock.recv(65536)
+        except TimeoutError:
+            continue
+        lines[:] = buffer.decode(errors="replace").splitlines()
     return lines
 
 
+def _events(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line[len("data: ") :]) for line in lines if line.startswith('data: {"time"')]
+
+
+def _today_and_the_404(lines: list[str]) -> bool:
+    events = _events(lines)
+    return any(e["function"] == "today_fact" for e in events) and any(e["status"] == 404 for e in events)
+
+
 def test_the_live_log_streams_request_lines_with_their_fields(harness: str) -> None:
-    reader = threading.Thread(target=lambda: result.extend(_stream_lines(harness, 3.0)))
-    result: list[str] = []
-    reader.start()
-    time.sleep(1.0)  # the stream asks the hub first: from then on, workers forward lines
-    http_get(harness + "/today?language=de")
-    http_get(harness + "/no/such/path")
-    reader.join()
-    assert "text/event-stream; charset=utf-8" in "\n".join(result[:10])
-    events = [json.loads(line[len("data: ") :]) for line in result if line.startswith('data: {"time"')]
+    parts = urlsplit(harness)
+    lines: list[str] = []
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(f"GET /_dashboard/api/events HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        # The stream's first answer from the hub is a status event: it has asked the hub, and from
+        # then on the workers forward request lines (an event to wait for, not a pause to hope by).
+        _read_stream_until(sock, lines, lambda seen: "event: status" in seen, STREAM_WAIT_S)
+        http_get(harness + "/today?language=de")
+        http_get(harness + "/no/such/path")
+        _read_stream_until(sock, lines, _today_and_the_404, STREAM_WAIT_S)
+    assert "text/event-stream; charset=utf-8" in "\n".join(lines[:10])
+    events = _events(lines)
     today = [e for e in events if e["function"] == "today_fact"]
     assert today and today[-1]["path"] == "/today" and today[-1]["status"] == 200 and today[-1]["cache"] == "miss"
     assert any(e["function"] == "harness" and e["status"] == 404 for e in events)
@@ -112,7 +125,7 @@ def test_each_worker_holds_few_streams_and_the_functions_keep_answering(harness:
         assert b"503" in statuses and b"200" in statuses
         started = time.monotonic()
         assert http_get(harness + "/random")[0] == 200
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < HELD_STREAM_S / 5  # not held up until the streams end
     finally:
         for sock in streams:
             sock.close()
@@ -136,7 +149,7 @@ def test_the_hub_keeps_a_bounded_backlog_and_tells_a_late_reader_what_it_missed(
         assert answer["missed"] == 12 and answer["dropped"] == 3 and answer["last"] == 25
         started = time.monotonic()
         assert hub.read(after=25, wait_s=0.3)["events"] == []  # waits at most wait_s for news
-        assert 0.25 <= time.monotonic() - started < 2.0
+        assert 0.25 <= time.monotonic() - started < 0.3 + LOADED_MACHINE_S
         assert logstream.query_hub(hub.address, 24, 0)["events"][0]["seq"] == 25  # over its socket
 
 
@@ -150,7 +163,7 @@ def test_a_forwarder_never_blocks_and_counts_what_it_drops() -> None:
         started = time.monotonic()
         for n in range(2000):
             forwarder.handle(_record(n))
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < LOADED_MACHINE_S  # takes milliseconds; blocking would hang
         assert forwarder.dropped >= 1900
 
 
@@ -188,7 +201,8 @@ def test_with_redis_down_the_servers_answer_says_so_quickly_and_keeps_the_rest(h
     try:
         started = time.monotonic()
         status, _, body = http_get(harness + "/_dashboard/api/servers")
-        assert time.monotonic() - started < 3.0
+        # A stopped Redis refuses at once: milliseconds, or one 0.25 s timeout, with room for a loaded machine.
+        assert time.monotonic() - started < 0.25 + LOADED_MACHINE_S
     finally:
         servers.redis.start()
     answer = json.loads(body)

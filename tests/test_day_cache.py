@@ -63,8 +63,9 @@ def test_a_silent_redis_costs_one_short_attempt_then_none(caplog):
             cache.close()
         # One connection, no retry: redis-py's own retry policy would make four, with back-off.
         assert connections_made(listener) == 1
-    # The default timeout is 0.25 s; four times that leaves room for a loaded machine.
-    assert took < 1.0
+    # The default timeout is 0.25 s, once; the connection count above shows there was no retry, so
+    # this bound only needs to catch a wait far longer than the timeout (with room for a loaded machine).
+    assert took < 0.25 + 2.0
     assert [r.getMessage() for r in caplog.records if r.name == "shared.cache"] == [
         "Redis unavailable (TimeoutError); carrying on without it until it returns"
     ]

@@ -1,7 +1,7 @@
 """An instance's first request against a database whose schema is behind: it migrates once, and a
 request that finds a migration already under way is told to come back (503) instead of queueing.
 
-In-process, against a fresh empty Postgres of the test's own (`empty_postgres`); the requests are
+In-process, against a new, empty database of the test's own (`empty_postgres`); the requests are
 calls of `instance.state()`, which every handler makes first.
 """
 
@@ -120,7 +120,8 @@ def test_the_migration_needs_no_connection_beyond_the_one_that_checked_the_schem
     # a migration that opens a connection of its own never starts: a cold burst of the scale-out
     # rehearsal once answered 503 for minutes so. Here the role may hold one connection.
     with scaleout.connect_url(unmigrated) as admin:
-        admin.run(f"ALTER ROLE {scaleout.APP_ROLE} CONNECTION LIMIT 1")
+        app_role = admin.run("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()")
+        admin.run(f"ALTER ROLE {pg8000.native.identifier(app_role[0][0])} CONNECTION LIMIT 1")
     state = instance.state()
     assert state.store.random("en") is not None  # on the same connection, given back to the pool
     assert state.store.pool.open_connections == 1

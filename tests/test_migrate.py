@@ -1,6 +1,6 @@
 """Migrations as a deploy step, and migrate-on-first-use as a fallback that never answers 500.
 
-Each test starts a fresh, empty Postgres of its own (`empty_postgres`, in tests/support/servers.py),
+Each test gets a new, empty database of its own (`empty_postgres`, in tests/support/servers.py),
 so what runs first really finds no schema.
 """
 
@@ -27,6 +27,7 @@ def _count_migrations(admin_url: str) -> int:
         return int(con.run("SELECT count(*) FROM schema_migrations")[0][0])
 
 
+@pytest.mark.slow  # three migrate processes, one from the deployed copy
 def test_migrate_commands_are_idempotent_and_safe_concurrently(empty_postgres, tmp_path):
     admin_url, app_url, _ = empty_postgres
     env = {"DATABASE_URL": app_url, "PATH": "/usr/bin:/bin"}
@@ -60,6 +61,7 @@ def test_migrate_command_says_what_is_wrong_without_a_traceback_or_the_password(
     assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stderr
 
 
+@pytest.mark.slow  # four instances of the deployed functions
 def test_slow_first_migration_gives_503_to_the_others_and_never_500(empty_postgres, tmp_path):
     admin_url, app_url, redis_url = empty_postgres
     env = {**scaleout.deployed_environment(), "DATABASE_URL": app_url, "REDIS_URL": redis_url}

@@ -68,18 +68,34 @@ def http_session() -> Iterator[requests.Session]:
 schema = schemathesis.pytest.from_fixture("harness_schema")
 
 
-@schema.parametrize()
-@settings(
-    max_examples=50,
-    deadline=None,
-    derandomize=True,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
-)
-def test_harness_conforms_to_openapi(case, harness: str, http_session: requests.Session) -> None:
-    base = _loopback_only(harness)
+# Examples per operation: a few in the default lane (every operation and check still runs), the
+# full strength in the slow lane. derandomize: the same examples every run, so a failure repeats.
+QUICK_EXAMPLES = 8
+FULL_EXAMPLES = 50
+_SETTINGS = {
+    "deadline": None,
+    "derandomize": True,
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+}
+
+
+def _conforms(case, base: str, http_session: requests.Session) -> None:
     response = case.call_and_validate(base_url=base, session=http_session, checks=CHECKS, timeout=REQUEST_TIMEOUT_S)
     assert b"Traceback" not in response.content
+
+
+@schema.parametrize()
+@settings(max_examples=QUICK_EXAMPLES, **_SETTINGS)
+def test_harness_conforms_to_openapi(case, harness: str, http_session: requests.Session) -> None:
+    _conforms(case, _loopback_only(harness), http_session)
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(max_examples=FULL_EXAMPLES, **_SETTINGS)
+def test_harness_conforms_to_openapi_at_full_strength(case, harness: str, http_session: requests.Session) -> None:
+    _conforms(case, _loopback_only(harness), http_session)
 
 
 def test_the_harness_serves_openapi_json(harness: str, http_session: requests.Session) -> None:

@@ -47,11 +47,17 @@ def test_the_socket_form_of_the_url_connects_over_the_socket(servers, db):
 _USES_TLS = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
 
 
+@pytest.fixture(scope="session")
+def tls_certificate_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the fronts' self-signed certificate is made, once per worker."""
+    return tmp_path_factory.mktemp("tls-front")
+
+
 @pytest.fixture
-def tls_front(servers, tmp_path) -> Iterator[TlsFront]:
+def tls_front(servers, tls_certificate_folder) -> Iterator[TlsFront]:
     """The worker's Postgres behind a TLS front (a self-signed certificate): the suite's servers offer no TLS."""
     settings = parse_database_url(servers.database_url)
-    front = TlsFront((settings.host, settings.port), tmp_path)
+    front = TlsFront((settings.host, settings.port), tls_certificate_folder)
     yield front
     front.close()
 

@@ -6,10 +6,14 @@ on one runner per group; a test in no shard would never run anywhere, one in two
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,11 +54,20 @@ def test_the_workflow_matrix_numbers_its_groups_from_one():
     assert " ".join(ALGORITHM) in WORKFLOW.read_text(encoding="utf-8")
 
 
-def test_the_shards_partition_the_suite_by_recorded_durations():
+@pytest.mark.slow  # four collections of the whole suite
+def test_the_shards_partition_the_suite_by_recorded_durations(tmp_path):
     groups = shard_groups()
+    # Every collection reads the same copy: `./dev durations` rewrites the file as its workers finish.
+    durations = tmp_path / "durations.json"
+    shutil.copyfile(ROOT / ".test_durations", durations)
     # All collections at once: together they take about as long as one.
     whole = _start_collection()
-    shards = [_start_collection("--splits", str(len(groups)), "--group", str(group), *ALGORITHM) for group in groups]
+    shards = [
+        _start_collection(
+            "--splits", str(len(groups)), "--group", str(group), *ALGORITHM, "--durations-path", str(durations)
+        )
+        for group in groups
+    ]
     everything, _ = _finish_collection(whole)
     results = [_finish_collection(shard) for shard in shards]
 
@@ -70,3 +83,38 @@ def test_the_shards_partition_the_suite_by_recorded_durations():
             assert node_id not in seen, f"{node_id} is in shards {seen[node_id]} and {group}"
             seen[node_id] = group
     assert sorted(seen) == sorted(everything)
+
+
+# --- ci/check_durations.py, the lint's check that .test_durations fits the suite ---------------
+
+
+def _check_durations() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_durations", ROOT / "ci" / "check_durations.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_fresh_file_with_even_shards_passes_the_check():
+    check = _check_durations()
+    ids = [f"tests/test_x.py::test_{n}" for n in range(6)]
+    assert check.problems(ids, dict.fromkeys(ids, 1.0), shards=3) == []
+
+
+def test_a_test_without_an_entry_and_an_entry_without_a_test_fail_the_check():
+    check = _check_durations()
+    ids = [f"tests/test_x.py::test_{n}" for n in range(6)]
+    durations = dict.fromkeys(ids[1:], 1.0) | {"tests/test_gone.py::test_old": 1.0}
+    found = check.problems(ids, durations, shards=3)
+    assert len(found) == 2, found
+    assert found[0].startswith("1 tests have no entry") and "tests/test_x.py::test_0" in found[0]
+    assert found[1].startswith("1 entries name tests that are gone") and "test_gone.py::test_old" in found[1]
+
+
+def test_shards_more_than_25_percent_apart_fail_the_check():
+    check = _check_durations()
+    ids = ["tests/test_x.py::test_long", "tests/test_x.py::test_short"]
+    assert check.problems(ids, {ids[0]: 1.25, ids[1]: 1.0}, shards=2) == []
+    found = check.problems(ids, {ids[0]: 1.3, ids[1]: 1.0}, shards=2)
+    assert found == ["the 2 shards are uneven: 1.3 s, 1.0 s"]

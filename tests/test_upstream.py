@@ -7,14 +7,13 @@ import time
 
 import pytest
 
-from devservices.waiting import wait_until
 from shared import instance
 from shared.catalogue import fact_id
 
+from .support.clock import hand_clock_for_breakers
 from .support.upstream_stub import upstream_stub
 
 UPSTREAM_PAUSE_S = 5.0  # README: after a failure the upstream is left alone for 5 s
-RESUME_MARGIN_S = 3.0  # how late the test may notice (its polling, a loaded machine: 1.5 s seen with 3 suites at once)
 
 
 # fault_log: every record logged (caplog) is searched for the servers' passwords after each test.
@@ -48,29 +47,30 @@ def test_upstream_fact_is_saved_and_counted(upstream, random_client, db, seeded_
 @pytest.mark.parametrize("mode", ["error", "garbage", "slow"])
 def test_failing_or_slow_upstream_falls_back_to_the_catalogue(upstream, random_client, db, mode, caplog):
     upstream.mode = mode
+    upstream.delay_s = 20.0  # slow: far beyond the 0.5 s timeout, so a wait for the answer shows
     began = time.perf_counter()
     responses = [random_client.get("/") for _ in range(3)]
     took = time.perf_counter() - began
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert all(r.get_json()["fact"] != upstream.text for r in responses)
-    assert took < 2.0  # one short timeout at most, then the breaker skips the upstream
+    assert took < 0.5 + 3.0  # one 0.5 s timeout at most, then the breaker skips it; 3 s for a loaded machine
     assert upstream.requests == 1, "the upstream was asked again during its pause"
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "falling back to the catalogue" in warnings[0]
     assert db.run("SELECT count(*) FROM facts WHERE fact_id = :id", id=fact_id(upstream.text)) == [[0]]
 
 
-def test_a_failed_upstream_is_left_alone_for_the_promised_pause(upstream, random_client):
+def test_a_failed_upstream_is_left_alone_for_exactly_the_promised_pause(upstream, random_client, monkeypatch):
+    clock = hand_clock_for_breakers(monkeypatch)  # the pause's edges exactly, without sleeping through it
     upstream.mode = "error"
-    failed_at = time.monotonic()
+    failed_at = clock.now
     assert random_client.get("/").status_code == 200  # from the catalogue
     upstream.mode = "ok"
 
-    def from_the_upstream_again():
-        assert random_client.get("/").get_json()["fact"] == upstream.text
+    clock.now = failed_at + UPSTREAM_PAUSE_S - 0.001
+    assert random_client.get("/").get_json()["fact"] != upstream.text, "asked again before the pause was over"
+    assert upstream.requests == 1
 
-    wait_until(from_the_upstream_again, UPSTREAM_PAUSE_S + 10, "random to ask the upstream again")
-    back_after = time.monotonic() - failed_at
-    assert back_after >= UPSTREAM_PAUSE_S, "the upstream was asked again before its pause was over"
-    assert back_after < UPSTREAM_PAUSE_S + RESUME_MARGIN_S
+    clock.now = failed_at + UPSTREAM_PAUSE_S
+    assert random_client.get("/").get_json()["fact"] == upstream.text, "not asked again once the pause was over"
     assert upstream.requests == 2  # the failed call and the one after the pause, none in between

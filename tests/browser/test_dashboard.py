@@ -13,6 +13,8 @@ import pytest
 from ..support.harness_process import harness_server, project_copy
 from .conftest import ROOT
 
+pytestmark = pytest.mark.slow  # a real browser
+
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt").expect
 SCREENSHOT = ROOT / "docs" / "dashboard.png"
 

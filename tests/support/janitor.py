@@ -20,13 +20,16 @@ def baseline(db: Any) -> dict[str, int]:
 def reset(db: Any, cache: redis.Redis, prefix: str, counts: dict[str, int]) -> None:
     languages, sizes = list(counts), list(counts.values())
     with transaction(db):
-        db.run("TRUNCATE daily_facts")
+        db.run("DELETE FROM daily_facts")  # a few rows: cheaper than TRUNCATE's new file and lock
+        # The facts added since seeding: numbered after the seeded ones of their language, or of a
+        # language seeded with none (the code counts every fact it adds in fact_counts). Index range
+        # lookups on (language, seq): one statement over every fact took most of this reset's time.
+        for language, seeded in counts.items():
+            db.run("DELETE FROM facts WHERE language = :language AND seq > :n", language=language, n=seeded)
         db.run(
-            "DELETE FROM facts f WHERE NOT EXISTS ("
-            " SELECT 1 FROM unnest(CAST(:languages AS text[]), CAST(:sizes AS int[])) AS b (language, n)"
-            " WHERE b.language = f.language AND f.seq <= b.n)",
+            "DELETE FROM facts WHERE language IN"
+            " (SELECT language FROM fact_counts WHERE NOT language = ANY(CAST(:languages AS text[])))",
             languages=languages,
-            sizes=sizes,
         )
         db.run("DELETE FROM fact_counts")
         db.run(

@@ -1,5 +1,5 @@
 """Session fixtures for each xdist worker's own servers: `servers`, `db` and `redis_client`; and
-`empty_postgres`, a fresh server of a test's own whose database has no schema yet.
+`empty_postgres`, a new database of a test's own with no schema yet, on a server of the worker's own.
 
 Loaded by tests/conftest.py through `pytest_plugins`."""
 
@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import pg8000.native
 import pytest
 import redis
 
@@ -107,16 +110,42 @@ def redis_client(servers: ProvidedServers) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture
-def empty_postgres() -> Iterator[tuple[str, str, str]]:
-    """(admin URL, app URL, Redis URL) of a fresh Postgres whose database has no schema yet (the app
-    role owns the database but is not a superuser, as on Cloud SQL)."""
+@pytest.fixture(scope="session")
+def empty_postgres_server() -> Iterator[tuple[str, str, str]]:
+    """This worker's server for `empty_postgres`, started on first use: (admin URL, app URL, Redis URL).
+    One server for all its tests: a server start costs a second or more, a database milliseconds."""
     try:
         postgres_bin_dir()
     except FileNotFoundError as exc:
         pytest.skip(f"needs PostgreSQL server binaries to start an empty server: {exc}")
     with scaleout.fresh_servers(max_connections=20) as urls:
         yield urls
+
+
+@pytest.fixture
+def empty_postgres(empty_postgres_server: tuple[str, str, str]) -> Iterator[tuple[str, str, str]]:
+    """(admin URL, app URL, Redis URL) of a new database of the test's own, with no schema yet, on
+    a server of its worker's own. The app role is the test's own too (tests change a role's
+    settings, which outlive a database), owns the database, and is not a superuser, as on Cloud
+    SQL. Both are dropped after the test, and its Redis emptied."""
+    admin_url, _, redis_url = empty_postgres_server
+    name, password = f"facts_{secrets.token_hex(6)}", secrets.token_hex(12)
+    with scaleout.connect_url(admin_url) as admin:
+        admin.run(f"CREATE ROLE {name} LOGIN PASSWORD {pg8000.native.literal(password)}")
+        admin.run(f'CREATE DATABASE "{name}" OWNER {name}')
+    try:
+        app_url = scaleout.with_user(_on_database(admin_url, name), name, password)
+        yield _on_database(admin_url, name), app_url, redis_url
+    finally:
+        with scaleout.connect_url(admin_url) as admin:
+            admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')  # a test's own connections may outlive it
+            admin.run(f"DROP ROLE {name}")
+        with redis.Redis.from_url(redis_url) as cache:
+            cache.flushall()
+
+
+def _on_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -22,11 +22,8 @@ _RELAY_IDLE_S = 30.0  # a connection idle this long is dropped: no relay outlive
 class TlsFront:
     def __init__(self, upstream: tuple[str, int], folder: Path) -> None:
         key, cert = folder / "front.key", folder / "front.crt"
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=facts-tls-front",
-             "-keyout", str(key), "-out", str(cert)],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+        if not (key.exists() and cert.exists()):  # made once per folder: an RSA key takes a while
+            _make_certificate(key, cert)
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._context.load_cert_chain(cert, key)
         self.server_names: list[str | None] = []  # the name each TLS client sent (SNI); None: none sent
@@ -67,6 +64,14 @@ class TlsFront:
             pass  # the client gave up (a failed certificate check does) or the server went away
         finally:
             client.close()
+
+
+def _make_certificate(key: Path, cert: Path) -> None:
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=facts-tls-front",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
 
 
 def _read_exactly(sock: socket.socket, count: int) -> bytes:

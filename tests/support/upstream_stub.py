@@ -13,13 +13,16 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+SHUTDOWN_POLL_S = 0.02
+
 
 @contextmanager
 def serving_on_loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
     """Serve `handler` on a free loopback port for the block; yields the port."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: the default 0.5 s would cost each test that long.
+    thread = threading.Thread(target=server.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True)
     thread.start()
     try:
         yield server.server_address[1]
