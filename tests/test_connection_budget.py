@@ -44,12 +44,15 @@ def test_idle_connections_go_back_to_postgres(servers, db):
     try:
         assert len(set(pids)) == 3 and pool.open_connections == 3
 
-        def closed() -> None:
+        def ended() -> None:
             alive = db.run("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(CAST(:p AS int[]))", p=pids)
-            assert pool.open_connections == 0 and alive == [[0]], (pool.open_connections, alive)
+            assert alive == [[0]], alive
 
-        wait_until(closed, 5, "idle connections closed")  # nobody used the pool: the reaper did it
-        assert pool.run("SELECT 1") == [[1]]  # and the pool opens a new one when needed
+        # Nobody used the pool, and no thread of it runs: the server ended the sessions
+        # (idle_session_timeout, twice the pool's 0.3 s), as on a Cloud Run instance without CPU.
+        wait_until(ended, 5, "idle sessions ended by the server")
+        assert pool.run("SELECT 1") == [[1]]  # the ended ones dropped, a new one opened
+        assert pool.open_connections == 1
     finally:
         pool.close()
 
