@@ -50,7 +50,9 @@ TESTS = {
     "instance": "tests/test_instance_state.py tests/test_migrate.py tests/test_faults.py",
     "logs": "tests/test_logging.py tests/test_request_log.py",
     "json_text": "tests/test_json_text.py tests/test_web_contract.py tests/test_logging.py",
-    "one_trip": "tests/test_one_trip.py tests/test_postgres_pool.py",
+    # shared/fast/*: every fast path's oracle tests and the fallback's
+    "fast": "tests/test_fast_paths.py tests/test_one_trip.py tests/test_postgres_pool.py tests/test_web_contract.py "
+    "tests/test_json_text.py tests/test_logging.py",
     "postgres": "tests/test_postgres_pool.py tests/test_postgres_connect.py tests/test_postgres_errors.py "
     "tests/test_faults.py tests/test_instance_state.py",
     "schema": "tests/test_migrate.py tests/test_instance_state.py tests/test_catalogue_import.py tests/test_storage.py",

@@ -73,8 +73,21 @@ def test_a_version_is_inside_a_pin_from_its_first_to_below_its_second(version: s
     assert _shape.within(version, pin) is inside
 
 
+def _installed_as_locked() -> bool:
+    """Whether the libraries the fast paths reach under are the lock's versions (the upgrade lane
+    of the GitHub workflow installs newer ones over it)."""
+    locked = dict(re.findall(r"^([a-z0-9-]+)==(\S+)", (ROOT / "requirements.txt").read_text(), re.MULTILINE))
+    libraries = {path.library for path in fast.CATALOGUE.values()} - {"python"}
+    return all(metadata.version(library) == locked[library] for library in libraries)
+
+
 def test_by_default_every_fast_path_is_used_on_the_libraries_of_the_lock(monkeypatch, caplog) -> None:
     monkeypatch.delenv("FACTS_FAST_PATHS", raising=False)
+    if not _installed_as_locked():
+        # Newer releases: each fast path whose library moved is off, with one warning each; none fails.
+        report = fast.report()
+        assert len(_warnings(caplog)) == list(report.values()).count(False)
+        return
     assert fast.report() == dict.fromkeys(fast.CATALOGUE, True)
     assert type(web.json_text_response(200, "{}")) is PassThroughResponse
     assert _warnings(caplog) == []

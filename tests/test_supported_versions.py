@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPPORTED = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["facts-api"]["supported"]
@@ -94,3 +95,26 @@ def test_the_servers_are_supported_versions(db, redis_client):
     expected = os.environ.get("FACTS_EXPECT_POSTGRES_MAJOR")
     if expected:
         assert postgres_major == int(expected)
+
+
+def _workflow_versions() -> dict[str, set[str]]:
+    """Every Python, Postgres and Redis version the GitHub workflow names: setup-python's versions
+    (the workflow's default and each matrix's), and the images of its matrices."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    found: dict[str, set[str]] = {"python": {workflow["env"]["PYTHON_VERSION"]}, "postgres": set(), "redis": set()}
+    for job in workflow["jobs"].values():
+        matrix = job.get("strategy", {}).get("matrix", {})
+        entries = [*matrix.get("include", []), *({"python": version} for version in matrix.get("python", []))]
+        for entry in entries:
+            found["python"].add(entry.get("python", workflow["env"]["PYTHON_VERSION"]))
+            for key in ("postgres", "redis"):
+                if key in entry:
+                    found[key].add(entry[key].split(":", 1)[1])
+    return found
+
+
+@pytest.mark.parametrize("key", ["python", "postgres", "redis"])
+def test_the_github_workflow_runs_both_ends_of_every_range(key):
+    covered = _workflow_versions()[key]
+    assert {str(end) for end in SUPPORTED[key]} <= covered, (key, covered)
+    assert all(_within(version, SUPPORTED[key]) for version in covered), (key, covered)
