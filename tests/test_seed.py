@@ -110,10 +110,6 @@ def _views_row(database: pg8000.native.Connection, fact_id: str) -> list[list[ob
 # Each test asks in a language of its own, so that neither sees the other's view whichever runs first.
 
 
-# Both on one worker under `--dist loadgroup` (./dev test): one pair of containers, not one per worker.
-pytestmark = pytest.mark.xdist_group("seed-containers")
-
-
 @pytest.mark.usefixtures("functions_environment")
 def test_data_access_random_endpoint(database):
     client = functions_framework.create_app("random_fact", str(FUNCTIONS / "random_fact.py")).test_client()
