@@ -21,7 +21,13 @@ from .support.harness_process import FUNCTIONS, harness_server
 pytest_plugins = ("tests.support.servers", "tests.support.leaks")
 
 # Whole modules in the slow lane (`./dev test --slow`) whose files carry no mark of their own.
-SLOW_MODULES = {"test_scaleout.py": "a fleet of gunicorn instances of the deployed functions"}
+SLOW_MODULES = {
+    "test_scaleout.py": "a fleet of gunicorn instances of the deployed functions",
+    "test_cloud_run_throttling.py": "an instance of the deployed function, started, frozen and thawed",
+    "test_deployment.py": "the deploy's dry run and the functions started from the upload set",
+    "test_buildpack_rules.py": "the dry run's staged uploads listed by the gcloud CLI, the job run from one",
+    "test_gcloud_parse.py": "the gcloud CLI, about a second a line",
+}
 
 
 # Run first: the seed's own tests (containers of their own), so that a broken Docker setup shows at once.

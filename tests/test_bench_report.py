@@ -3,6 +3,7 @@ the chart bench/chart.py draws from them."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -47,8 +48,16 @@ def _results(**ratio: float) -> dict:
     }
 
 
-def _panels(doc: dict) -> list[ET.Element]:
-    root = ET.fromstring(chart.chart_svg(doc))  # noqa: S314 - our own output, not untrusted input
+@functools.cache
+def _default_svg() -> str:
+    # Drawn once for the tests that read the same results (matplotlib takes ~0.5 s a chart).
+    return chart.chart_svg(_results())
+
+
+def _panels(doc: dict | None = None) -> list[ET.Element]:
+    """The chart's panels, of `doc`'s results or (None) of _results()'s."""
+    svg = _default_svg() if doc is None else chart.chart_svg(doc)
+    root = ET.fromstring(svg)  # noqa: S314 - our own output, not untrusted input
     return [g for g in root.iter(f"{SVG}g") if g.get("id", "").startswith("axes_")]
 
 
@@ -77,7 +86,7 @@ def _dots(panel: ET.Element) -> int:
 
 
 def test_the_chart_has_a_panel_per_figure_with_its_values_and_targets() -> None:
-    throughput, cpu, storage = _panels(_results())
+    throughput, cpu, storage = _panels()
     assert {"/random", "/today", "Throughput ÷ reference", "1.08", "1.53", "target ≥ 1"} <= set(_texts(throughput))
     assert {"/random", "/today", "CPU per request ÷ reference", "0.98", "0.70", "target ≤ 1.05"} <= set(_texts(cpu))
     assert {"today's view", "random's view", "4,701", "6,645", "(today ÷ random 0.69)"} <= set(_texts(storage))
@@ -89,7 +98,7 @@ def test_the_chart_has_a_panel_per_figure_with_its_values_and_targets() -> None:
     [(0, (1.08, 1.53), 1.0), (1, (0.98, 0.70), 1.05), (2, (4701.0, 6645.0), 0.5 * 6645.0)],
 )
 def test_bars_and_target_lines_stand_at_their_values(panel: int, values: tuple[float, float], target: float) -> None:
-    drawn = _panels(_results())[panel]
+    drawn = _panels()[panel]
     (base, random_top), (_, today_top) = _bars(drawn)
     scale = (base - random_top) / values[0]  # SVG units per unit of the figure
     assert base - today_top == pytest.approx(values[1] * scale, rel=1e-3)
@@ -97,8 +106,8 @@ def test_bars_and_target_lines_stand_at_their_values(panel: int, values: tuple[f
 
 
 def test_other_values_draw_another_chart() -> None:
-    before, after = _results(), _results(random_to_minimal=0.84, today_cpu_to_minimal=1.2)
-    assert chart.chart_svg(before) != chart.chart_svg(after)
+    after = _results(random_to_minimal=0.84, today_cpu_to_minimal=1.2)
+    assert _default_svg() != chart.chart_svg(after)
     throughput, cpu, _ = _panels(after)
     assert "0.84" in _texts(throughput) and "1.08" not in _texts(throughput)
     assert "1.20" in _texts(cpu) and "0.70" not in _texts(cpu)
@@ -118,4 +127,4 @@ def test_the_same_results_draw_the_same_bytes_and_the_command_writes_them(tmp_pa
     results = tmp_path / "results.json"
     results.write_text(json.dumps(_results()))
     assert chart.main([str(results), str(tmp_path / "chart.svg")]) == 0
-    assert (tmp_path / "chart.svg").read_text() == chart.chart_svg(_results())
+    assert (tmp_path / "chart.svg").read_text() == _default_svg()

@@ -74,6 +74,7 @@ def test_a_busy_pool_is_store_unavailable_after_its_wait_timeout(servers):
     pool.close()
 
 
+@pytest.mark.slow  # a fresh server of its own, with a small max_connections (about 3 s to start)
 def test_too_many_clients_at_connect_is_store_unavailable(small_postgres):
     _, app_url, _ = small_postgres
     settings = parse_database_url(app_url)

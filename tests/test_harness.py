@@ -144,6 +144,7 @@ def _invoke(servers, *args):
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
 
 
+@pytest.mark.slow  # the harness's command line in a process of its own (about 3 s)
 def test_invoke_prints_status_and_json_and_takes_method_headers_and_body(servers):
     first = _invoke(servers, "today", "--query", "language=de")
     assert first.returncode == 0, first.stderr

@@ -100,11 +100,11 @@ def _await_backend_gone(db, pid: int, within_s: float) -> None:
 def test_an_idle_connection_is_ended_by_the_server_with_no_thread_of_ours(servers, db):
     # On Cloud Run an idle instance has no CPU: the server must end the session by itself, at
     # SERVER_IDLE_FACTOR x the pool's idle timeout (idle_session_timeout, sent when connecting).
-    idle_timeout_s = 1.0
+    idle_timeout_s = 0.25
     threads_before = set(threading.enumerate())
     pool = _pool(servers, 1, idle_timeout_s=idle_timeout_s)
     try:
-        assert pool.run("SHOW idle_session_timeout") == [["2s"]]
+        assert pool.run("SHOW idle_session_timeout") == [["500ms"]]
         backend = pool.run(BACKEND)[0][0]
         released = time.monotonic()
         assert not set(threading.enumerate()) - threads_before, "the pool started a thread"

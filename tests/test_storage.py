@@ -98,6 +98,7 @@ def _harness(servers, *args):
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)  # fmt: skip
 
 
+@pytest.mark.slow  # the harness's command line in a process of its own (about 2 s)
 def test_import_command_adds_new_facts_once(servers, db, tmp_path):
     jsonl = tmp_path / "more.jsonl"
     jsonl.write_text(
