@@ -100,7 +100,7 @@ def document(info: dict[str, Any], measured: dict[str, Any], settings: dict[str,
     doc["startup_skipped"] = {kind: v["skipped"] for kind, v in startup.items() if "skipped" in v}
     suite_result = measured["tests"]["suite"]
     # Keys always present; null when not measured (--quick, --skip-suite).
-    doc["suite_s"] = {"n1": None, "n2": None}
+    doc["suite_s"] = {"fast": None, "full": None}  # ./dev test, and ./dev test --all (both lanes)
     doc["suite_s"].update({key: v["wall_s"] for key, v in suite_result.items() if isinstance(v, dict)})
     doc["suite_summary"] = {key: v["summary"] for key, v in suite_result.items() if isinstance(v, dict)}
     if "skipped" in suite_result:
@@ -233,9 +233,8 @@ def table(doc: dict[str, Any]) -> str:
     for key, seconds in doc["suite_s"].items():
         if seconds is None:
             continue
-        lines.append(
-            f"  pytest -n {key[1:]} --services=embedded  {seconds:6.1f} s   {doc['suite_summary'].get(key, '')}"
-        )
+        command = "./dev test" if key == "fast" else "./dev test --all"
+        lines.append(f"  {command:<16} --services=embedded  {seconds:6.1f} s   {doc['suite_summary'].get(key, '')}")
     if doc.get("suite_skipped"):
         lines.append(f"  suite wall time not measured ({doc['suite_skipped']})")
     bad = {k: v for k, v in doc["non2xx"].items() if v}
