@@ -31,7 +31,10 @@ def shard_groups() -> list[int]:
 
 
 def _start_collection(*options: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *options]
+    # --rootdir: the durations copy under /tmp is a path argument too, and pytest would otherwise take
+    # the common folder of it and a checkout that also lies under /tmp as the root of the node ids.
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+               "--rootdir", str(ROOT), *options]  # fmt: skip
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
