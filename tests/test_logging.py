@@ -325,6 +325,8 @@ def test_a_failing_stream_is_reported_on_stderr_and_the_next_lines_still_go_out(
     assert "Message: 'lost with the failed write'" in reported
 
 
+# A gunicorn worker is a fork of a process with threads: Python 3.12 warns of it; the test means it.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_a_forked_child_writes_its_own_lines_and_only_those():
     # gunicorn forks its workers from the process that imported the app: nothing the parent logged
     # may be written again by a child.
@@ -404,6 +406,8 @@ def test_a_record_factory_the_host_set_makes_the_request_records():
     assert (record.pathname, record.lineno, record.levelno) == (logs.__file__, 0, logging.INFO)
 
 
+# A gunicorn worker is a fork of a process with threads: Python 3.12 warns of it; the test means it.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_a_forked_worker_makes_request_records_of_its_own_process():
     logger = logging.getLogger("facts.requests")
     assert logs.request_record(logger, "%s", ("parent",), {}).process == os.getpid()
