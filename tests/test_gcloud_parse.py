@@ -3,25 +3,12 @@ parses from one that does not. (The full check of every line is its own step of 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-
 import pytest
 
-from .support.deploy_copy import ROOT, gcloud_env
+from .support.deploy_copy import gcloud_env
+from .support.scripts import load_script
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gcloud_check", ROOT / "deploy" / "gcloud_check.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-gcloud_check = _load()
+gcloud_check = load_script("deploy/gcloud_check.py")
 
 
 @pytest.fixture

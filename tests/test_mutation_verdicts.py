@@ -4,25 +4,16 @@ ci/judge_mutants.py writes it with: no server needed."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+
+from .support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _module() -> ModuleType:
-    # ci/ is a folder of scripts, not a package: load the file the way its scripts see it
-    spec = importlib.util.spec_from_file_location("mutation_verdicts", ROOT / "ci" / "mutation_verdicts.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-verdicts = _module()
+verdicts = load_script("ci/mutation_verdicts.py")
 
 
 def test_verdicts_survive_a_write_and_read_sorted_in_mutmuts_numbering(tmp_path: Path) -> None:

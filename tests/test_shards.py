@@ -6,7 +6,6 @@ on one runner per group; a test in no shard would never run anywhere, one in two
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from types import ModuleType
 
 import pytest
 import yaml
+
+from .support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
@@ -92,11 +93,7 @@ def test_the_shards_partition_the_suite_by_recorded_durations(tmp_path):
 
 
 def _check_durations() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_durations", ROOT / "ci" / "check_durations.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ci/check_durations.py")
 
 
 def test_a_fresh_file_with_even_shards_passes_the_check():
