@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the facts functions locally.
 
-    python harness.py serve [--host 127.0.0.1] [--port 8080] [--services auto|embedded|containers|external] [--reload]
+    python harness.py serve [--host 127.0.0.1] [--port 8080] [--servers auto|embedded|containers|external] [--reload]
     python harness.py invoke random|today [--query language=en] [--method GET] [--header K:V] [--data BODY]
     python harness.py import FILE.jsonl|FILE.csv [--language en] [--source NAME]
     python harness.py migrate [--timeout 300]     bring DATABASE_URL's schema up to date and seed it
@@ -33,15 +33,15 @@ DATA_DIR = Path(os.environ.get("FACTS_DATA_DIR", ROOT / ".facts-data"))
 @contextmanager
 def running_servers(kind: str, quiet: bool = False) -> Iterator[Any]:
     """Servers of `kind`, with the functions' environment pointing at them and the schema current."""
-    from devservices import provide, resolve_kind
-    from devservices.external import configured_urls
+    from devkit import resolve_kind, start_servers
+    from devkit.external import configured_urls
     from shared import schema
     from shared.config import load_settings, mask_url
 
     kind = resolve_kind(kind, urls_set=configured_urls() is not None)
     if not quiet:
         print(f"starting servers: {kind} ...", file=sys.stderr, flush=True)
-    with provide(kind, DATA_DIR / kind, durable=True) as provided:
+    with start_servers(kind, DATA_DIR / kind, durable=True) as provided:
         os.environ.update(provided.environ())
         settings = load_settings()
         # Migrate here once, before any worker starts, so no request pays for it.
@@ -99,7 +99,7 @@ def serve(args: argparse.Namespace) -> int:
     # gunicorn's arbiter handles SIGINT/SIGTERM once it runs; before that, turn SIGTERM into a
     # clean exit too, so the servers started below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with running_servers(args.services) as provided, LogHub() as hub:
+    with running_servers(args.servers) as provided, LogHub() as hub:
         os.environ.setdefault("FACTS_LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
         base = f"http://{args.host}:{args.port}"
         print(f"serving on {base}  (Ctrl-C stops the harness and the servers it started)", file=sys.stderr)
@@ -109,7 +109,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"  dashboard: open {base}/ in a browser (JSON clients get the route table there)", file=sys.stderr)
         sys.stderr.flush()
         dashboard = DashboardSetup(
-            provider=provided.provider,
+            kind=provided.kind,
             description=provided.description,
             bind_host=args.host,
             reload=args.reload,
@@ -140,7 +140,7 @@ def invoke(args: argparse.Namespace) -> int:
     if route is None:
         raise SystemExit(f"unknown function {args.function!r}; known: {', '.join(sorted(routes))}")
     os.environ.setdefault("FACTS_LOG_FORMAT", "text")  # stdout is for the answer
-    with running_servers(args.services, quiet=True):
+    with running_servers(args.servers, quiet=True):
         client = functions_framework.create_app(route.target, str(route.source)).test_client()
         response = client.open(
             "/",
@@ -166,7 +166,7 @@ def import_file(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.exists():
         raise SystemExit(f"no such file: {path}")
-    with running_servers(args.services, quiet=True):
+    with running_servers(args.servers, quiet=True):
         con = connect(load_settings().postgres, 10.0, statement_timeout_ms=None)
         try:
             added = catalogue.import_facts(con, catalogue.read_facts(path, args.language, args.source))
@@ -180,14 +180,14 @@ def import_file(args: argparse.Namespace) -> int:
 
 def migrate(args: argparse.Namespace) -> int:
     """The deployment's migration step against DATABASE_URL (Redis is not needed); without one,
-    against the servers `--services` starts, which migrate as they start."""
-    if os.environ.get("DATABASE_URL") and args.services in ("auto", "external"):
+    against the servers `--servers` starts, which migrate as they start."""
+    if os.environ.get("DATABASE_URL") and args.servers in ("auto", "external"):
         from shared import schema
 
         return schema.main(["--timeout", str(args.timeout)])
-    if args.services == "external":
-        raise SystemExit("migrate --services external needs DATABASE_URL")
-    with running_servers(args.services):
+    if args.servers == "external":
+        raise SystemExit("migrate --servers external needs DATABASE_URL")
+    with running_servers(args.servers):
         pass
     return 0
 
@@ -196,21 +196,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the facts functions locally.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from devservices import AUTO_RULE, KINDS
+    from devkit import AUTO_RULE, SERVER_KINDS, renamed_warning
 
-    def add_services_option(p: argparse.ArgumentParser) -> None:
+    class RenamedOption(argparse.Action):
+        """The last release's name of an option: still taken, with a warning naming its successor."""
+
+        def __call__(self, parser: Any, namespace: argparse.Namespace, value: Any, option: str | None = None) -> None:
+            print(f"warning: {renamed_warning(str(option))}", file=sys.stderr)
+            setattr(namespace, self.dest, value)
+
+    def add_servers_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "--services",
-            choices=KINDS,
+            "--servers",
+            choices=SERVER_KINDS,
             default="auto",
             help=f"where Postgres and Redis come from ({AUTO_RULE}; the URLs: DATABASE_URL and REDIS_URL)",
         )
+        p.add_argument("--services", choices=SERVER_KINDS, dest="servers", action=RenamedOption, help=argparse.SUPPRESS)
 
     p_serve = sub.add_parser("serve", help="serve every function on one port")
     p_serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     p_serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
     p_serve.add_argument("--reload", action="store_true", help="restart on code changes in functions/ and shared/")
-    add_services_option(p_serve)
+    add_servers_option(p_serve)
     p_serve.set_defaults(run=serve)
 
     p_invoke = sub.add_parser("invoke", help="invoke one function once and print its answer")
@@ -219,21 +227,21 @@ def main(argv: list[str] | None = None) -> int:
     p_invoke.add_argument("--method", default="GET")
     p_invoke.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
     p_invoke.add_argument("--data", default=None, help="request body")
-    add_services_option(p_invoke)
+    add_servers_option(p_invoke)
     p_invoke.set_defaults(run=invoke)
 
     p_import = sub.add_parser("import", help="import facts from a .jsonl or .csv file (fields: fact, language, source)")
     p_import.add_argument("file")
     p_import.add_argument("--language", default="en", help="language of rows that name none")
     p_import.add_argument("--source", default=None, help="source of rows that name none (default: the file name)")
-    add_services_option(p_import)
+    add_servers_option(p_import)
     p_import.set_defaults(run=import_file)
 
     p_migrate = sub.add_parser(
         "migrate", help="apply the missing migrations and seed (idempotent; concurrent runs wait for each other)"
     )
     p_migrate.add_argument("--timeout", type=float, default=300.0, help="seconds any one step may take")
-    add_services_option(p_migrate)
+    add_servers_option(p_migrate)
     p_migrate.set_defaults(run=migrate)
 
     args = parser.parse_args(argv)
@@ -242,11 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from devservices import ProviderError
+        from devkit import ServerStartError
         from shared.config import ConfigError
         from shared.postgres import StoreUnavailable
 
-        if isinstance(exc, (ConfigError, ProviderError, StoreUnavailable, OSError)):
+        if isinstance(exc, (ConfigError, ServerStartError, StoreUnavailable, OSError)):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.run import FUNCTION_SERVERS, prepare_database
 from bench.wrkload import ensure_tool
-from devservices.embedded import embedded_servers
+from devkit.embedded import embedded_servers
 
 PAIRS = (("random", "minimal_random"), ("today", "minimal_today"))
 _COLLECTED = re.compile(r"Collected : (\d+)")
@@ -92,7 +92,7 @@ def main() -> int:
     valgrind = ensure_tool(
         "valgrind", "bench: valgrind is not installed (Debian/Ubuntu: `sudo apt-get install valgrind`)."
     )
-    with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir) / "services") as provided:
+    with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir) / "servers") as provided:
         prepare_database(provided.database_url)
         env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json"}
         per_call: dict[str, float] = {}

@@ -234,7 +234,7 @@ def table(doc: dict[str, Any]) -> str:
         if seconds is None:
             continue
         command = "./dev test" if key == "fast" else "./dev test --all"
-        lines.append(f"  {command:<16} --services=embedded  {seconds:6.1f} s   {doc['suite_summary'].get(key, '')}")
+        lines.append(f"  {command:<16} --servers=embedded  {seconds:6.1f} s   {doc['suite_summary'].get(key, '')}")
     if doc.get("suite_skipped"):
         lines.append(f"  suite wall time not measured ({doc['suite_skipped']})")
     bad = {k: v for k, v in doc["non2xx"].items() if v}

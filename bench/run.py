@@ -235,15 +235,15 @@ def scale_runs(meter: Meter, database_url: str, random_url: str, args: argparse.
 
 def bench_servers(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Everything that needs the benchmark's own Postgres and Redis; all of it stopped on return."""
-    from devservices.embedded import embedded_servers
-    from devservices.ports import free_port
+    from devkit.embedded import embedded_servers
+    from devkit.ports import free_port
 
     out: dict[str, Any] = {}
     log_dir = workdir / "logs"
     log_dir.mkdir()
     log("starting embedded Postgres and Redis (durable) ...")
-    with embedded_servers(workdir / "services", durable=True) as provided, servers.Servers(log_dir) as running:
-        out["services_startup_s"] = round(provided.startup_s, 2)
+    with embedded_servers(workdir / "servers", durable=True) as provided, servers.Servers(log_dir) as running:
+        out["servers_startup_s"] = round(provided.startup_s, 2)
         prepare_database(provided.database_url)
         # As the harness's subprocess sees it; the functions log JSON to stdout, i.e. to a log file.
         env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json", "FACTS_FAST_PATHS": args.fast_paths}

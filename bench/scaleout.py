@@ -66,10 +66,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pg8000.native
 
-from devservices.embedded import embedded_servers
-from devservices.ports import free_port
-from devservices.processes import descendants, spawn, terminate
-from devservices.waiting import NotReady, wait_until, wait_until_async
+from devkit.embedded import embedded_servers
+from devkit.ports import free_port
+from devkit.processes import descendants, spawn, terminate
+from devkit.waiting import NotReady, wait_until, wait_until_async
 from shared.config import POOL_IDLE_TIMEOUT_S
 from shared.postgres import SERVER_IDLE_FACTOR
 from tests.support.deploy_copy import deploy_venv, deployed_copy

@@ -5,7 +5,7 @@
     python bench/server_config.py --rounds 5 --duration 10 --configs 1x8,2x4,4x2
 
 One embedded Postgres and Redis (durable, migrated and seeded, as bench/run.py starts them) and one
-`harness.py serve --services external` per configuration (WORKERS and THREADS in its environment).
+`harness.py serve --servers external` per configuration (WORKERS and THREADS in its environment).
 wrk (32 connections, 2 threads) loads /random then /today of each configuration in turn, round after
 round, so that slow drifts of the machine hit every configuration alike. Medians per configuration
 and target; the recommendation is the best sum of /random and /today throughput, each normalised to
@@ -58,13 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str, dict[str, list[dict]]]:
     """Every run, by configuration then target; every server stopped on return."""
-    from devservices.embedded import embedded_servers
-    from devservices.ports import free_port
+    from devkit.embedded import embedded_servers
+    from devkit.ports import free_port
 
     log_dir = workdir / "logs"
     log_dir.mkdir()
     log("starting embedded Postgres and Redis (durable) ...")
-    with embedded_servers(workdir / "services", durable=True) as provided, servers.Servers(log_dir) as running:
+    with embedded_servers(workdir / "servers", durable=True) as provided, servers.Servers(log_dir) as running:
         prepare_database(provided.database_url)
         env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json"}
         urls: dict[str, str] = {}
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"failed; server logs kept in {workdir / 'logs'}")
         raise
     finally:  # the services' data always goes; the logs stay after a failure
-        shutil.rmtree(workdir / "services" if failed else workdir, ignore_errors=True)
+        shutil.rmtree(workdir / "servers" if failed else workdir, ignore_errors=True)
     result = analyse(runs, args)
     settings = {"rounds": args.rounds, "duration_s": args.duration, "connections": CONNECTIONS,
                 "wrk_threads": WRK_THREADS, "order": [f"{c}/{t}" for c in args.configs for t in TARGETS]}  # fmt: skip

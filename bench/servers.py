@@ -1,6 +1,6 @@
 """Server processes of the benchmark: started in their own process group, always stopped.
 
-Every process is spawned with devservices' `spawn` (own session, so a Ctrl-C in the terminal reaches
+Every process is spawned with devkit' `spawn` (own session, so a Ctrl-C in the terminal reaches
 only the benchmark, which then stops them in order; and a parent-death signal, so a benchmark killed
 hard does not leave servers behind). Stopping signals the gunicorn arbiter by pid, then kills what is
 left of its process group (its workers) by the group id: never anything by name.
@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devservices.ports import free_port
-from devservices.processes import spawn, terminate
-from devservices.waiting import GiveUp, NotReady, ServerExited, wait_until
+from devkit.ports import free_port
+from devkit.processes import spawn, terminate
+from devkit.waiting import GiveUp, NotReady, ServerExited, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -105,7 +105,7 @@ def harness_argv(port: int) -> list[str]:
     # As the test suite runs it (tests/support/harness_process.py): servers from DATABASE_URL/REDIS_URL.
     return [
         sys.executable, str(ROOT / "harness.py"), "serve",
-        "--services", "external", "--host", HOST, "--port", str(port),
+        "--servers", "external", "--host", HOST, "--port", str(port),
     ]  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.run import prepare_database
-from devservices.embedded import embedded_servers
+from devkit.embedded import embedded_servers
 from shared.config import parse_database_url
 from shared.fast.pg8000_statement import OneTripStatement
 from shared.postgres import connect
@@ -42,7 +42,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000, help="statements per batch (default 3000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir) / "services") as provided:
+    with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir) / "servers") as provided:
         prepare_database(provided.database_url)
         con = connect(parse_database_url(provided.database_url), 5.0, statement_timeout_ms=None)
         theirs = con.prepare(RANDOM_VIEW)

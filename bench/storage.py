@@ -32,7 +32,7 @@ class StorageLoad:
 
 
 def pgbench_binary() -> Path:
-    from devservices.embedded import postgres_bin_dir
+    from devkit.embedded import postgres_bin_dir
 
     found = postgres_bin_dir() / "pgbench"
     if not found.exists():

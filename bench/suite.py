@@ -1,4 +1,4 @@
-"""The test suite's costs: one worker's service start-up per provider, and the suite's wall time."""
+"""The test suite's costs: one worker's start-up per kind of servers, and the suite's wall time."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from devservices import ProvidedServers
-from devservices.processes import spawn, terminate
+from devkit import Servers
+from devkit.processes import spawn, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _startup(enter: Callable[[], AbstractContextManager[ProvidedServers]], repeats: int) -> dict:
-    """Median time to enter a provider's context (servers up and answering), and to migrate and seed.
+def _startup(enter: Callable[[], AbstractContextManager[Servers]], repeats: int) -> dict:
+    """Median time to enter a kind's context (servers up and answering), and to migrate and seed.
 
     A test worker pays both before its first test; they are reported apart.
     """
@@ -48,10 +48,10 @@ def _startup(enter: Callable[[], AbstractContextManager[ProvidedServers]], repea
 
 def embedded_startup_s(repeats: int) -> dict:
     """Embedded servers in a fresh folder each time (initdb included), durable=False like a test worker."""
-    from devservices.embedded import embedded_servers
+    from devkit.embedded import embedded_servers
 
     @contextmanager
-    def fresh() -> Iterator[ProvidedServers]:
+    def fresh() -> Iterator[Servers]:
         # A new folder each time, like a test worker's scratch folder (embedded_servers grants the
         # unprivileged server user traverse rights on it when we run as root).
         folder = Path(tempfile.mkdtemp(prefix="facts-bench-startup-"))
@@ -66,7 +66,7 @@ def embedded_startup_s(repeats: int) -> dict:
 
 def container_startup_s(repeats: int) -> dict:
     """Containers as a test worker gets them, or why they were not measured."""
-    from devservices.containers import container_servers, docker_available, images
+    from devkit.containers import container_servers, docker_available, images
 
     if not docker_available():
         return {"skipped": "no Docker engine answers"}
@@ -97,7 +97,7 @@ LANES = {"fast": [], "full": ["--all"]}
 
 def suite_wall_s(lane: str, log_dir: Path, timeout_s: float = 900.0) -> dict:
     """Wall and CPU time of `./dev test` (xdist's -n auto) for a lane of LANES, on embedded servers."""
-    argv = [str(ROOT / "dev"), "test", *LANES[lane], "-p", "no:benchmark", "-q", "--services=embedded"]
+    argv = [str(ROOT / "dev"), "test", *LANES[lane], "-p", "no:benchmark", "-q", "--servers=embedded"]
     log_path = log_dir / f"pytest-{lane}.log"
     # The suite must start its own servers: none of the benchmark's URLs may leak into it.
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "FACTS_CACHE_PREFIX")}

@@ -1,6 +1,6 @@
-"""CI: run the suite in --services=external mode against servers that hold someone else's data.
+"""CI: run the suite in --servers=external mode against servers that hold someone else's data.
 
-    python ci/external_check.py -- ./dev test -n 2 --services=external
+    python ci/external_check.py -- ./dev test -n 2 --servers=external
 
 Starts embedded Postgres and Redis, puts a sentinel table and sentinel keys there (the "other data"),
 runs the command with FACTS_TEST_DATABASE_URL and FACTS_TEST_REDIS_URL pointing at them, then fails unless the sentinels
@@ -18,7 +18,7 @@ from pathlib import Path
 import pg8000.native
 import redis
 
-from devservices.embedded import embedded_servers
+from devkit.embedded import embedded_servers
 from shared.config import parse_database_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,8 @@ def main(argv: list[str]) -> int:
 
         urls = {"FACTS_TEST_DATABASE_URL": ep.database_url, "FACTS_TEST_REDIS_URL": ep.redis_url}
         env = {**os.environ, **urls}
-        env.pop("FACTS_TEST_SERVICES", None)
+        env.pop("FACTS_TEST_SERVERS", None)
+        env.pop("FACTS_TEST_SERVICES", None)  # the last release's name, still read
         result = subprocess.run(command, cwd=ROOT, env=env, check=False)
 
         after = sorted(row[0] for row in _connect(ep.database_url, "postgres").run("SELECT datname FROM pg_database"))

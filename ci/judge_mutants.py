@@ -13,7 +13,7 @@ Code run at import (`handlers._logged`, the `web._Outage()` made at import) is n
 MUTANT_UNDER_TEST, so those mutants are planted in a copy of the source instead (IMPORT_TIME).
 
 A survivor here is a candidate: a test outside the module's files may kill it. Plant it with
-`cd mutants && MUTANT_UNDER_TEST=NAME ../.venv/bin/python -m pytest tests/FILE -x -p no:xdist --services=embedded`.
+`cd mutants && MUTANT_UNDER_TEST=NAME ../.venv/bin/python -m pytest tests/FILE -x -p no:xdist --servers=embedded`.
 Verdicts accumulate in docs/mutation-verdicts.csv (ci/mutation_verdicts.py, or --verdicts FILE), one row
 per mutant, written after each verdict; names already there are skipped unless --again (a changed function).
 """
@@ -109,7 +109,7 @@ def _pytest(cwd: Path, tests: str, env: dict[str, str]) -> dict[str, str]:
         *tests.split(),
         "-x",
         "-q",
-        "--services=embedded",
+        "--servers=embedded",
         "-p",
         "no:xdist",
         "-p",

@@ -52,7 +52,7 @@ PAGE_HEADERS = [
 class DashboardSetup:
     """What the harness's main process knows and the workers show: made before gunicorn forks."""
 
-    provider: str
+    kind: str
     description: str
     bind_host: str
     reload: bool = False
@@ -137,7 +137,7 @@ class Dashboard:
         from shared import instance
         from shared.facts import utc_day
 
-        answer: dict[str, Any] = {"provider": self.setup.provider, "description": self.setup.description}
+        answer: dict[str, Any] = {"kind": self.setup.kind, "description": self.setup.description}
         try:
             current = instance.state(migrate=False)
         except ConfigError as exc:  # the message names the variable, never its value

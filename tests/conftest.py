@@ -12,7 +12,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from devservices import ProvidedServers
+from devkit import Servers
 from shared import instance
 
 from .support import janitor
@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def seeded_counts(servers: ProvidedServers, db: Any) -> dict[str, int]:
+def seeded_counts(servers: Servers, db: Any) -> dict[str, int]:
     return janitor.baseline(db)
 
 
@@ -52,7 +52,7 @@ def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
     if "servers" not in request.fixturenames:
         yield
         return
-    servers: ProvidedServers = request.getfixturevalue("servers")
+    servers: Servers = request.getfixturevalue("servers")
     db: Any = request.getfixturevalue("db")
     cache: redis.Redis = request.getfixturevalue("redis_client")
     janitor.reset(db, cache, servers.cache_prefix, request.getfixturevalue("seeded_counts"))
@@ -77,17 +77,17 @@ def isolate_environment() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def random_client(servers: ProvidedServers) -> FlaskClient:
+def random_client(servers: Servers) -> FlaskClient:
     return functions_framework.create_app("random_fact", str(FUNCTIONS / "random_fact.py")).test_client()
 
 
 @pytest.fixture(scope="session")
-def today_client(servers: ProvidedServers) -> FlaskClient:
+def today_client(servers: Servers) -> FlaskClient:
     return functions_framework.create_app("today_fact", str(FUNCTIONS / "today_fact.py")).test_client()
 
 
 @pytest.fixture(scope="session")
-def harness_process(servers: ProvidedServers) -> Iterator[tuple[str, Path]]:
+def harness_process(servers: Servers) -> Iterator[tuple[str, Path]]:
     """`harness.py serve` running against this worker's servers: its base URL and its log file."""
     with harness_server(servers.environ()) as (base, log):
         yield base, log
@@ -104,7 +104,7 @@ def harness_log(harness_process: tuple[str, Path]) -> Path:
 
 
 @pytest.fixture
-def fresh_instance(servers: ProvidedServers) -> Iterator[None]:
+def fresh_instance(servers: Servers) -> Iterator[None]:
     """Forget connections and breaker state before and after a test that stops servers."""
     instance.reset()
     yield

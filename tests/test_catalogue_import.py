@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pg8000.native
 import pytest
 
-from devservices import ProvidedServers
-from devservices.waiting import wait_until
+from devkit import Servers
+from devkit.waiting import wait_until
 from shared import catalogue
 from shared.catalogue import FactRecord, import_facts
 from shared.config import parse_database_url
@@ -19,7 +19,7 @@ from shared.postgres import connect, transaction
 
 
 @pytest.fixture
-def connections(servers: ProvidedServers) -> Iterator[tuple[pg8000.native.Connection, pg8000.native.Connection]]:
+def connections(servers: Servers) -> Iterator[tuple[pg8000.native.Connection, pg8000.native.Connection]]:
     """Two connections of the test's own to the worker's database (clean_state removes what it imports)."""
     settings = parse_database_url(servers.database_url)
     first = connect(settings, 10.0, statement_timeout_ms=None)

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from bench import scaleout
-from devservices.processes import terminate
-from devservices.waiting import wait_until
+from devkit.processes import terminate
+from devkit.waiting import wait_until
 from shared.postgres import SERVER_IDLE_FACTOR
 from tests.support.deploy_copy import deploy_venv, deployed_copy
 

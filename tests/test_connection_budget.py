@@ -12,9 +12,9 @@ import time
 import pytest
 
 from bench import scaleout
-from devservices.embedded import postgres_bin_dir
-from devservices.ports import free_port
-from devservices.waiting import wait_until
+from devkit.embedded import postgres_bin_dir
+from devkit.ports import free_port
+from devkit.waiting import wait_until
 from shared import instance, schema
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool, StoreUnavailable, connect

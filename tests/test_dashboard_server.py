@@ -57,7 +57,7 @@ def test_the_servers_answer_has_health_data_and_no_password(harness: str, server
     status, headers, body = http_get(harness + "/_dashboard/api/servers")
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
     answer = json.loads(body)
-    assert answer["provider"] == "external" and answer["status"] == "ok"
+    assert answer["kind"] == "external" and answer["status"] == "ok"
     assert answer["postgres"]["health"] == answer["redis"]["health"] == "ok"
     data = answer["data"]
     assert [row["language"] for row in data["today"]] == ["en"] and data["today"][0]["views"] == 1
@@ -196,7 +196,7 @@ def test_the_hub_answers_a_reader_from_before_a_restart_from_the_start() -> None
 
 def test_with_redis_down_the_servers_answer_says_so_quickly_and_keeps_the_rest(harness: str, servers: Any) -> None:
     if servers.redis is None:
-        pytest.skip(f"{servers.provider} servers are not ours to stop; run with --services=embedded or containers")
+        pytest.skip(f"{servers.kind} servers are not ours to stop; run with --servers=embedded or containers")
     servers.redis.stop()
     try:
         started = time.monotonic()

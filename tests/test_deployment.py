@@ -22,9 +22,9 @@ import urllib.request
 import pytest
 
 from devharness.routes import http_targets
-from devservices.ports import free_port
-from devservices.processes import spawn, terminate
-from devservices.waiting import wait_until
+from devkit.ports import free_port
+from devkit.processes import spawn, terminate
+from devkit.waiting import wait_until
 
 from .support.deploy_copy import (
     BASE_ENV,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from devservices.waiting import wait_until
+from devkit.waiting import wait_until
 from shared import instance
 from shared.cache import today_key
 from shared.config import load_settings
@@ -41,7 +41,7 @@ FAST_S = 2.0  # with a server down (refusing), answers come within 2 s; they tak
 def _require_control(servers, which):
     server = getattr(servers, which)
     if server is None:
-        pytest.skip(f"{servers.provider} servers are not ours to stop; run with --services=embedded or containers")
+        pytest.skip(f"{servers.kind} servers are not ours to stop; run with --servers=embedded or containers")
     return server
 
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devservices.waiting import wait_until
+from devkit.waiting import wait_until
 
 from .support.harness_process import ROOT, harness_server
 from .support.harness_process import project_copy as _copy_project
@@ -140,7 +140,7 @@ def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(servers, tmp
 
 def _invoke(servers, *args):
     env = {**servers.environ(), "PATH": "/usr/bin:/bin"}
-    argv = [sys.executable, str(ROOT / "harness.py"), "invoke", *args, "--services", "external"]
+    argv = [sys.executable, str(ROOT / "harness.py"), "invoke", *args, "--servers", "external"]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
 
 

@@ -17,7 +17,7 @@ import pg8000.native
 import pytest
 
 from bench import scaleout
-from devservices.waiting import wait_until
+from devkit.waiting import wait_until
 from shared import instance, schema
 from shared.postgres import StoreUnavailable
 

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from devservices.ports import free_port
+from devkit.ports import free_port
 from shared import instance, logs
 
 # Cloud Logging's `time`: RFC 3339, UTC, with microseconds.

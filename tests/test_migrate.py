@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from bench import scaleout
-from devservices.waiting import wait_until
+from devkit.waiting import wait_until
 from shared import logs, schema
 from shared.config import parse_database_url
 
@@ -37,7 +37,7 @@ def test_migrate_commands_are_idempotent_and_safe_concurrently(empty_postgres, t
     commands = [
         ([str(deploy_venv() / "bin" / "python"), "-m", "shared.schema"], upload),
         ([sys.executable, str(ROOT / "harness.py"), "migrate"], ROOT),
-        ([sys.executable, str(ROOT / "harness.py"), "migrate", "--services", "external"], ROOT),
+        ([sys.executable, str(ROOT / "harness.py"), "migrate", "--servers", "external"], ROOT),
     ]
     running = [subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for argv, cwd in commands]  # fmt: skip

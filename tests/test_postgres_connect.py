@@ -34,7 +34,7 @@ def test_the_socket_form_of_the_url_connects_over_the_socket(servers, db):
     directory = db.run("SELECT split_part(current_setting('unix_socket_directories'), ',', 1)")[0][0].strip()
     tcp = parse_database_url(servers.database_url)
     if not directory or not (Path(directory) / f".s.PGSQL.{tcp.port}").exists():
-        pytest.skip(f"the server's socket ({directory!r}) is not on this machine ({servers.provider} servers)")
+        pytest.skip(f"the server's socket ({directory!r}) is not on this machine ({servers.kind} servers)")
     password = f":{tcp.password}" if tcp.password else ""
     url = f"postgresql://{tcp.user}{password}@:{tcp.port}/{tcp.database}?host={directory}"
     settings = parse_database_url(url)

@@ -1,4 +1,4 @@
-"""devservices' one helper per job: waiting (wait_until), the port race (start_on_free_port), stopping."""
+"""devkit' one helper per job: waiting (wait_until), the port race (start_on_free_port), stopping."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from devservices.embedded import EmbeddedRedis
-from devservices.ports import free_port, start_on_free_port
-from devservices.processes import pid_alive, spawn, terminate
-from devservices.waiting import GiveUp, NotReady, ServerExited, wait_until, wait_until_async
+from devkit.embedded import EmbeddedRedis
+from devkit.ports import free_port, start_on_free_port
+from devkit.processes import pid_alive, spawn, terminate
+from devkit.waiting import GiveUp, NotReady, ServerExited, wait_until, wait_until_async
 
 T = TypeVar("T")
 

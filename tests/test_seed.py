@@ -5,7 +5,7 @@ worker starts its own), an empty database that the first call migrates, and the 
 through functions-framework's test client. Then Postgres and Redis are asked what was recorded.
 The same two promises run in every mode, on the worker's own servers, in tests/test_data_access.py.
 
-The images: FACTS_POSTGRES_IMAGE and FACTS_REDIS_IMAGE, as for `--services containers` (official
+The images: FACTS_POSTGRES_IMAGE and FACTS_REDIS_IMAGE, as for `--servers containers` (official
 images by default; ci/images/README.md builds local ones for a machine without a registry).
 """
 
@@ -22,8 +22,8 @@ import pg8000.native
 import pytest
 import redis
 
-from devservices.containers import OWNER_LABEL, docker_available, images
-from devservices.ports import free_port
+from devkit.containers import OWNER_LABEL, docker_available, images
+from devkit.ports import free_port
 from shared import instance
 from shared.cache import today_key
 from shared.config import DEFAULT_CACHE_PREFIX
@@ -37,7 +37,7 @@ except ImportError:  # testcontainers before 4.14
 
 FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
 # The label of every container this project starts: a run killed hard leaves none that the next run
-# (devservices.containers.remove_orphans) or CI's "nothing left behind" check does not find.
+# (devkit.containers.remove_orphans) or CI's "nothing left behind" check does not find.
 OWNER = {OWNER_LABEL: str(os.getpid())}
 
 

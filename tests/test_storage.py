@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devservices.external import with_database
+from devkit.external import with_database
 from shared import catalogue, schema
 from shared.config import parse_database_url
 from shared.postgres import connect
@@ -94,7 +94,7 @@ def test_concurrent_cold_starts_migrate_and_seed_once(scratch_database):
 
 def _harness(servers, *args):
     env = {**servers.environ(), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, str(ROOT / "harness.py"), *args, "--services", "external"],
+    return subprocess.run([sys.executable, str(ROOT / "harness.py"), *args, "--servers", "external"],
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)  # fmt: skip
 
 

@@ -85,7 +85,7 @@ async function refreshServers() {
   }
   const list = document.getElementById("servers-list");
   const items = [
-    el("dt", { text: "provider" }), dd(el("strong", { text: answer.provider || "?" })),
+    el("dt", { text: "servers" }), dd(el("strong", { text: answer.kind || "?" })),
     el("dt", { text: "where" }), dd(answer.description || ""),
   ];
   if (answer.error) items.push(el("dt", { text: "error" }), dd(el("span", { class: "bad", text: answer.error })));

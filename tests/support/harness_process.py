@@ -13,14 +13,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from devservices.ports import start_on_free_port
-from devservices.processes import spawn, terminate
-from devservices.waiting import ServerExited, wait_until
+from devkit.ports import start_on_free_port
+from devkit.processes import spawn, terminate
+from devkit.waiting import ServerExited, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
 # What `harness.py serve` needs from the repository, for a copy a test may break.
-HARNESS_FILES = ("functions", "shared", "devharness", "devservices", "harness.py", "openapi.json")
+HARNESS_FILES = ("functions", "shared", "devharness", "devkit", "harness.py", "openapi.json")
 
 
 def project_copy(into: Path) -> Path:
@@ -37,7 +37,7 @@ def project_copy(into: Path) -> Path:
 def _start_on(
     port: int, env: Mapping[str, str], args: tuple[str, ...], log_path: Path, root: Path
 ) -> tuple[subprocess.Popen[bytes], str]:
-    argv = [sys.executable, str(root / "harness.py"), "serve", "--port", str(port), "--services", "external", *args]
+    argv = [sys.executable, str(root / "harness.py"), "serve", "--port", str(port), "--servers", "external", *args]
     with open(log_path, "ab") as log:
         process = spawn(argv, log, None, signal.SIGTERM, env={**os.environ, **env}, cwd=root)
     base = f"http://127.0.0.1:{port}"

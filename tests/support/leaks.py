@@ -8,11 +8,11 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from devservices import ProvidedServers
+from devkit import Servers
 from shared import logs
 
 
-def passwords_of(provided: ProvidedServers) -> list[str]:
+def passwords_of(provided: Servers) -> list[str]:
     """The passwords inside the worker's server URLs, as written and URL-decoded."""
     found = set()
     for url in (provided.database_url, provided.redis_url):
@@ -28,7 +28,7 @@ def rendered(records: Iterable[logging.LogRecord]) -> list[str]:
     return [line for record in records for line in (cloud.format(record), console.format(record))]
 
 
-def assert_no_password(lines: Iterable[str], provided: ProvidedServers) -> None:
+def assert_no_password(lines: Iterable[str], provided: Servers) -> None:
     passwords = passwords_of(provided)
     leaked = [line for line in lines if any(password in line for password in passwords)]
     if leaked:
@@ -39,7 +39,7 @@ def assert_no_password(lines: Iterable[str], provided: ProvidedServers) -> None:
 
 
 @pytest.fixture
-def fault_log(servers: ProvidedServers, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+def fault_log(servers: Servers, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """After the test, no record logged while it ran (caplog: every logger) may hold a server password."""
     yield
     assert_no_password(rendered(caplog.get_records("setup") + caplog.get_records("call")), servers)

@@ -17,23 +17,30 @@ import pytest
 import redis
 
 from bench import scaleout
-from devservices import AUTO_RULE, KINDS, ProvidedServers, provide, resolve_kind
-from devservices.embedded import postgres_bin_dir
-from devservices.external import TEST_URL_VARIABLES, configured_urls
+from devkit import AUTO_RULE, SERVER_KINDS, Servers, renamed_warning, resolve_kind, start_servers
+from devkit.embedded import postgres_bin_dir
+from devkit.external import TEST_URL_VARIABLES, configured_urls
 from shared import instance
 from shared.config import parse_database_url
 from shared.postgres import connect, is_connection_lost
 
 from .scratch import scratch_dir
 
-SERVICES_OPTION = "--services"
-SERVICES_ENV = "FACTS_TEST_SERVICES"
+SERVERS_OPTION = "--servers"
+SERVERS_ENV = "FACTS_TEST_SERVERS"
+OLD_OPTION, OLD_ENV = "--services", "FACTS_TEST_SERVICES"  # the last release's names (devkit.RENAMED)
 
 
 def chosen_kind(option: str | None, **resolve_options: Any) -> str:
-    """The kind `--services` (None when not given) or $FACTS_TEST_SERVICES asks for, `auto` resolved."""
-    kind = option or os.environ.get(SERVICES_ENV) or "auto"
+    """The kind `--servers` (None when not given) or $FACTS_TEST_SERVERS asks for, `auto` resolved.
+    The last release's $FACTS_TEST_SERVICES still counts when the new variable is not set."""
+    kind = option or os.environ.get(SERVERS_ENV) or os.environ.get(OLD_ENV) or "auto"
     return resolve_kind(kind, urls_set=configured_urls(TEST_URL_VARIABLES) is not None, **resolve_options)
+
+
+def option_value(config: pytest.Config) -> str | None:
+    """`--servers`, else the deprecated `--services`."""
+    return config.getoption(SERVERS_OPTION) or config.getoption(OLD_OPTION)
 
 
 def worker_name() -> str:
@@ -43,30 +50,30 @@ def worker_name() -> str:
 
 
 @pytest.fixture(scope="session")
-def servers(request: pytest.FixtureRequest) -> Iterator[ProvidedServers]:
+def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
     """This worker's own Postgres and Redis, migrated, with the functions' environment set."""
     config = request.config
-    kind = chosen_kind(config.getoption(SERVICES_OPTION))
+    kind = chosen_kind(option_value(config))
     worker = worker_name()
     with (
         pytest.MonkeyPatch.context() as environment,
         scratch_dir(worker) as scratch,
-        provide(kind, scratch, durable=False, namespace=worker) as provided,
+        start_servers(kind, scratch, durable=False, namespace=worker) as provided,
     ):
         for name, value in provided.environ().items():
             environment.setenv(name, value)
         instance.reset()
         instance.state()  # migrate and seed once per worker
-        report = {"worker": worker, "provider": provided.provider, "startup_s": round(provided.startup_s, 2),
+        report = {"worker": worker, "kind": provided.kind, "startup_s": round(provided.startup_s, 2),
                   "description": provided.description}  # fmt: skip
-        config.stash[SERVICES_REPORT] = report
+        config.stash[SERVERS_REPORT] = report
         try:
             yield provided
         finally:
             instance.reset()
 
 
-SERVICES_REPORT = pytest.StashKey[dict[str, Any]]()
+SERVERS_REPORT = pytest.StashKey[dict[str, Any]]()
 
 
 class WorkerDatabase:
@@ -97,14 +104,14 @@ class WorkerDatabase:
 
 
 @pytest.fixture(scope="session")
-def db(servers: ProvidedServers) -> Iterator[WorkerDatabase]:
+def db(servers: Servers) -> Iterator[WorkerDatabase]:
     database = WorkerDatabase(servers.database_url)
     yield database
     database.close()
 
 
 @pytest.fixture(scope="session")
-def redis_client(servers: ProvidedServers) -> Iterator[redis.Redis]:
+def redis_client(servers: Servers) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(servers.redis_url, decode_responses=True)
     yield client
     client.close()
@@ -150,22 +157,23 @@ def _on_database(url: str, database: str) -> str:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        SERVICES_OPTION,
-        choices=KINDS,
+        SERVERS_OPTION,
+        choices=SERVER_KINDS,
         default=None,
-        help=f"where each worker's Postgres and Redis come from (default: ${SERVICES_ENV} or auto; {AUTO_RULE}; "
+        help=f"where each worker's Postgres and Redis come from (default: ${SERVERS_ENV} or auto; {AUTO_RULE}; "
         f"the URLs: {' and '.join(TEST_URL_VARIABLES)})",
     )
+    parser.addoption(OLD_OPTION, choices=SERVER_KINDS, default=None, help=f"deprecated: {renamed_warning(OLD_OPTION)}")
 
 
 _REPORTS = pytest.StashKey[list[dict[str, Any]]]()
 
 
-# --- the report: which provider each worker used and how long its servers took to start ---
+# --- the report: which kind of servers each worker used and how long its servers took to start ---
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    report = session.config.stash.get(SERVICES_REPORT, None)
+    report = session.config.stash.get(SERVERS_REPORT, None)
     if report and hasattr(session.config, "workeroutput"):
         session.config.workeroutput["facts_servers"] = report  # type: ignore[attr-defined]
     elif report:
@@ -182,6 +190,10 @@ class _WorkerReports:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption(OLD_OPTION):
+        config.issue_config_time_warning(FutureWarning(renamed_warning(OLD_OPTION)), stacklevel=2)
+    if os.environ.get(OLD_ENV) and not os.environ.get(SERVERS_ENV):
+        config.issue_config_time_warning(FutureWarning(renamed_warning(OLD_ENV)), stacklevel=2)
     # Registered only with xdist: `pytest -p no:xdist` would otherwise stop at an unknown hook.
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_WorkerReports(), "facts-worker-reports")
@@ -194,5 +206,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("servers per worker")
     for r in reports:
         terminalreporter.write_line(
-            f"{r['worker']}: {r['provider']}, started in {r['startup_s']:.2f} s — {r['description']}"
+            f"{r['worker']}: {r['kind']}, started in {r['startup_s']:.2f} s — {r['description']}"
         )

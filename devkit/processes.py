@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-SERVICE_USER = "facts-services"
+SERVER_USER = "facts-servers"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -32,19 +32,19 @@ def running_as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def service_user() -> str | None:
+def server_user() -> str | None:
     """The unprivileged user to run servers as when we are root (Postgres refuses root), made if missing."""
     if not running_as_root():
         return None
     try:
-        pwd.getpwnam(SERVICE_USER)
+        pwd.getpwnam(SERVER_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_USER],
             check=True,
             capture_output=True,
         )
-    return SERVICE_USER
+    return SERVER_USER
 
 
 def hand_over(path: Path, user: str | None) -> None:

@@ -16,7 +16,7 @@ import redis
 
 from .ports import free_port
 from .processes import pid_alive
-from .servers import ProvidedServers, ProviderError
+from .servers import Servers, ServerStartError
 from .waiting import wait_until
 
 POSTGRES_IMAGE = "postgres:16.10"
@@ -79,7 +79,7 @@ class ContainerServer:
 
 
 @contextmanager
-def container_servers() -> Iterator[ProvidedServers]:
+def container_servers() -> Iterator[Servers]:
     """One Postgres and one Redis container, published on loopback ports, removed on exit."""
     try:
         from testcontainers.community.postgres import PostgresContainer
@@ -110,11 +110,11 @@ def container_servers() -> Iterator[ProvidedServers]:
             postgres.start()
             redis_started.result()
         except docker.errors.DockerException as exc:  # most often: an image that cannot be pulled
-            raise ProviderError(
+            raise ServerStartError(
                 f"could not start the containers ({postgres_image}, {redis_image}): {exc}. Without a "
                 "registry, build local images (ci/images/README.md) and name them in FACTS_POSTGRES_IMAGE and "
                 "FACTS_REDIS_IMAGE (with TESTCONTAINERS_RYUK_DISABLED=true), or choose embedded servers "
-                "(--services embedded)"
+                "(--servers embedded)"
             ) from None
         host = postgres.get_container_host_ip()
         pg_port = int(postgres.get_exposed_port(5432))
@@ -130,10 +130,10 @@ def container_servers() -> Iterator[ProvidedServers]:
 
         # The image's init scripts restart Postgres once; wait for the real server from here too.
         wait_until(postgres_ready, 60, f"Postgres container {postgres_image}")
-        yield ProvidedServers(
+        yield Servers(
             database_url=f"postgresql://facts:{pg_password}@{host}:{pg_port}/{DATABASE}",
             redis_url=f"redis://:{redis_password}@{host}:{redis_port}/0",
-            provider="containers",
+            kind="containers",
             description=f"containers {postgres_image} on {host}:{pg_port}, {redis_image} on {host}:{redis_port}",
             startup_s=time.perf_counter() - began,
             postgres=ContainerServer(postgres, postgres_ready),

@@ -25,8 +25,8 @@ from redis.retry import Retry
 
 from .pgcluster import clone_template, initdb
 from .ports import free_port, start_on_free_port
-from .processes import descendants, grant_traverse, hand_over, service_user, spawn, terminate
-from .servers import ProvidedServers
+from .processes import descendants, grant_traverse, hand_over, server_user, spawn, terminate
+from .servers import Servers
 from .waiting import ServerExited, wait_until
 
 HOST = "127.0.0.1"
@@ -117,7 +117,7 @@ class EmbeddedPostgres(_ServerProcess):
         self.password = password
         self.durable = durable
         self.port = 0
-        self.user = service_user()
+        self.user = server_user()
 
     @property
     def url(self) -> str:
@@ -249,7 +249,7 @@ def _credentials(root: Path) -> tuple[str, str]:
 
 
 @contextmanager
-def embedded_servers(root: Path, durable: bool = False, max_connections: int = 200) -> Iterator[ProvidedServers]:
+def embedded_servers(root: Path, durable: bool = False, max_connections: int = 200) -> Iterator[Servers]:
     """Start Postgres and Redis with their data under `root`; stop them (only them) on exit."""
     began = time.perf_counter()
     pg_password, redis_password = _credentials(root)
@@ -264,10 +264,10 @@ def embedded_servers(root: Path, durable: bool = False, max_connections: int = 2
         except Exception:
             cache.stop()
             cache.start()
-        yield ProvidedServers(
+        yield Servers(
             database_url=postgres.url,
             redis_url=cache.url,
-            provider="embedded",
+            kind="embedded",
             description=f"embedded Postgres on {HOST}:{postgres.port}, Redis on {HOST}:{cache.port} (data in {root})",
             startup_s=time.perf_counter() - began,
             postgres=postgres,

@@ -1,18 +1,26 @@
-"""`--services auto`: one rule (devservices.AUTO_RULE) for the harness and the tests, each with its own URLs."""
+"""`--servers auto`: one rule (devkit.AUTO_RULE) for the harness and the tests, each with its own URLs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from devservices import KINDS, resolve_kind
-from devservices.external import HARNESS_URL_VARIABLES, TEST_URL_VARIABLES, configured_urls
+import harness
+from devkit import SERVER_KINDS, renamed_warning, resolve_kind
+from devkit.external import HARNESS_URL_VARIABLES, TEST_URL_VARIABLES, configured_urls
 
-from .support.servers import SERVICES_ENV, chosen_kind
+from .support.servers import OLD_ENV, SERVERS_ENV, SERVERS_OPTION, chosen_kind
+
+ROOT = Path(__file__).resolve().parents[1]
 
 URLS = ("postgresql://u:p@127.0.0.1:1/db", "redis://127.0.0.1:1/0")
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS if k != "auto"])
+@pytest.mark.parametrize("kind", [k for k in SERVER_KINDS if k != "auto"])
 @pytest.mark.parametrize("urls_set", [True, False])
 @pytest.mark.parametrize("docker", [True, False])
 def test_a_named_kind_is_kept_whatever_is_set(kind, urls_set, docker):
@@ -48,7 +56,7 @@ def test_a_named_kind_never_asks_docker():
 
 @pytest.fixture
 def clean_environment(monkeypatch):
-    for name in (*HARNESS_URL_VARIABLES, *TEST_URL_VARIABLES, SERVICES_ENV):
+    for name in (*HARNESS_URL_VARIABLES, *TEST_URL_VARIABLES, SERVERS_ENV, OLD_ENV):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -76,20 +84,51 @@ def test_a_test_run_goes_external_when_the_test_urls_are_set(clean_environment):
 
 
 def test_the_option_wins_over_the_environment_variable(clean_environment):
-    clean_environment.setenv(SERVICES_ENV, "containers")
+    clean_environment.setenv(SERVERS_ENV, "containers")
     assert chosen_kind(None) == "containers"
     assert chosen_kind("embedded") == "embedded"
 
 
 def test_containers_that_cannot_start_say_how_to_go_on(monkeypatch):
-    from devservices import ProviderError
-    from devservices.containers import container_servers, docker_available
+    from devkit import ServerStartError
+    from devkit.containers import container_servers, docker_available
 
     if not docker_available():
         pytest.skip("needs a Docker engine (runs in the containers mode of .ci/run and on GitHub)")
     monkeypatch.setenv("FACTS_POSTGRES_IMAGE", "facts-api-test/no-such-image:0")
-    with pytest.raises(ProviderError) as raised, container_servers():
+    with pytest.raises(ServerStartError) as raised, container_servers():
         pass
     message = str(raised.value)
     assert "facts-api-test/no-such-image:0" in message
-    assert "FACTS_POSTGRES_IMAGE" in message and "--services embedded" in message
+    assert "FACTS_POSTGRES_IMAGE" in message and "--servers embedded" in message
+
+
+# --- the last release's names: still read for one release, each with a warning naming the new one ---
+
+
+def test_the_old_variable_still_chooses_the_servers_and_the_new_one_wins(clean_environment):
+    clean_environment.setenv(OLD_ENV, "containers")
+    assert chosen_kind(None) == "containers"
+    clean_environment.setenv(SERVERS_ENV, "embedded")
+    assert chosen_kind(None) == "embedded"
+
+
+def test_the_old_pytest_option_still_works_and_warns():
+    # A collection only: the option is parsed and the plugin configured, no server is started.
+    env = {k: v for k, v in os.environ.items() if k not in (SERVERS_ENV, OLD_ENV)}
+    target = f"{Path(__file__)}::test_servers_option_is_the_new_name"
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+               "--services", "embedded", "-W", "error::FutureWarning", target]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0, "the deprecated option must warn (an error here, with -W error)"
+    assert renamed_warning("--services") in result.stdout + result.stderr
+
+
+def test_servers_option_is_the_new_name(request):
+    assert request.config.getoption(SERVERS_OPTION) in (None, *SERVER_KINDS)
+
+
+def test_the_old_harness_option_still_works_and_warns(capsys, clean_environment):
+    with pytest.raises(SystemExit, match="migrate --servers external needs DATABASE_URL"):
+        harness.main(["migrate", "--services", "external"])  # parsed as --servers external
+    assert f"warning: {renamed_warning('--services')}" in capsys.readouterr().err

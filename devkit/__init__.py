@@ -1,6 +1,6 @@
 """Postgres + Redis for the harness and the tests: external, embedded or containers.
 
-Every provider is a context manager yielding the same `ProvidedServers` and stopping only what it started.
+Every kind of servers is started by a context manager yielding the same `Servers` and stopping only what it started.
 """
 
 from __future__ import annotations
@@ -9,13 +9,30 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from .servers import ProvidedServers, ProviderError
+from .servers import Servers, ServerStartError
 
-KINDS = ("auto", "embedded", "containers", "external")
+SERVER_KINDS = ("auto", "embedded", "containers", "external")
 # The one rule for `auto`, for the harness and the tests alike (their --help and the README quote it).
 AUTO_RULE = "auto: external when both URLs are set, else containers when a Docker engine answers, else embedded"
 
-__all__ = ["AUTO_RULE", "KINDS", "ProvidedServers", "ProviderError", "provide", "resolve_kind"]
+# Names of the last release, still read for one more, each with a warning naming its successor.
+RENAMED = {"--services": "--servers", "FACTS_TEST_SERVICES": "FACTS_TEST_SERVERS"}
+
+
+def renamed_warning(old: str) -> str:
+    return f"{old} is deprecated and goes in the next release; use {RENAMED[old]} (same values)"
+
+
+__all__ = [
+    "AUTO_RULE",
+    "RENAMED",
+    "SERVER_KINDS",
+    "ServerStartError",
+    "Servers",
+    "renamed_warning",
+    "resolve_kind",
+    "start_servers",
+]
 
 
 def _docker_answers() -> bool:
@@ -41,9 +58,9 @@ def resolve_kind(kind: str, urls_set: bool, docker_answers: Callable[[], bool] =
     return "containers" if docker_answers() else "embedded"
 
 
-def provide(
+def start_servers(
     kind: str, data_dir: Path, durable: bool, namespace: str | None = None
-) -> AbstractContextManager[ProvidedServers]:
+) -> AbstractContextManager[Servers]:
     """Servers of the given kind (not 'auto': resolve_kind makes that concrete first).
 
     `namespace` (tests) isolates external servers per worker; `durable` keeps embedded data safe on disk.
@@ -60,10 +77,10 @@ def provide(
         from .containers import container_servers, docker_available, remove_orphans
 
         if not docker_available():
-            raise ProviderError(
+            raise ServerStartError(
                 "no Docker engine answers (checked DOCKER_HOST or the default socket); start one, "
-                "or choose embedded servers (--services embedded)"
+                "or choose embedded servers (--servers embedded)"
             )
         remove_orphans()
         return container_servers()
-    raise ValueError(f"unknown --services kind {kind!r}; expected one of {', '.join(KINDS[1:])}")
+    raise ValueError(f"unknown --servers kind {kind!r}; expected one of {', '.join(SERVER_KINDS[1:])}")

@@ -1,4 +1,4 @@
-"""What every provider hands back: where Postgres and Redis are, and how to stop or restart them."""
+"""What every kind of servers hands back: where Postgres and Redis are, and how to stop or restart them."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Protocol
 from shared.config import DEFAULT_CACHE_PREFIX
 
 
-class ProviderError(RuntimeError):
-    """A provider could not start its servers (no Docker engine, a server that exited, initdb failed)."""
+class ServerStartError(RuntimeError):
+    """Servers could not be started (no Docker engine, a server that exited, initdb failed)."""
 
 
 class Server(Protocol):
-    """A server the provider started, which fault tests may stop and start again at the same address."""
+    """A server we started, which fault tests may stop and start again at the same address."""
 
     def stop(self) -> None: ...
 
@@ -26,10 +26,10 @@ class Server(Protocol):
 
 
 @dataclass
-class ProvidedServers:
+class Servers:
     database_url: str = field(repr=False)
     redis_url: str = field(repr=False)
-    provider: str
+    kind: str
     description: str
     startup_s: float = 0.0
     cache_prefix: str = DEFAULT_CACHE_PREFIX

@@ -19,7 +19,7 @@ import redis
 from shared.config import DEFAULT_CACHE_PREFIX, ConfigError, check_redis_url, parse_database_url
 from shared.postgres import connect
 
-from .servers import ProvidedServers
+from .servers import Servers
 
 # Which variables name the servers: the harness reads the functions' own; the tests read their own
 # pair, so that only a variable meant for tests sends a test run to someone's servers.
@@ -47,18 +47,18 @@ def with_database(url: str, database: str) -> str:
 
 
 @contextmanager
-def external_servers() -> Iterator[ProvidedServers]:
+def external_servers() -> Iterator[Servers]:
     """The configured servers as they are (the harness)."""
     database_url, redis_url = _require_urls(HARNESS_URL_VARIABLES)
     settings = parse_database_url(database_url)
     # Keep the caller's key prefix: the harness re-exports these settings to its functions.
     prefix = os.environ.get("FACTS_CACHE_PREFIX") or DEFAULT_CACHE_PREFIX
     description = f"external Postgres {settings.describe()} and Redis (key prefix {prefix})"
-    yield ProvidedServers(database_url, redis_url, "external", description, cache_prefix=prefix)
+    yield Servers(database_url, redis_url, "external", description, cache_prefix=prefix)
 
 
 @contextmanager
-def isolated_external_servers(namespace: str) -> Iterator[ProvidedServers]:
+def isolated_external_servers(namespace: str) -> Iterator[Servers]:
     """A database and a key prefix of our own on the servers the test variables name (a test worker)."""
     began = time.perf_counter()
     database_url, redis_url = _require_urls(TEST_URL_VARIABLES)
@@ -68,7 +68,7 @@ def isolated_external_servers(namespace: str) -> Iterator[ProvidedServers]:
         con.run(f'CREATE DATABASE "{database}"')
     prefix = f"facts-test:{database}"
     try:
-        yield ProvidedServers(
+        yield Servers(
             with_database(database_url, database),
             redis_url,
             "external",

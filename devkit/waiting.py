@@ -7,22 +7,22 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-from .servers import ProviderError
+from .servers import ServerStartError
 
 T = TypeVar("T")
 
 
-class NotReady(ProviderError):
+class NotReady(ServerStartError):
     pass
 
 
-class GiveUp(ProviderError):
+class GiveUp(ServerStartError):
     """Raised by a check when waiting longer cannot help (say, the server answered an error)."""
 
 
 class ServerExited(GiveUp):
     """Raised by a check when the process it waits for has exited (on start: most likely it lost the
-    race for its port; devservices.ports.start_on_free_port tries another)."""
+    race for its port; devkit.ports.start_on_free_port tries another)."""
 
 
 def _pauses(deadline_s: float, interval_s: float | None) -> Iterator[float]:

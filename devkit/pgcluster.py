@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from .processes import as_user, hand_over
-from .servers import ProviderError
+from .servers import ServerStartError
 
 
 def initdb(bin_dir: Path, data: Path, user: str | None, password: str, durable: bool) -> None:
@@ -33,7 +33,7 @@ def initdb(bin_dir: Path, data: Path, user: str | None, password: str, durable: 
             argv.append("--no-sync")
         subprocess.run(argv, check=True, capture_output=True, timeout=120, **as_user(user))
     except subprocess.CalledProcessError as exc:
-        raise ProviderError(f"initdb failed: {exc.stderr.decode(errors='replace')[-2000:]}") from None
+        raise ServerStartError(f"initdb failed: {exc.stderr.decode(errors='replace')[-2000:]}") from None
     finally:
         pwfile.unlink(missing_ok=True)
 
