@@ -22,7 +22,6 @@ pytest_plugins = ("tests.support.servers", "tests.support.leaks")
 
 # Whole modules in the slow lane (`./dev test --slow`) whose files carry no mark of their own.
 SLOW_MODULES = {
-    "test_scaleout.py": "a fleet of gunicorn instances of the deployed functions",
     "test_cloud_run_throttling.py": "an instance of the deployed function, started, frozen and thawed",
     "test_deployment.py": "the deploy's dry run and the functions started from the upload set",
     "test_buildpack_rules.py": "the dry run's staged uploads listed by the gcloud CLI, the job run from one",

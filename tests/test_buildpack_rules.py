@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import scaleout
+from devkit.scratch_postgres import connect_url
 from shared import schema
 
 from .support.deploy_copy import deploy_venv, dry_run, flags, gcloud_upload
@@ -147,7 +147,7 @@ def test_the_jobs_procfile_command_migrates_a_fresh_database_from_its_staged_upl
                             timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("applied: 0001_schema"), result.stdout
-    with scaleout.connect_url(admin_url) as con:
+    with connect_url(admin_url) as con:
         assert int(con.run("SELECT count(*) FROM schema_migrations")[0][0]) == len(schema.migrations())
     again = subprocess.run(["bash", "-c", command], cwd=job.folder, env=env, capture_output=True, text=True,
                            timeout=120)  # fmt: skip

@@ -17,11 +17,11 @@ import signal
 import time
 from pathlib import Path
 
-from bench import scaleout
+from devkit.cloud_run import deployed_environment, start_instance
 from devkit.processes import terminate
+from devkit.upload_copy import deploy_venv, deployed_copy
 from devkit.waiting import wait_until
 from shared.postgres import SERVER_IDLE_FACTOR
-from tests.support.deploy_copy import deploy_venv, deployed_copy
 
 POOL_IDLE_TIMEOUT_S = 1.0
 SERVER_IDLE_TIMEOUT_S = SERVER_IDLE_FACTOR * POOL_IDLE_TIMEOUT_S
@@ -61,13 +61,13 @@ def test_a_frozen_instance_has_written_its_lines_and_lets_go_of_postgres_and_tha
     servers, db, tmp_path: Path
 ) -> None:
     env = {
-        **scaleout.deployed_environment(),
+        **deployed_environment(),
         "DATABASE_URL": servers.database_url,
         "REDIS_URL": servers.redis_url,
         "FACTS_POOL_IDLE_TIMEOUT": str(POOL_IDLE_TIMEOUT_S),
     }
     before = _instance_backends(db)  # this process's own pools, from earlier tests
-    instance = scaleout.start_instance("random", 0, deployed_copy(tmp_path / "upload"), deploy_venv(), env, tmp_path)
+    instance = start_instance("random", 0, deployed_copy(tmp_path / "upload"), deploy_venv(), env, tmp_path)
     assert instance.process is not None
     pid = instance.process.pid
     try:

@@ -1,7 +1,7 @@
 """Connection exhaustion is a 503 with Retry-After, never a 500, and it heals by itself.
 
 Against real servers: the worker's Postgres for the pool's own promises, and a fresh Postgres
-started with a small max_connections (bench/scaleout.py's) for more instances than it allows.
+started with a small max_connections (bench/py's) for more instances than it allows.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import time
 
 import pytest
 
-from bench import scaleout
+from devkit.cloud_run import Front, deployed_environment, instances_of_both
 from devkit.embedded import postgres_bin_dir
 from devkit.ports import free_port
+from devkit.scratch_postgres import ConnectionSampler, scratch_servers
+from devkit.traffic import burst, request
 from devkit.waiting import wait_until
 from shared import instance, schema
 from shared.config import parse_database_url
@@ -28,7 +30,7 @@ def small_postgres():
         postgres_bin_dir()
     except FileNotFoundError as exc:
         pytest.skip(f"needs PostgreSQL server binaries to start a server with a small max_connections: {exc}")
-    with scaleout.fresh_servers(max_connections=17) as urls:
+    with scratch_servers(max_connections=17) as urls:
         schema.migrate_database(parse_database_url(urls[1]), timeout_s=60)
         yield urls
 
@@ -108,23 +110,23 @@ def test_one_warning_per_outage_and_a_line_when_it_is_back(servers, random_clien
 
 def _answers_in_a_row(port: int, route: str, count: int) -> None:
     for _ in range(count):
-        answer, _ = scaleout.request(port, route, "en", None)
+        answer, _ = request(port, route, "en", None)
         assert answer.status == 200, f"{answer.status}: {answer.body}"
 
 
 @pytest.mark.slow  # a fleet of gunicorn instances
 def test_more_instances_than_postgres_allows_503_then_all_back_to_200(small_postgres, tmp_path):
     admin_url, app_url, redis_url = small_postgres
-    env = {**scaleout.deployed_environment(), "DATABASE_URL": app_url, "REDIS_URL": redis_url}
+    env = {**deployed_environment(), "DATABASE_URL": app_url, "REDIS_URL": redis_url}
     # The burst goes to random's 3 instances: 3 x 2 workers x 4 connections = 24 wanted from 14, so
     # it exhausts them, and when it is over random's workers hold every slot. today's 3 instances
     # then get their first requests: they must get connections once random's sit idle.
     with (
-        scaleout.ConnectionSampler(admin_url) as sampler,
-        scaleout.instances_of_both(3, env, tmp_path) as (instances, started),
-        scaleout.Front(instances, started) as front,
+        ConnectionSampler(admin_url) as sampler,
+        instances_of_both(3, env, tmp_path) as (instances, started),
+        Front(instances, started) as front,
     ):
-        answers = scaleout.burst(front.port, clients=32, requests=480, languages=["en", "de"], routes=("random",))
+        answers = burst(front.port, clients=32, requests=480, languages=["en", "de"], routes=("random",))
         burst_over = time.monotonic()
         statuses = {a.status for a in answers}
         assert statuses <= {200, 304, 503}, statuses

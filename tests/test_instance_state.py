@@ -16,7 +16,7 @@ from datetime import timedelta
 import pg8000.native
 import pytest
 
-from bench import scaleout
+from devkit.scratch_postgres import connect_url
 from devkit.waiting import wait_until
 from shared import instance, schema
 from shared.postgres import StoreUnavailable
@@ -47,7 +47,7 @@ def _waiting_on_a_lock(admin: pg8000.native.Connection) -> list[int]:
 
 def _hold_up_the_first_migration(admin_url: str) -> pg8000.native.Connection:
     # The first migration's first statement (CREATE TABLE facts) waits for this uncommitted one.
-    blocker = scaleout.connect_url(admin_url)
+    blocker = connect_url(admin_url)
     blocker.run("BEGIN")
     blocker.run("CREATE TABLE facts (blocking integer)")
     return blocker
@@ -55,7 +55,7 @@ def _hold_up_the_first_migration(admin_url: str) -> pg8000.native.Connection:
 
 def test_the_first_call_migrates_and_later_calls_touch_no_table(unmigrated: str) -> None:
     instance.state()
-    with scaleout.connect_url(unmigrated) as admin:
+    with connect_url(unmigrated) as admin:
         assert schema.missing_versions(admin) == set()
         # A later request must not even read schema_migrations: with the table locked, a read
         # would wait past the statement timeout and answer 503.
@@ -69,7 +69,7 @@ def test_the_first_call_migrates_and_later_calls_touch_no_table(unmigrated: str)
 
 def test_a_request_that_finds_another_thread_migrating_is_told_at_once_to_come_back(unmigrated: str) -> None:
     blocker = _hold_up_the_first_migration(unmigrated)
-    with ThreadPoolExecutor(2) as threads, scaleout.connect_url(unmigrated) as admin:
+    with ThreadPoolExecutor(2) as threads, connect_url(unmigrated) as admin:
         first: Future[instance.InstanceState] = threads.submit(instance.state)
         try:
             wait_until(lambda: _waiting_on_a_lock(admin), _PROMPT_S, "the first migration held up")
@@ -85,7 +85,7 @@ def test_a_request_that_finds_another_thread_migrating_is_told_at_once_to_come_b
 
 
 def test_a_request_that_finds_another_instance_migrating_is_told_to_come_back_not_held(unmigrated: str) -> None:
-    with ThreadPoolExecutor(1) as threads, scaleout.connect_url(unmigrated) as other_instance:
+    with ThreadPoolExecutor(1) as threads, connect_url(unmigrated) as other_instance:
         other_instance.run("SELECT pg_advisory_lock(:key)", key=schema.MIGRATION_LOCK_KEY)
         try:
             error = threads.submit(instance.state).exception(timeout=_PROMPT_S)
@@ -98,7 +98,7 @@ def test_a_request_that_finds_another_instance_migrating_is_told_to_come_back_no
 
 def test_a_migration_cut_off_by_the_server_is_unavailable_with_the_reason_and_retried(unmigrated: str) -> None:
     blocker = _hold_up_the_first_migration(unmigrated)
-    with ThreadPoolExecutor(1) as threads, scaleout.connect_url(unmigrated) as admin:
+    with ThreadPoolExecutor(1) as threads, connect_url(unmigrated) as admin:
         try:
             first = threads.submit(instance.state)
             pids = wait_until(lambda: _waiting_on_a_lock(admin), _PROMPT_S, "the migration held up")
@@ -119,13 +119,13 @@ def test_the_migration_needs_no_connection_beyond_the_one_that_checked_the_schem
     # When the instances' pools hold every connection the server allows (traffic keeps them warm),
     # a migration that opens a connection of its own never starts: a cold burst of the scale-out
     # rehearsal once answered 503 for minutes so. Here the role may hold one connection.
-    with scaleout.connect_url(unmigrated) as admin:
+    with connect_url(unmigrated) as admin:
         app_role = admin.run("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()")
         admin.run(f"ALTER ROLE {pg8000.native.identifier(app_role[0][0])} CONNECTION LIMIT 1")
     state = instance.state()
     assert state.store.random("en") is not None  # on the same connection, given back to the pool
     assert state.store.pool.open_connections == 1
-    with scaleout.connect_url(unmigrated) as admin:
+    with connect_url(unmigrated) as admin:
         assert schema.missing_versions(admin) == set()
 
 

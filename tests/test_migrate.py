@@ -14,16 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bench import scaleout
+from devkit.cloud_run import Front, deployed_environment, instances_of_both, migrations_applied
+from devkit.scratch_postgres import connect_url
+from devkit.traffic import burst, request
+from devkit.upload_copy import ROOT, deploy_venv, deployed_copy
 from devkit.waiting import wait_until
 from shared import logs, schema
 from shared.config import parse_database_url
 
-from .support.deploy_copy import ROOT, deploy_venv, deployed_copy
-
 
 def _count_migrations(admin_url: str) -> int:
-    with scaleout.connect_url(admin_url) as con:
+    with connect_url(admin_url) as con:
         return int(con.run("SELECT count(*) FROM schema_migrations")[0][0])
 
 
@@ -64,21 +65,21 @@ def test_migrate_command_says_what_is_wrong_without_a_traceback_or_the_password(
 @pytest.mark.slow  # four instances of the deployed functions
 def test_slow_first_migration_gives_503_to_the_others_and_never_500(empty_postgres, tmp_path):
     admin_url, app_url, redis_url = empty_postgres
-    env = {**scaleout.deployed_environment(), "DATABASE_URL": app_url, "REDIS_URL": redis_url}
+    env = {**deployed_environment(), "DATABASE_URL": app_url, "REDIS_URL": redis_url}
     # The migration's first statement (CREATE TABLE facts) waits for this uncommitted one: the
     # first instance to migrate is slowed down for HOLD_S, longer than the requests' 1.5 s timeouts.
     hold_s = 4.0
-    blocker = scaleout.connect_url(admin_url)
+    blocker = connect_url(admin_url)
     blocker.run("BEGIN")
     blocker.run("CREATE TABLE facts (blocking integer)")
     released = threading.Timer(hold_s, lambda: blocker.run("ROLLBACK"))
     try:
         with (
-            scaleout.instances_of_both(2, env, tmp_path) as (instances, started),
-            scaleout.Front(instances, started) as front,
+            instances_of_both(2, env, tmp_path) as (instances, started),
+            Front(instances, started) as front,
         ):
             released.start()
-            answers = scaleout.burst(front.port, clients=8, requests=160, languages=["en", "de"])
+            answers = burst(front.port, clients=8, requests=160, languages=["en", "de"])
             during = [a for a in answers if a.status == 503]
             statuses = {a.status for a in answers}
             # Then every instance serves (one of them migrated).
@@ -91,13 +92,13 @@ def test_slow_first_migration_gives_503_to_the_others_and_never_500(empty_postgr
     assert during, "nobody was told to come back while the schema was being migrated"
     assert all(a.retry_after and a.body and a.body["error"]["code"] == "database_unavailable" for a in during)
     assert max(a.seconds for a in answers) < hold_s + 8  # the migrating request waits; none hangs
-    assert sum(scaleout.migrations_applied(instances).values()) == len(schema.migrations())
-    assert set(scaleout.migrations_applied(instances).values()) == {1}
+    assert sum(migrations_applied(instances).values()) == len(schema.migrations())
+    assert set(migrations_applied(instances).values()) == {1}
     assert _count_migrations(admin_url) == len(schema.migrations())
 
 
 def _ok(port: int, route: str) -> None:
-    answer, _ = scaleout.request(port, route, "en", None)
+    answer, _ = request(port, route, "en", None)
     assert answer.status == 200, answer
 
 
@@ -127,7 +128,7 @@ def test_a_migration_that_fails_half_way_leaves_nothing_behind_and_frees_the_loc
         raise RuntimeError("the migration's second step failed")
 
     monkeypatch.setattr(schema, "migrations", lambda: [schema.Migration(1, "0001_half_done", half_done)])
-    with scaleout.connect_url(app_url) as con, scaleout.connect_url(admin_url) as other:
+    with connect_url(app_url) as con, connect_url(admin_url) as other:
         with pytest.raises(RuntimeError, match="second step failed"):
             schema.migrate(con)
         # `con` stays open, as a caller's connection may: the lock must be free all the same.
@@ -142,7 +143,7 @@ def _waits_on_an_advisory_lock(con) -> None:
 
 def test_the_migrate_step_waits_for_another_migrator_then_finds_nothing_to_do(empty_postgres):
     _, app_url, _ = empty_postgres
-    with ThreadPoolExecutor(1) as threads, scaleout.connect_url(app_url) as other:
+    with ThreadPoolExecutor(1) as threads, connect_url(app_url) as other:
         other.run("SELECT pg_advisory_lock(:key)", key=schema.MIGRATION_LOCK_KEY)
         try:
             step = threads.submit(schema.migrate_database, parse_database_url(app_url), 30)

@@ -16,10 +16,10 @@ import pg8000.native
 import pytest
 import redis
 
-from bench import scaleout
 from devkit import AUTO_RULE, SERVER_KINDS, Servers, renamed_warning, resolve_kind, start_servers
 from devkit.embedded import postgres_bin_dir
 from devkit.external import TEST_URL_VARIABLES, configured_urls
+from devkit.scratch_postgres import connect_url, scratch_servers, with_user
 from shared import instance
 from shared.config import parse_database_url
 from shared.postgres import connect, is_connection_lost
@@ -125,7 +125,7 @@ def empty_postgres_server() -> Iterator[tuple[str, str, str]]:
         postgres_bin_dir()
     except FileNotFoundError as exc:
         pytest.skip(f"needs PostgreSQL server binaries to start an empty server: {exc}")
-    with scaleout.fresh_servers(max_connections=20) as urls:
+    with scratch_servers(max_connections=20) as urls:
         yield urls
 
 
@@ -137,14 +137,14 @@ def empty_postgres(empty_postgres_server: tuple[str, str, str]) -> Iterator[tupl
     SQL. Both are dropped after the test, and its Redis emptied."""
     admin_url, _, redis_url = empty_postgres_server
     name, password = f"facts_{secrets.token_hex(6)}", secrets.token_hex(12)
-    with scaleout.connect_url(admin_url) as admin:
+    with connect_url(admin_url) as admin:
         admin.run(f"CREATE ROLE {name} LOGIN PASSWORD {pg8000.native.literal(password)}")
         admin.run(f'CREATE DATABASE "{name}" OWNER {name}')
     try:
-        app_url = scaleout.with_user(_on_database(admin_url, name), name, password)
+        app_url = with_user(_on_database(admin_url, name), name, password)
         yield _on_database(admin_url, name), app_url, redis_url
     finally:
-        with scaleout.connect_url(admin_url) as admin:
+        with connect_url(admin_url) as admin:
             admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')  # a test's own connections may outlive it
             admin.run(f"DROP ROLE {name}")
         with redis.Redis.from_url(redis_url) as cache:

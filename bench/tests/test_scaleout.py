@@ -2,7 +2,9 @@
 function per revision (the deploy script's WORKERS x THREADS and pool) against a fresh, empty
 Postgres allowing exactly what two revisions need, under a steady load: revision 1 starts cold,
 revision 2 starts next to it and takes the traffic, revision 1 is frozen (SIGSTOP) as Cloud Run
-throttles it, and its sessions end on the server's idle timeout."""
+throttles it, and its sessions end on the server's idle timeout.
+
+In the slow lane: a fleet of gunicorn instances of the deployed functions."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import pytest
 
 from bench import scaleout
 from devkit.embedded import postgres_bin_dir
+
+pytestmark = pytest.mark.slow
 
 POOL_IDLE_TIMEOUT_S = 1.0  # so revision 1's sessions end 2 s after it is frozen, not 10 s
 
