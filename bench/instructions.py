@@ -25,7 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.run import FUNCTION_SERVERS, prepare_database
+from bench.run import FUNCTION_SERVERS
+from bench.stage import prepare_database
 from bench.wrkload import ensure_tool
 from devkit.embedded import embedded_servers
 

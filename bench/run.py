@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark the facts functions against minimal reference functions, on loopback only.
 
-    python bench/run.py                 # full run (~6 minutes on 2 cores): prints a table, writes bench/results.json
-    python bench/run.py --quick         # smoke run (~1 minute): short loads, no test-suite timing
-    python bench/run.py --rounds 5 --duration 10
+    python -m bench.run                 # full run (~6 minutes on 2 cores): prints a table, writes bench/results.json
+    python -m bench.run --quick         # smoke run (~1 minute): short loads, no test-suite timing
+    python -m bench.run --rounds 5 --duration 10
 
 One embedded Postgres (durable: commits wait for the disk) and Redis serve everything. The two
 functions as deployed (each its own functions-framework app, as Cloud Functions runs it), three
@@ -20,70 +20,40 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import chart, cpu, dataset, report, servers, storage, suite
-from bench.wrkload import LoadSettings, ensure_wrk, run_wrk
+from bench import chart, dataset, report, stage, storage, suite
+from bench.app_processes import REFERENCE_DIR, cold_start_ms, http_status
+from bench.meter import Meter, describe
+from bench.stage import log
+from bench.wrkload import LoadSettings, run_wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_FILE = ROOT / "bench" / "results.json"
 # Each served alone by its own functions-framework app under the harness's gunicorn configuration:
 # the references, and the two functions as Cloud Functions runs them (no dispatcher in front).
 FUNCTION_SERVERS = {  # name -> (target, source file)
-    "hello": ("hello", servers.REFERENCE_DIR / "ref_hello.py"),
-    "minimal_random": ("minimal_random", servers.REFERENCE_DIR / "ref_minimal.py"),
+    "hello": ("hello", REFERENCE_DIR / "ref_hello.py"),
+    "minimal_random": ("minimal_random", REFERENCE_DIR / "ref_minimal.py"),
     "random": ("random_fact", ROOT / "functions" / "random_fact.py"),
-    "minimal_today": ("minimal_today", servers.REFERENCE_DIR / "ref_minimal.py"),
+    "minimal_today": ("minimal_today", REFERENCE_DIR / "ref_minimal.py"),
     "today": ("today_fact", ROOT / "functions" / "today_fact.py"),
 }
 # The alternation order of one round: each function right after its own floor, then the same
 # function behind the local harness (its dispatcher and dashboard log hub cost a little more).
 ORDER = ("hello", "minimal_random", "random", "random_harness", "minimal_today", "today", "today_harness")
 COLD_STARTS = {  # result key -> (target, source file)
-    "hello": ("hello", servers.REFERENCE_DIR / "ref_hello.py"),
+    "hello": ("hello", REFERENCE_DIR / "ref_hello.py"),
     "random": ("random_fact", ROOT / "functions" / "random_fact.py"),
     "today": ("today_fact", ROOT / "functions" / "today_fact.py"),
 }
 SCALES = {"random_10k": 10_000, "random_1m": 1_000_000}
-# The server whose CPU a result counts, where it is not the server of the same name.
+# The app whose CPU a result counts, where it is not the app of the same name.
 SERVER_OF = {"random_harness": "harness", "today_harness": "harness", "random_10k": "random", "random_1m": "random"}
-
-
-class Meter:
-    """wrk runs with the CPU each process tree spent on them (see cpu.py)."""
-
-    def __init__(self, wrk: str, roots: dict[str, int]) -> None:
-        self.wrk = wrk
-        self.roots = roots  # every server of ours, by name, plus "postgres" and "redis"
-
-    def run(self, name: str, url: str, load: LoadSettings) -> dict[str, Any]:
-        if not cpu.available():
-            return run_wrk(self.wrk, url, load)
-        before = cpu.snapshot(self.roots)
-        result = run_wrk(self.wrk, url, load)
-        spent = cpu.delta(before, cpu.snapshot(self.roots))
-        requests = max(1, result["requests"])
-        result["app_cpu_ms_per_req"] = 1000 * spent[SERVER_OF.get(name, name)] / requests
-        result["db_cpu_ms_per_req"] = 1000 * (spent["postgres"] + spent["redis"]) / requests
-        result["wrk_cpu_ms_per_req"] = 1000 * spent["wrk"] / requests
-        result["machine_busy_pct"] = spent["machine_busy_pct"]
-        result["others_pct"] = spent["others_pct"]
-        return result
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -112,45 +82,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration must be at least 1 second (wrk's resolution)")
     args.repeats = 1 if args.quick else 3
     return args
-
-
-def machine_info() -> dict[str, Any]:
-    from devharness.server import default_threads, default_workers
-
-    def command(*argv: str) -> str:
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=ROOT)
-            return (done.stdout or done.stderr).strip().splitlines()[0]
-        except (OSError, subprocess.SubprocessError, IndexError):
-            return ""
-
-    from importlib.metadata import version
-
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "git_commit": command("git", "rev-parse", "--short", "HEAD"),
-        "gunicorn_workers": default_workers(),
-        "gunicorn_threads": default_threads(),
-        "gunicorn": version("gunicorn"),
-        "functions_framework": version("functions-framework"),
-        "pg8000": version("pg8000"),
-        "redis_py": version("redis"),
-        "wrk": command(shutil.which("wrk") or "wrk", "--version"),
-    }
-
-
-def prepare_database(database_url: str) -> None:
-    """Migrate and seed, as `harness.py serve` does before its workers start."""
-    from shared import schema
-    from shared.config import parse_database_url
-    from shared.postgres import connect
-
-    with connect(parse_database_url(database_url), 30.0, statement_timeout_ms=None) as con:
-        schema.migrate(con)
 
 
 def storage_ceilings(database_url: str, workdir: Path, args: argparse.Namespace) -> dict[str, list[dict]]:
@@ -186,18 +117,10 @@ def load_rounds(meter: Meter, urls: dict[str, str], args: argparse.Namespace) ->
     return runs
 
 
-def describe(run: dict[str, Any]) -> str:
-    text = f"{run['rps']:7.0f} req/s  p50 {run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:7.2f} ms  non-2xx {run['non2xx']}"
-    if "app_cpu_ms_per_req" in run:
-        text += (f"  CPU/req app {run['app_cpu_ms_per_req']:.2f} ms db {run['db_cpu_ms_per_req']:.2f} ms"
-                 f"  others {run['others_pct']:.0f}%")  # fmt: skip
-    return text
-
-
 def cold_starts(env: dict[str, str], log_dir: Path, repeats: int) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, (target, source) in COLD_STARTS.items():
-        samples = [servers.cold_start_ms(target, source, env, log_dir) for _ in range(repeats)]
+        samples = [cold_start_ms(target, source, env, log_dir) for _ in range(repeats)]
         first = [s["first_200"] for s in samples]
         result[key] = {
             "median_ms": statistics.median(first),
@@ -235,35 +158,30 @@ def scale_runs(meter: Meter, database_url: str, random_url: str, args: argparse.
 
 def bench_servers(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Everything that needs the benchmark's own Postgres and Redis; all of it stopped on return."""
-    from devkit.embedded import embedded_servers
-    from devkit.ports import free_port
-
     out: dict[str, Any] = {}
-    log_dir = workdir / "logs"
-    log_dir.mkdir()
-    log("starting embedded Postgres and Redis (durable) ...")
-    with embedded_servers(workdir / "servers", durable=True) as provided, servers.Servers(log_dir) as running:
-        out["servers_startup_s"] = round(provided.startup_s, 2)
-        prepare_database(provided.database_url)
-        # As the harness's subprocess sees it; the functions log JSON to stdout, i.e. to a log file.
-        env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json", "FACTS_FAST_PATHS": args.fast_paths}
+    with stage.staged(workdir, FACTS_FAST_PATHS=args.fast_paths) as on:
+        out["servers_startup_s"] = round(on.servers.startup_s, 2)
         log("starting the harness, the functions and the reference servers ...")
-        harness = running.start("harness", servers.harness_argv(port := free_port()), port, env, ready_path="/healthz")
+        harness = on.start_harness("harness")
         urls = {"random_harness": harness.base + "/random", "today_harness": harness.base + "/today"}
-        servers.http_status(urls["today_harness"], timeout_s=10)  # chooses and caches the day's fact
+        http_status(urls["today_harness"], timeout_s=10)  # chooses and caches the day's fact
         for name, (target, source) in FUNCTION_SERVERS.items():
-            function = running.start(name, servers.reference_argv(target, source, port := free_port()), port, env)
-            urls[name] = function.base + "/"
-        roots = {server.name: server.process.pid for server in running.started}
-        roots.update(postgres=provided.postgres.process.pid, redis=provided.redis.process.pid)  # type: ignore[union-attr]
-        meter = Meter(wrk, roots)
+            urls[name] = on.start_function(name, target, source).base + "/"
+        meter = Meter(wrk, on.cpu_roots(), SERVER_OF)
         out["runs"] = load_rounds(meter, urls, args)
         log("Postgres alone: the today and random view statements (pgbench) ...")
-        out["storage"] = storage_ceilings(provided.database_url, workdir, args)
+        out["storage"] = storage_ceilings(on.servers.database_url, workdir, args)
         log("cold starts of the functions-framework CLI ...")
-        out["cold_start"] = cold_starts(env, log_dir, args.repeats)
-        out["scale"] = scale_runs(meter, provided.database_url, urls["random"], args)
+        out["cold_start"] = cold_starts(on.env, on.log_dir, args.repeats)
+        out["scale"] = scale_runs(meter, on.servers.database_url, urls["random"], args)
     return out
+
+
+def measure(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The app's figures on the benchmark's servers, then the test suite's."""
+    measured = bench_servers(wrk, workdir, args)
+    measured["tests"] = test_suite(args, workdir / "logs")
+    return measured
 
 
 def test_suite(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
@@ -288,18 +206,6 @@ def test_suite(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     return out
 
 
-def begin() -> tuple[str, dict[str, Any]]:
-    """What every benchmark command does first: signals that unwind, wrk, and the machine's state."""
-    # SIGTERM unwinds like Ctrl-C, so every finally stops what it started. SIGINT is set explicitly
-    # because a shell starts background jobs with it ignored, and `kill -INT` must work.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    wrk = ensure_wrk()
-    info = machine_info()
-    log(f"{info['cpu_count']} CPUs, load average {info['loadavg_at_start']} (other jobs on this machine add noise)")
-    return wrk, info
-
-
 def with_mode(output: Path, doc: dict[str, Any], fast_paths: str) -> dict[str, Any]:
     """`doc` as the results file's run, kept too under ["modes"]["fast"|"stock"] beside the other
     mode's last run (one run per mode: `--fast-paths on`, then `--fast-paths off`)."""
@@ -313,26 +219,11 @@ def with_mode(output: Path, doc: dict[str, Any], fast_paths: str) -> dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    wrk, info = begin()
-    workdir = Path(tempfile.mkdtemp(prefix="facts-bench-"))
-    try:
-        measured = bench_servers(wrk, workdir, args)
-        measured["tests"] = test_suite(args, workdir / "logs")
-        settings = {"rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
-                    "wrk_threads": args.threads, "quick": args.quick, "order": list(ORDER),
-                    "fast_paths": args.fast_paths}  # fmt: skip
-        doc = report.document(info, measured, settings)
-    except (KeyboardInterrupt, SystemExit) as stop:
-        log("interrupted: every server started here is stopped")
-        return 130 if isinstance(stop, KeyboardInterrupt) else int(stop.code or 143)
-    except Exception:
-        if (workdir / "logs").exists():  # keep the servers' logs (not the data) for the post-mortem
-            kept = Path(tempfile.mkdtemp(prefix="facts-bench-logs-"))
-            shutil.copytree(workdir / "logs", kept, dirs_exist_ok=True)
-            log(f"failed; server logs kept in {kept}")
-        raise
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    info, measured = stage.measured("facts-bench-", lambda wrk, workdir: measure(wrk, workdir, args))
+    settings = {"rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
+                "wrk_threads": args.threads, "quick": args.quick, "order": list(ORDER),
+                "fast_paths": args.fast_paths}  # fmt: skip
+    doc = report.document(info, measured, settings)
     args.output.write_text(json.dumps(with_mode(args.output, doc, args.fast_paths), indent=2) + "\n")
     print(report.table(doc))
     # The chart beside the results: docs/bench.svg (shown in the README) for the default results file.

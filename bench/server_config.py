@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Choose the harness's gunicorn configuration (WORKERS x THREADS) by measurement, on loopback only.
 
-    python bench/server_config.py                       # 3 rounds x 5 s x 7 configurations x 2 targets, ~4 min
-    python bench/server_config.py --rounds 5 --duration 10 --configs 1x8,2x4,4x2
+    python -m bench.server_config                       # 3 rounds x 5 s x 7 configurations x 2 targets, ~4 min
+    python -m bench.server_config --rounds 5 --duration 10 --configs 1x8,2x4,4x2
 
-One embedded Postgres and Redis (durable, migrated and seeded, as bench/run.py starts them) and one
+One embedded Postgres and Redis (durable, migrated and seeded: bench/stage.py, as for bench/run.py) and one
 `harness.py serve --servers external` per configuration (WORKERS and THREADS in its environment).
 wrk (32 connections, 2 threads) loads /random then /today of each configuration in turn, round after
 round, so that slow drifts of the machine hit every configuration alike. Medians per configuration
@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import report, servers
-from bench.run import Meter, begin, describe, log, prepare_database
+from bench import report, stage
+from bench.meter import Meter, describe
+from bench.stage import log
 from bench.wrkload import LoadSettings, run_wrk
 from devharness.server import default_threads, default_workers
 
@@ -58,24 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str, dict[str, list[dict]]]:
     """Every run, by configuration then target; every server stopped on return."""
-    from devkit.embedded import embedded_servers
-    from devkit.ports import free_port
-
-    log_dir = workdir / "logs"
-    log_dir.mkdir()
-    log("starting embedded Postgres and Redis (durable) ...")
-    with embedded_servers(workdir / "servers", durable=True) as provided, servers.Servers(log_dir) as running:
-        prepare_database(provided.database_url)
-        env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json"}
+    with stage.staged(workdir) as on:
         urls: dict[str, str] = {}
         for label, (workers, threads) in args.configs.items():
             log(f"starting the harness with WORKERS={workers} THREADS={threads} ...")
-            config_env = {**env, "WORKERS": str(workers), "THREADS": str(threads)}
-            port = free_port()
-            urls[label] = running.start(label, servers.harness_argv(port), port, config_env, "/healthz").base
-        roots = {server.name: server.process.pid for server in running.started}
-        roots.update(postgres=provided.postgres.process.pid, redis=provided.redis.process.pid)
-        meter = Meter(wrk, roots)
+            urls[label] = on.start_harness(label, WORKERS=str(workers), THREADS=str(threads)).base
+        meter = Meter(wrk, on.cpu_roots())
         load = LoadSettings(args.duration, CONNECTIONS, WRK_THREADS)
         for label in args.configs:  # opens every thread's connections and prepares statements first
             for target in TARGETS:
@@ -159,20 +145,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    wrk, info = begin()
-    workdir = Path(tempfile.mkdtemp(prefix="facts-server-config-"))
-    failed = False
-    try:
-        runs = measure(wrk, workdir, args)
-    except (KeyboardInterrupt, SystemExit) as stop:
-        log("interrupted: every server started here is stopped")
-        return 130 if isinstance(stop, KeyboardInterrupt) else int(stop.code or 143)
-    except Exception:
-        failed = True
-        log(f"failed; server logs kept in {workdir / 'logs'}")
-        raise
-    finally:  # the services' data always goes; the logs stay after a failure
-        shutil.rmtree(workdir / "servers" if failed else workdir, ignore_errors=True)
+    info, runs = stage.measured("facts-server-config-", lambda wrk, workdir: measure(wrk, workdir, args))
     result = analyse(runs, args)
     settings = {"rounds": args.rounds, "duration_s": args.duration, "connections": CONNECTIONS,
                 "wrk_threads": WRK_THREADS, "order": [f"{c}/{t}" for c in args.configs for t in TARGETS]}  # fmt: skip

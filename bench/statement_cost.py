@@ -1,6 +1,6 @@
 """Client CPU of one view statement: pg8000's own run() against shared/fast/pg8000_statement.py, one connection.
 
-    python bench/statement_cost.py [--calls 3000] [--rounds 3]
+    python -m bench.statement_cost [--calls 3000] [--rounds 3]
 
 Starts an embedded Postgres (not durable: the disk is not what is measured), migrates and seeds it,
 then runs RANDOM_VIEW on one connection, the two ways in alternating rounds, and prints the CPU time
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.run import prepare_database
+from bench.stage import prepare_database
 from devkit.embedded import embedded_servers
 from shared.config import parse_database_url
 from shared.fast.pg8000_statement import OneTripStatement

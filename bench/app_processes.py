@@ -1,6 +1,7 @@
-"""Server processes of the benchmark: started in their own process group, always stopped.
+"""The app processes the benchmark loads (gunicorn serving a function, a reference or the harness):
+started in their own process group, always stopped. (Postgres and Redis are devkit's servers.)
 
-Every process is spawned with devkit' `spawn` (own session, so a Ctrl-C in the terminal reaches
+Every process is spawned with devkit's `spawn` (own session, so a Ctrl-C in the terminal reaches
 only the benchmark, which then stops them in order; and a parent-death signal, so a benchmark killed
 hard does not leave servers behind). Stopping signals the gunicorn arbiter by pid, then kills what is
 left of its process group (its workers) by the group id: never anything by name.
@@ -28,7 +29,9 @@ REFERENCE_DIR = ROOT / "bench" / "reference"
 
 
 @dataclass
-class Server:
+class AppProcess:
+    """One app process the benchmark loads: its name in the results, where it listens, its log."""
+
     name: str
     port: int
     process: subprocess.Popen[bytes]
@@ -68,14 +71,14 @@ def _launch(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> subp
         return spawn(list(argv), log, None, signal.SIGTERM, env=dict(env), cwd=ROOT)
 
 
-class Servers:
-    """The benchmark's long-running servers; a context manager that stops them all on exit."""
+class AppProcesses:
+    """The benchmark's app processes; a context manager that stops them all on exit."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
-        self.started: list[Server] = []
+        self.started: list[AppProcess] = []
 
-    def __enter__(self) -> Servers:
+    def __enter__(self) -> AppProcesses:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -85,20 +88,22 @@ class Servers:
         while self.started:
             terminate(self.started.pop().process, whole_group=True)
 
-    def start(self, name: str, argv: Sequence[str], port: int, env: Mapping[str, str], ready_path: str = "/") -> Server:
+    def start(
+        self, name: str, argv: Sequence[str], port: int, env: Mapping[str, str], ready_path: str = "/"
+    ) -> AppProcess:
         log_path = self.log_dir / f"{name}.log"
-        server = Server(name, port, _launch(argv, env, log_path), log_path)
-        self.started.append(server)  # before waiting: stopped even if it never becomes ready
+        app = AppProcess(name, port, _launch(argv, env, log_path), log_path)
+        self.started.append(app)  # before waiting: stopped even if it never becomes ready
 
         def answers_200() -> None:
-            if server.process.poll() is not None:
-                raise ServerExited(f"exited with {server.process.returncode}")
-            status = http_status(server.base + ready_path, timeout_s=5)
+            if app.process.poll() is not None:
+                raise ServerExited(f"exited with {app.process.returncode}")
+            status = http_status(app.base + ready_path, timeout_s=5)
             if status != 200:
-                raise NotReady(f"GET {server.base}{ready_path} answered {status}")
+                raise NotReady(f"GET {app.base}{ready_path} answered {status}")
 
         wait_until(answers_200, 60, name, lambda: _tail(log_path))
-        return server
+        return app
 
 
 def harness_argv(port: int) -> list[str]:
