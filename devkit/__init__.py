@@ -1,6 +1,10 @@
-"""Postgres + Redis for the harness and the tests: external, embedded or containers.
+"""The dev kit: what the harness, the tests and the benchmark need beside the deployed code.
 
-Every kind of servers is started by a context manager yielding the same `Servers` and stopping only what it started.
+Here, Postgres + Redis of any kind (external, embedded or containers), each started by a context
+manager yielding the same `Servers` and stopping only what it started. Beside it, one module each:
+a scratch Postgres with a small max_connections (scratch_postgres), the upload copy and its
+virtualenv (upload_copy), Cloud Run on loopback (cloud_run) and its clients (traffic).
+devkit imports neither tests/ nor bench/ nor devharness/ (tests/test_layers.py).
 """
 
 from __future__ import annotations
