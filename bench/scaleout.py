@@ -54,13 +54,13 @@ from devkit.cloud_run import (
     FUNCTIONS,
     REQUEST_TIMEOUT_S,
     Fleet,
-    Front,
     deployed_environment,
     listening,
     migrations_applied,
     postgres_client_ports,
     served_200,
 )
+from devkit.front import Front
 from devkit.scratch_postgres import ConnectionSampler, connect_url, scratch_servers
 from devkit.traffic import Load, request
 from devkit.waiting import NotReady, wait_until

@@ -3,7 +3,7 @@
 Here, Postgres + Redis of any kind (external, embedded or containers), each started by a context
 manager yielding the same `Servers` and stopping only what it started. Beside it, one module each:
 a scratch Postgres with a small max_connections (scratch_postgres), the upload copy and its
-virtualenv (upload_copy), Cloud Run on loopback (cloud_run) and its clients (traffic).
+virtualenv (upload_copy), Cloud Run on loopback (cloud_run, its front) and its clients (traffic).
 devkit imports neither tests/ nor bench/ nor devharness/ (tests/test_layers.py).
 """
 

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from devkit.cloud_run import Front, deployed_environment, instances_of_both
+from devkit.cloud_run import deployed_environment, instances_of_both
 from devkit.embedded import postgres_bin_dir
+from devkit.front import Front
 from devkit.ports import free_port
 from devkit.scratch_postgres import ConnectionSampler, scratch_servers
 from devkit.traffic import burst, request

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from devkit.cloud_run import Front, deployed_environment, instances_of_both, migrations_applied
+from devkit.cloud_run import deployed_environment, instances_of_both, migrations_applied
+from devkit.front import Front
 from devkit.scratch_postgres import connect_url
 from devkit.traffic import burst, request
 from devkit.upload_copy import ROOT, deploy_venv, deployed_copy
