@@ -15,6 +15,8 @@ import functions_framework
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.wrappers import Response
 
+from shared import logs
+
 from .dashboard import PREFIX as DASHBOARD_PREFIX
 from .dashboard import Dashboard, wants_page
 from .json_answer import json_answer, json_error
@@ -138,14 +140,6 @@ class Dispatcher:
             CORS,
             pretty=True,
         )
-        latency_ms = (time.perf_counter() - started) * 1000
-        # The same fields as a function's request line, so the live log shows these requests too.
-        fields = {
-            "function": "harness",
-            "method": method,
-            "path": path[:200],
-            "status": response.status_code,
-            "latency_ms": round(latency_ms, 2),
-        }
-        log.info("%s %s -> %s %.1f ms", method, path[:200], response.status_code, latency_ms, extra={"fields": fields})
+        # The functions' request line, so the live log shows these requests too.
+        logs.log_request("harness", method, path[:200], response.status_code, started, logger=log)
         return response(environ, start_response)

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.request_line import REQUEST_LINE_KEYS, is_request_line
+
 # Lines kept in the hub for a newly opened tab or a reader that fell behind.
 HUB_CAPACITY = 1000
 # Lines a worker holds while its sender catches up; more are dropped and counted.
@@ -40,7 +42,6 @@ WATCH_S = 30.0
 # At most this many lines per datagram (well under the kernel's datagram limit).
 BATCH = 50
 # The fields of a request's log line that the live log shows, and the longest text kept of each.
-FIELDS = ("function", "method", "path", "status", "latency_ms", "cache")
 MAX_FIELD_CHARS = 200
 
 
@@ -186,9 +187,10 @@ class LogForwarder(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         # Overridden without the handler lock: the queue is thread-safe, and this runs on every request.
         fields = getattr(record, "fields", None)
-        if not fields or "status" not in fields or not self.address.watched():
+        if not is_request_line(fields) or not self.address.watched():
             return False
-        event = {"time": record.created, **{key: _shown(fields[key]) for key in FIELDS if key in fields}}
+        line: dict[str, Any] = dict(fields)
+        event = {"time": record.created, **{key: _shown(line[key]) for key in REQUEST_LINE_KEYS if key in line}}
         try:
             self._queue.put_nowait(event)
         except queue.Full:

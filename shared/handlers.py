@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -10,7 +9,6 @@ import flask
 
 from . import facts, instance, logs, web
 
-log = logging.getLogger("facts.requests")
 # Where a function leaves what the day cache did, for the request's log line: the WSGI environ is
 # the request's own dict (flask.g is a context-local proxy, several times the cost to reach).
 CACHE_OUTCOME = "facts.cache"
@@ -61,22 +59,16 @@ def _logged(
         logs.configure()
         started = time.perf_counter()
         response = web.serve(request, body)
-        if not log.isEnabledFor(logging.INFO):
-            return response
-        environ, path, status = request.environ, logged_path(request), response.status_code
-        fields = {
-            "function": function,
-            "method": request.method,
-            "path": path,
-            "status": status,
-            # In hundredths, as round(ms, 2) gives them, at a third of its cost.
-            "latency_ms": int((time.perf_counter() - started) * 100_000 + 0.5) / 100,
-        }
-        if cache := environ.get(CACHE_OUTCOME):
-            fields["cache"] = cache
-        if trace := environ.get("HTTP_X_CLOUD_TRACE_CONTEXT"):
-            fields.update(logs.trace_field(trace))
-        log.handle(logs.request_record(log, "%s %s %s", (request.method, path, status), fields))
+        environ = request.environ
+        logs.log_request(
+            function,
+            request.method,
+            logged_path(request),
+            response.status_code,
+            started,
+            cache=environ.get(CACHE_OUTCOME),
+            trace_header=environ.get("HTTP_X_CLOUD_TRACE_CONTEXT"),
+        )
         return response
 
     return handle

@@ -218,7 +218,7 @@ def test_the_trace_field_comes_from_the_cloud_trace_header(monkeypatch, header, 
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    assert logs.trace_field(header) == ({"logging.googleapis.com/trace": expected} if expected else {})
+    assert logs.trace_id(header) == (expected or None)
 
 
 class _Terminal(io.StringIO):

@@ -52,13 +52,17 @@ def test_the_latency_is_the_request_s_own_time_in_milliseconds(
 
 
 class _Clock:
-    """handlers' `time`, reading a given start and end: the latency's rounding, exactly."""
+    """The `time` of handlers (the start) and logs (the end), reading given start and end
+    perf_counter() values: the latency's rounding, exactly. Everything else is the real clock."""
 
     def __init__(self, *readings: float) -> None:
         self._readings = list(readings)
 
     def perf_counter(self) -> float:
         return self._readings.pop(0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
 
 
 @pytest.mark.parametrize(
@@ -74,7 +78,9 @@ def test_the_latency_is_rounded_to_the_nearest_hundredth_of_a_millisecond(
 ) -> None:
     from shared import handlers
 
-    monkeypatch.setattr(handlers, "time", _Clock(1000.0, 1000.0 + took_s))
+    clock = _Clock(1000.0, 1000.0 + took_s)
+    monkeypatch.setattr(handlers, "time", clock)
+    monkeypatch.setattr(logs, "time", clock)
     entry, _ = _request_line(random_client, caplog, path="/")
     assert entry["latency_ms"] == logged_ms
 
