@@ -24,7 +24,6 @@ from bench import report, stage
 from bench.meter import Meter, describe
 from bench.stage import log
 from bench.wrkload import LoadSettings, run_wrk
-from devharness.server import default_threads, default_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "bench" / "server_config.json"
@@ -89,7 +88,8 @@ def analyse(runs: dict[str, dict[str, list[dict]]], args: argparse.Namespace) ->
                           "score": sum(s[t]["rps"] / best_rps[t] for t in TARGETS),
                           "round_scores": [round(x, 3) for x in rounds]}  # fmt: skip
     best = max(configs, key=lambda label: configs[label]["score"])
-    current = f"{default_workers()}x{default_threads()}"
+    shape = stage.app_shape()
+    current = f"{shape.workers}x{shape.threads}"
     verdict: dict[str, Any] = {"config": current, "measured": current in configs}
     if current in configs:
         mine, top = configs[current], configs[best]

@@ -32,6 +32,7 @@ from bench.wrkload import ensure_wrk
 from devkit import Servers
 from devkit.embedded import embedded_servers
 from devkit.ports import free_port
+from shared.config import ServerShape, server_shape
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -53,9 +54,13 @@ def begin() -> tuple[str, dict[str, Any]]:
     return wrk, info
 
 
-def machine_info() -> dict[str, Any]:
-    from devharness.server import default_threads, default_workers
+def app_shape() -> ServerShape:
+    """The benchmark's harness and reference servers: one worker per CPU (WORKERS and THREADS
+    override), as the deployment runs, not the harness's own default of one worker."""
+    return server_shape(os.environ, os.cpu_count())
 
+
+def machine_info() -> dict[str, Any]:
     def command(*argv: str) -> str:
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=ROOT)
@@ -72,8 +77,8 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "git_commit": command("git", "rev-parse", "--short", "HEAD"),
-        "gunicorn_workers": default_workers(),
-        "gunicorn_threads": default_threads(),
+        "gunicorn_workers": app_shape().workers,
+        "gunicorn_threads": app_shape().threads,
         "gunicorn": version("gunicorn"),
         "functions_framework": version("functions-framework"),
         "pg8000": version("pg8000"),
@@ -133,12 +138,14 @@ class Stage:
     def start_harness(self, name: str, **env: str) -> AppProcess:
         """`harness.py serve` on the stage's servers (`env`: more variables, e.g. WORKERS)."""
         port = free_port()
-        return self.apps.start(name, harness_argv(port), port, {**self.env, **env}, ready_path="/healthz")
+        shaped = {**self.env, "WORKERS": str(app_shape().workers), **env}
+        return self.apps.start(name, harness_argv(port), port, shaped, ready_path="/healthz")
 
     def start_function(self, name: str, target: str, source: Path) -> AppProcess:
         """One function or reference alone in its own functions-framework app, under gunicorn."""
         port = free_port()
-        return self.apps.start(name, reference_argv(target, source, port), port, self.env)
+        shaped = {**self.env, "WORKERS": str(app_shape().workers)}
+        return self.apps.start(name, reference_argv(target, source, port), port, shaped)
 
     def cpu_roots(self) -> dict[str, int]:
         """The process of every app by name, and of "postgres" and "redis": the trees whose CPU counts."""

@@ -58,13 +58,14 @@ if ! [[ "$RUNTIME" =~ ^python3([0-9]+)$ ]]; then
 fi
 PYTHON_VERSION="3.${BASH_REMATCH[1]}.*"
 STAGE_DIR=${STAGE_DIR:-}
-# Measured (bench/server_config.py, README): per instance, 2 gunicorn workers with 4 threads each
-# and as many concurrent requests; each worker's pool holds one connection per thread.
-WORKERS=${WORKERS:-2}
-THREADS=${THREADS:-4}
-POOL_SIZE=${POOL_SIZE:-$THREADS}
-CONCURRENCY=${CONCURRENCY:-$((WORKERS * THREADS))}
 CPU=${CPU:-2}
+# The server shape, from the one function the harness and the pool read too (shared/config.py's
+# server_shape, measured by bench/server_config.py): one gunicorn worker per CPU of an instance
+# (WORKERS), 4 threads each (THREADS) and as many concurrent requests; each worker's pool holds
+# one connection per thread (POOL_SIZE). Each may be set to override.
+shape=$(FACTS_POOL_SIZE="${POOL_SIZE:-${FACTS_POOL_SIZE:-}}" "${PYTHON:-python3}" -m shared.config --shape --cpus "$CPU")
+eval "$shape"  # WORKERS=n THREADS=n POOL_SIZE=n, numbers checked by server_shape
+CONCURRENCY=${CONCURRENCY:-$((WORKERS * THREADS))}
 MEMORY=${MEMORY:-512Mi}
 # Requests fail with a 503 after 1.5 s timeouts long before this; a first-use migration (the
 # fallback when the job did not run) is bounded by FACTS_MIGRATE_TIMEOUT (30 s) inside it.

@@ -1,1 +1,1 @@
-"""The local devharness behind `harness.py`: every HTTP function of functions/ on one port."""
+"""The local harness, `python -m devharness` (or `harness.py`): every HTTP function of functions/ on one port."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +27,7 @@ from shared.config import ConfigError, mask_url
 
 from . import dashboard_data
 from .json_answer import json_answer, json_error
-from .logstream import HubAddress, query_hub
+from .livelog import RequestLog
 
 log = logging.getLogger("facts.harness")
 PREFIX = "/_dashboard/"
@@ -56,7 +57,7 @@ class DashboardSetup:
     description: str
     bind_host: str
     reload: bool = False
-    hub: HubAddress | None = None
+    workers: int = 1  # gunicorn's: with more than one, the live log shows its own worker's lines only
     max_streams: int = 2
 
 
@@ -87,8 +88,10 @@ class Dashboard:
         functions: Callable[[], list[dict[str, Any]]],
         health: Callable[[], tuple[int, dict[str, Any]]],
         worker_stopping: Callable[[], bool] = lambda: False,
+        requests: RequestLog | None = None,
     ) -> None:
         self.setup = setup
+        self.requests = requests
         self.functions = functions
         self.health = health
         self.worker_stopping = worker_stopping
@@ -173,7 +176,7 @@ class Dashboard:
         return json_answer(200, answer, NOSNIFF, secrets=secrets)
 
     def _events(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if self.setup.hub is None:
+        if self.requests is None:
             return json_error(404, "no_log_stream", "this server has no live log", NOSNIFF)(environ, start_response)
         stream_headers = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-store")]
         if environ.get("REQUEST_METHOD") == "HEAD":  # the headers only: no thread held for a stream nobody reads
@@ -188,7 +191,8 @@ class Dashboard:
         if sock is not None:
             sock.settimeout(SEND_TIMEOUT_S)
         start_response("200 OK", stream_headers)
-        return EventStream(self.setup.hub, after, self._stream_slots.release, self.worker_stopping)
+        scope = f"worker {os.getpid()} only (1 of {self.setup.workers})" if self.setup.workers > 1 else None
+        return EventStream(self.requests, after, self._stream_slots.release, self.worker_stopping, scope)
 
 
 def _after(environ: dict[str, Any]) -> int:
@@ -203,25 +207,29 @@ def _after(environ: dict[str, Any]) -> int:
 class EventStream:
     """Server-sent events of the request log for one tab; `close` gives its slot back (gunicorn calls it)."""
 
-    def __init__(self, hub: HubAddress, after: int, release: Callable[[], None], stopping: Callable[[], bool]) -> None:
-        self.hub, self.after, self._release, self.stopping = hub, after, release, stopping
+    def __init__(
+        self,
+        requests: RequestLog,
+        after: int,
+        release: Callable[[], None],
+        stopping: Callable[[], bool],
+        scope: str | None = None,
+    ) -> None:
+        self.requests, self.after, self._release, self.stopping = requests, after, release, stopping
+        self.scope = scope  # which lines the log holds, when not every worker's
         self._released = False
 
     def __iter__(self) -> Iterator[bytes]:
         yield b"retry: 1000\n\n"
         end, sent, last_status = time.monotonic() + STREAM_S, 0, None
         while time.monotonic() < end and sent < STREAM_BYTES and not self.stopping():
-            try:
-                answer = query_hub(self.hub, self.after, wait_s=1.0)
-            except OSError:
-                yield b'event: status\ndata: {"error": "the log hub does not answer"}\n\n'
-                return
+            answer = self.requests.read(self.after, wait_s=1.0)
             chunk = b"".join(
                 f"id: {event['seq']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
                 for event in answer["events"]
             )
             self.after = max(self.after, int(answer["last"]))
-            status = {"dropped": answer["dropped"], "missed": answer["missed"]}
+            status = {"missed": answer["missed"], **({"scope": self.scope} if self.scope else {})}
             if status != last_status or answer["missed"]:
                 chunk += f"event: status\ndata: {json.dumps(status)}\n\n".encode()
                 last_status = status

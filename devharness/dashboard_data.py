@@ -13,22 +13,15 @@ import redis
 
 from shared.cache import today_key
 from shared.postgres import PostgresPool
+from shared.store import VIEW_TOTALS
 
 MOST_VIEWED = 10
-
-
-def views_relation() -> str:
-    """The one place that reads view counts: a relation (fact_id, views).
-
-    Counts live in counter shards; the SQL view `fact_views` is their one read path.
-    """
-    return "SELECT fact_id, views FROM fact_views"
 
 
 def todays_facts(pool: PostgresPool, day: date) -> list[dict[str, Any]]:
     rows = pool.run(
         f"SELECT d.language, f.fact_id, f.fact, v.views FROM daily_facts d"
-        f" JOIN facts f USING (fact_id) JOIN ({views_relation()}) v USING (fact_id)"
+        f" JOIN facts f USING (fact_id) JOIN ({VIEW_TOTALS}) v USING (fact_id)"
         f" WHERE d.day = :day ORDER BY d.language",
         day=day,
     )
@@ -37,7 +30,7 @@ def todays_facts(pool: PostgresPool, day: date) -> list[dict[str, Any]]:
 
 def most_viewed(pool: PostgresPool, limit: int = MOST_VIEWED) -> list[dict[str, Any]]:
     rows = pool.run(
-        f"SELECT f.fact_id, f.language, f.fact, v.views FROM ({views_relation()}) v JOIN facts f USING (fact_id)"
+        f"SELECT f.fact_id, f.language, f.fact, v.views FROM ({VIEW_TOTALS}) v JOIN facts f USING (fact_id)"
         f" WHERE v.views > 0 ORDER BY v.views DESC, f.fact_id LIMIT :limit",
         limit=limit,
     )

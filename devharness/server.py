@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import gunicorn.app.base
 
+from shared.config import ServerShape, server_shape
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def default_workers() -> int:
-    # Measured on 2 cores (bench/run.py): one worker per core beats one worker with more threads.
-    return int(os.environ.get("WORKERS", os.cpu_count() or 1))
-
-
-def default_threads() -> int:
-    return int(os.environ.get("THREADS", 4))
+def harness_shape(workers: int | None = None) -> ServerShape:
+    """The harness's shape: `workers` (serve --workers), else WORKERS, else ONE worker, so that the
+    dashboard's live log (one process's ring, devharness/livelog.py) shows every request; threads
+    and the pool as everywhere (shared.config.server_shape)."""
+    shape = server_shape(os.environ, cpus=1)  # the CPU count is WORKERS's default: here, one
+    return shape if workers is None else replace(shape, workers=workers)
 
 
 _worker: Any = None
@@ -35,12 +37,20 @@ def worker_stopping() -> bool:
 
 
 class HarnessServer(gunicorn.app.base.BaseApplication):
-    def __init__(self, app_factory: Callable[[], Any], bind: str, reload: bool = False, **options: Any) -> None:
+    def __init__(
+        self,
+        app_factory: Callable[[], Any],
+        bind: str,
+        reload: bool = False,
+        shape: ServerShape | None = None,
+        **options: Any,
+    ) -> None:
         self.app_factory = app_factory
+        self.shape = shape or harness_shape()
         self.options: dict[str, Any] = {
             "bind": bind,
-            "workers": default_workers(),
-            "threads": default_threads(),
+            "workers": self.shape.workers,
+            "threads": self.shape.threads,
             "worker_class": "gthread",
             "timeout": int(os.environ.get("CLOUD_RUN_TIMEOUT_SECONDS", 0)) or 60,
             "graceful_timeout": 5,

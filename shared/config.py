@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
@@ -24,6 +26,9 @@ POOL_IDLE_TIMEOUT_S = 5.0
 # statement timeout): long enough for seeding on a small Cloud SQL tier, well inside the deployed
 # function timeout (60 s).
 MIGRATE_TIMEOUT_S = 30.0
+# gunicorn threads per worker: measured on 2 cores (bench/server_config.py), one worker per CPU
+# with 4 threads each beats fewer workers with more threads.
+THREADS_PER_WORKER = 4
 
 
 # libpq's names for how a connection uses TLS (`?sslmode=` in DATABASE_URL); prefer is libpq's default.
@@ -78,10 +83,38 @@ class Settings:
     fast_paths: bool = True
 
 
-def default_pool_size(environ: Mapping[str, str]) -> int:
-    """One connection per request thread: THREADS where set, else functions-framework's own
-    thread default (4 per CPU)."""
-    return int(environ.get("THREADS") or (os.cpu_count() or 1) * 4)
+@dataclass(frozen=True)
+class ServerShape:
+    """How one instance serves: gunicorn workers, threads per worker, Postgres connections per worker."""
+
+    workers: int
+    threads: int
+    pool_size: int
+
+    def shell(self) -> str:
+        """The shape as shell assignments, for the deploy script (`python3 -m shared.config --shape`)."""
+        return f"WORKERS={self.workers}\nTHREADS={self.threads}\nPOOL_SIZE={self.pool_size}\n"
+
+
+def _whole(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {environ[name]!r}")
+    return int(raw)
+
+
+def server_shape(environ: Mapping[str, str], cpus: int | None) -> ServerShape:
+    """The one server shape, for the harness, the pool size and the deploy script: WORKERS (default
+    one per CPU), THREADS (default THREADS_PER_WORKER) and FACTS_POOL_SIZE (default THREADS: each
+    of a worker's threads holds at most one connection)."""
+    threads = _whole(environ, "THREADS", THREADS_PER_WORKER)
+    return ServerShape(
+        workers=_whole(environ, "WORKERS", max(1, cpus or 1)),
+        threads=threads,
+        pool_size=_whole(environ, "FACTS_POOL_SIZE", threads),
+    )
 
 
 def mask_url(url: str) -> str:
@@ -195,7 +228,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         languages=languages,
         connect_timeout_s=_number(env, "FACTS_CONNECT_TIMEOUT", CONNECT_TIMEOUT_S),
         statement_timeout_ms=int(_number(env, "FACTS_STATEMENT_TIMEOUT_MS", STATEMENT_TIMEOUT_MS)),
-        pool_size=int(_number(env, "FACTS_POOL_SIZE", default_pool_size(env))),
+        pool_size=server_shape(env, os.cpu_count()).pool_size,
         pool_idle_timeout_s=_number(env, "FACTS_POOL_IDLE_TIMEOUT", POOL_IDLE_TIMEOUT_S),
         migrate_timeout_s=_number(env, "FACTS_MIGRATE_TIMEOUT", MIGRATE_TIMEOUT_S),
         cache_prefix=env.get("FACTS_CACHE_PREFIX") or DEFAULT_CACHE_PREFIX,
@@ -203,3 +236,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         upstream_timeout_s=_number(env, "FACTS_UPSTREAM_TIMEOUT", UPSTREAM_TIMEOUT_S),
         fast_paths=fast_paths_setting(env),
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python3 -m shared.config --shape [--cpus N]`: the server shape as shell assignments."""
+    parser = argparse.ArgumentParser(description="Print the server shape (WORKERS, THREADS, POOL_SIZE) for a shell.")
+    parser.add_argument("--shape", action="store_true", required=True, help="print the shape")
+    parser.add_argument("--cpus", type=int, default=os.cpu_count(), help="CPUs of an instance (default: here)")
+    args = parser.parse_args(argv)
+    try:
+        sys.stdout.write(server_shape(os.environ, args.cpus).shell())
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -123,8 +123,10 @@ HAVING count(*) > 0"""
 # The function's parameters are its own (migrations/0002): a new column changes it in its migration.
 VIEW_EXTERNAL = f"SELECT {', '.join(Fact._fields)} FROM view_external_fact(:fact_id, :fact, :language, :source)"
 
+# The one read path of view totals, a relation (fact_id, views) over the counter shards: the
+# dashboard joins it (devharness/dashboard_data.py), VIEW_TOTAL picks one fact's row of it.
 VIEW_TOTALS = "SELECT fact_id, views FROM fact_views"
-VIEW_TOTAL = "SELECT views FROM fact_views WHERE fact_id = :fact_id"
+VIEW_TOTAL = f"SELECT views FROM ({VIEW_TOTALS}) t WHERE fact_id = :fact_id"
 
 
 def _one(rows: list[list[Any]]) -> Fact | None:

@@ -3,9 +3,22 @@ words of each error. Pure parsing: no servers needed."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from shared.config import ConfigError, PostgresSettings, check_redis_url, default_pool_size, load_settings, mask_url
+from shared.config import (
+    THREADS_PER_WORKER,
+    ConfigError,
+    PostgresSettings,
+    ServerShape,
+    check_redis_url,
+    load_settings,
+    mask_url,
+    server_shape,
+)
 
 BASE = {"DATABASE_URL": "postgresql://app:pw@db.internal:5432/facts", "REDIS_URL": "redis://cache.internal:6379/0"}
 
@@ -48,16 +61,38 @@ def test_a_number_must_be_a_positive_number(raw: str, message: str) -> None:
     assert str(refused.value) == message
 
 
-def test_the_pool_has_one_connection_per_request_thread() -> None:
-    assert default_pool_size({"THREADS": "7"}) == 7
+def test_the_server_shape_is_one_worker_per_cpu_with_four_threads_each_holding_one_connection() -> None:
+    assert server_shape({}, cpus=2) == ServerShape(workers=2, threads=THREADS_PER_WORKER, pool_size=THREADS_PER_WORKER)
+    assert server_shape({}, cpus=None).workers == 1  # unknown: one CPU
+    assert server_shape({"THREADS": "7"}, cpus=3) == ServerShape(3, 7, 7)  # the pool follows the threads
+    assert server_shape({"WORKERS": "5", "THREADS": "2", "FACTS_POOL_SIZE": "3"}, cpus=3) == ServerShape(5, 2, 3)
+    assert server_shape({"WORKERS": " ", "THREADS": ""}, cpus=2) == ServerShape(2, 4, 4)  # empty: the default
+
+
+def test_the_pool_size_is_the_shape_s_whatever_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert load_settings(BASE).pool_size == THREADS_PER_WORKER  # not 4 per CPU: one worker's threads
     assert load_settings({**BASE, "THREADS": "6"}).pool_size == 6
 
 
-def test_without_threads_the_pool_follows_the_frameworks_four_threads_per_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("os.cpu_count", lambda: 3)
-    assert default_pool_size({}) == 12
-    monkeypatch.setattr("os.cpu_count", lambda: None)  # unknown: one CPU
-    assert default_pool_size({}) == 4
+@pytest.mark.parametrize("name", ["WORKERS", "THREADS", "FACTS_POOL_SIZE"])
+@pytest.mark.parametrize("raw", ["0", "-2", "two", "2.5"])
+def test_a_bad_shape_value_names_the_variable_and_what_it_must_be(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        server_shape({name: raw}, cpus=2)
+    assert str(refused.value) == f"{name} must be a whole number of at least 1, got {raw!r}"
+    with pytest.raises(ConfigError, match=name):
+        load_settings({**BASE, name: raw})
+
+
+def test_the_shape_prints_as_shell_assignments_for_the_deploy_script() -> None:
+    env = {**os.environ, "WORKERS": "", "THREADS": "3"}
+    done = subprocess.run([sys.executable, "-m", "shared.config", "--shape", "--cpus", "2"], env=env,
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "WORKERS=2\nTHREADS=3\nPOOL_SIZE=3\n")
+    refused = subprocess.run([sys.executable, "-m", "shared.config", "--shape"], env={**env, "WORKERS": "many"},
+                             capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert refused.returncode == 2 and "WORKERS must be a whole number" in refused.stderr and not refused.stdout
 
 
 @pytest.mark.parametrize("url", ["redis://h:6379/0", "rediss://h:6380/0", "unix:///run/redis.sock"])

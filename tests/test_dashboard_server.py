@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
+import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from devharness import logstream
 from devharness.dashboard import EventStream
+from devharness.dispatcher import Dispatcher
+from devharness.livelog import MAX_FIELD_CHARS, RequestLog
+from shared import logs
 
+from .support.harness_process import harness_server
 from .support.plain_http import get as http_get
 
 # Generous: each line reaches the stream within a hub query (1 s) unless forwarding is broken.
@@ -99,8 +104,8 @@ def test_the_live_log_streams_request_lines_with_their_fields(harness: str) -> N
     lines: list[str] = []
     with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
         sock.sendall(f"GET /_dashboard/api/events HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
-        # The stream's first answer from the hub is a status event: it has asked the hub, and from
-        # then on the workers forward request lines (an event to wait for, not a pause to hope by).
+        # The stream's first status event follows the backlog: from then on, lines arrive as they
+        # happen (an event to wait for, not a pause to hope by).
         _read_stream_until(sock, lines, lambda seen: "event: status" in seen, STREAM_WAIT_S)
         http_get(harness + "/today?language=de")
         http_get(harness + "/no/such/path")
@@ -111,13 +116,31 @@ def test_the_live_log_streams_request_lines_with_their_fields(harness: str) -> N
     assert today and today[-1]["path"] == "/today" and today[-1]["status"] == 200 and today[-1]["cache"] == "miss"
     assert any(e["function"] == "harness" and e["status"] == 404 for e in events)
     assert not any(e["path"].startswith("/_dashboard") for e in events)  # the page's own polling is not logged
+    assert '"scope"' not in "\n".join(lines)  # one worker: its log is the whole log
+
+
+def _first_status(base: str) -> dict[str, Any]:
+    parts = urlsplit(base)
+    lines: list[str] = []
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        sock.sendall(f"GET /_dashboard/api/events HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        _read_stream_until(sock, lines, lambda seen: "event: status" in seen, STREAM_WAIT_S)
+        _read_stream_until(sock, lines, lambda seen: seen[seen.index("event: status") + 1 :], STREAM_WAIT_S)
+    status_at = lines.index("event: status")
+    return dict(json.loads(lines[status_at + 1][len("data: ") :]))
+
+
+def test_with_several_workers_the_live_log_says_it_shows_one_worker_s_lines(servers: Any) -> None:
+    with harness_server(servers.environ(), "--workers", "2") as (base, _):
+        status = _first_status(base)
+    assert re.fullmatch(r"worker \d+ only \(1 of 2\)", status["scope"]), status
 
 
 def test_each_worker_holds_few_streams_and_the_functions_keep_answering(harness: str) -> None:
     parts = urlsplit(harness)
     streams = []
     try:
-        for _ in range(8):  # more than every worker's slots together (2 workers x 2)
+        for _ in range(8):  # more than the worker's slots (THREADS / 2 = 2)
             sock = socket.create_connection((parts.hostname, parts.port), timeout=5)
             sock.sendall(f"GET /_dashboard/api/events HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
             streams.append(sock)
@@ -131,67 +154,91 @@ def test_each_worker_holds_few_streams_and_the_functions_keep_answering(harness:
             sock.close()
 
 
-# --- the bounds, without a server -------------------------------------------------------------
+# --- the ring, without a server ---------------------------------------------------------------
 
 
-def _record(n: int) -> logging.LogRecord:
-    record = logging.LogRecord("facts.requests", logging.INFO, __file__, 1, "GET /random 200", None, None)
-    record.fields = {"function": "random_fact", "method": "GET", "path": "/random" + "x" * 500, "status": 200,
-                     "latency_ms": float(n)}  # fmt: skip
+def _record(n: int, logger: str = "facts.requests", **fields: Any) -> logging.LogRecord:
+    record = logging.LogRecord(logger, logging.INFO, __file__, 1, "GET /random 200", None, None)
+    record.fields = {"function": "random_fact", "method": "GET", "path": f"/random?n={n}", "status": 200,
+                     "latency_ms": float(n), **fields}  # fmt: skip
     return record
 
 
-def test_the_hub_keeps_a_bounded_backlog_and_tells_a_late_reader_what_it_missed() -> None:
-    with logstream.LogHub(capacity=10) as hub:
-        hub.add([{"n": n} for n in range(25)], pid=1, dropped=3)
-        answer = hub.read(after=3, wait_s=0)
-        assert [e["seq"] for e in answer["events"]] == list(range(16, 26))
-        assert answer["missed"] == 12 and answer["dropped"] == 3 and answer["last"] == 25
-        started = time.monotonic()
-        assert hub.read(after=25, wait_s=0.3)["events"] == []  # waits at most wait_s for news
-        assert 0.25 <= time.monotonic() - started < 0.3 + LOADED_MACHINE_S
-        assert logstream.query_hub(hub.address, 24, 0)["events"][0]["seq"] == 25  # over its socket
+def test_the_ring_keeps_the_last_lines_in_order_and_tells_a_late_reader_what_it_missed() -> None:
+    ring = RequestLog(capacity=10)
+    for n in range(25):
+        ring.handle(_record(n))
+    answer = ring.read(after=3, wait_s=0)
+    assert [e["seq"] for e in answer["events"]] == list(range(16, 26))
+    assert [e["latency_ms"] for e in answer["events"]] == [float(n) for n in range(15, 25)]  # as they came
+    assert answer["missed"] == 12 and answer["last"] == 25
+    assert [e["seq"] for e in ring.read(after=23, wait_s=0)["events"]] == [24, 25]  # only what is after `after`
+    assert ring.read(after=0, wait_s=0)["missed"] == 0  # a new reader takes the backlog as it is
+    started = time.monotonic()
+    assert ring.read(after=25, wait_s=0.3)["events"] == []  # waits at most wait_s for news
+    assert 0.25 <= time.monotonic() - started < 0.3 + LOADED_MACHINE_S
 
 
-def test_a_forwarder_never_blocks_and_counts_what_it_drops() -> None:
-    with logstream.LogHub() as hub:
-        forwarder = logstream.LogForwarder(hub.address, queue_size=5)
-        forwarder.handle(_record(0))
-        assert forwarder._queue.qsize() == 0  # nobody watches: nothing is kept
-        hub.address.watched_until.value = time.time() + 30
-        hub.close()  # the hub is gone: the sender cannot deliver
-        started = time.monotonic()
-        for n in range(2000):
-            forwarder.handle(_record(n))
-        assert time.monotonic() - started < LOADED_MACHINE_S  # takes milliseconds; blocking would hang
-        assert forwarder.dropped >= 1900
+def test_a_waiting_reader_gets_a_line_as_soon_as_it_is_logged() -> None:
+    ring = RequestLog()
+    threading.Timer(0.2, ring.handle, [_record(1)]).start()
+    started = time.monotonic()
+    answer = ring.read(after=0, wait_s=10)
+    assert [e["seq"] for e in answer["events"]] == [1] and time.monotonic() - started < 10
 
 
-def test_forwarded_lines_reach_the_hub_trimmed() -> None:
-    with logstream.LogHub() as hub:
-        forwarder = logstream.LogForwarder(hub.address)
-        hub.address.watched_until.value = time.time() + 30
-        forwarder.handle(_record(7))
-        answer = hub.read(after=0, wait_s=5)
-        assert len(answer["events"]) == 1
-        event = answer["events"][0]
-        assert event["latency_ms"] == 7.0 and len(event["path"]) == logstream.MAX_FIELD_CHARS
+def test_the_ring_keeps_request_lines_only_with_their_keys_trimmed() -> None:
+    ring = RequestLog()
+    ring.handle(logging.LogRecord("facts.harness", logging.ERROR, __file__, 1, "random_fact.py failed", None, None))
+    partial = _record(0)
+    del partial.fields["status"]  # type: ignore[attr-defined]
+    ring.handle(partial)  # fields, but not a request line
+    assert ring.read(after=0, wait_s=0)["events"] == []
+    ring.handle(_record(7, path="/random" + "x" * 500, secret="not a request line key"))
+    [event] = ring.read(after=0, wait_s=0)["events"]
+    assert event["latency_ms"] == 7.0 and len(event["path"]) == MAX_FIELD_CHARS and "secret" not in event
+
+
+def test_the_ring_collects_the_functions_and_the_harness_s_own_lines_once_attached() -> None:
+    logs.configure()  # the level every request sets
+    ring = RequestLog().attach()
+    try:
+        logs.log_request("today_fact", "GET", "/today", 200, time.perf_counter())
+        dispatcher = Dispatcher([], health=lambda: (200, {}))
+        dispatcher({"PATH_INFO": "/nowhere", "REQUEST_METHOD": "GET"}, lambda status, headers: None)
+    finally:
+        ring.detach()
+    logs.log_request("today_fact", "GET", "/today", 200, time.perf_counter())  # detached: not kept
+    events = ring.read(after=0, wait_s=0)["events"]
+    assert [(e["function"], e["path"], e["status"]) for e in events] == [
+        ("today_fact", "/today", 200),
+        ("harness", "/nowhere", 404),
+    ]
+
+
+def test_the_ring_answers_a_reader_from_before_a_restart_from_the_start() -> None:
+    ring = RequestLog()
+    ring.handle(_record(1))
+    ring.handle(_record(2))
+    assert [e["seq"] for e in ring.read(after=500, wait_s=0)["events"]] == [1, 2]
 
 
 def test_a_stream_gives_its_slot_back_once_closed() -> None:
     released: list[int] = []
-    with logstream.LogHub() as hub:
-        stream = EventStream(hub.address, 0, lambda: released.append(1), stopping=lambda: True)
-        assert list(stream) == [b"retry: 1000\n\n"]  # a stopping worker ends the stream at once
-        stream.close()
-        stream.close()
+    stream = EventStream(RequestLog(), 0, lambda: released.append(1), stopping=lambda: True)
+    assert list(stream) == [b"retry: 1000\n\n"]  # a stopping worker ends the stream at once
+    stream.close()
+    stream.close()
     assert released == [1]
 
 
-def test_the_hub_answers_a_reader_from_before_a_restart_from_the_start() -> None:
-    with logstream.LogHub() as hub:
-        hub.add([{"n": 1}, {"n": 2}])
-        assert [e["seq"] for e in hub.read(after=500, wait_s=0)["events"]] == [1, 2]
+def test_a_stream_of_one_worker_among_several_says_so() -> None:
+    ring = RequestLog()
+    ring.handle(_record(1))
+    rounds = iter([False, True])
+    stream = EventStream(ring, 0, lambda: None, stopping=lambda: next(rounds), scope="worker 7 only (1 of 2)")
+    text = b"".join(stream).decode()
+    assert '"seq": 1' in text and 'event: status\ndata: {"missed": 0, "scope": "worker 7 only (1 of 2)"}' in text
 
 
 def test_with_redis_down_the_servers_answer_says_so_quickly_and_keeps_the_rest(harness: str, servers: Any) -> None:

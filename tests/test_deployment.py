@@ -25,6 +25,7 @@ from devharness.routes import http_targets
 from devkit.ports import free_port
 from devkit.processes import spawn, terminate
 from devkit.waiting import wait_until
+from shared.config import server_shape
 
 from .support.deploy_copy import (
     BASE_ENV,
@@ -170,7 +171,7 @@ def test_dry_run_max_instances_fit_the_budget_for_two_revisions_at_twice_max_ins
     assert sorted(argv[3] for argv in deploys) == FUNCTIONS
     available = int(max_connections) - int(reserve)
     for argv in deploys:
-        env = dict(pair.split("=", 1) for pair in flags(argv)["set-env-vars"].split(","))
+        env = _deployed_env(argv)
         worst_per_instance = int(env["WORKERS"]) * int(env["FACTS_POOL_SIZE"]) * len(deploys) * REVISIONS * BURST
         max_instances = int(flags(argv)["max-instances"])
         assert 1 <= max_instances and max_instances * worst_per_instance <= available
@@ -185,6 +186,31 @@ def test_the_default_budget_leaves_room_to_scale(tmp_path):
     # One instance per function could not absorb a burst: the default tier must allow several.
     (argv, *_) = dry_run(tmp_path).named("run", "deploy")
     assert int(flags(argv)["max-instances"]) >= 5
+
+
+def _deployed_env(argv: list[str]) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in flags(argv)["set-env-vars"].split(","))
+
+
+@pytest.mark.parametrize(
+    ("env", "cpus"),
+    [({}, 2), ({"CPU": "4"}, 4), ({"THREADS": "3"}, 2), ({"WORKERS": "1", "POOL_SIZE": "2"}, 2)],
+)
+def test_the_deploy_takes_the_one_server_shape(tmp_path, env, cpus):
+    (argv, *_) = dry_run(tmp_path, **env).named("run", "deploy")
+    deployed = _deployed_env(argv)
+    shape = server_shape({**env, "FACTS_POOL_SIZE": env.get("POOL_SIZE", "")}, cpus)
+    assert (deployed["WORKERS"], deployed["THREADS"], deployed["FACTS_POOL_SIZE"]) == tuple(
+        str(n) for n in (shape.workers, shape.threads, shape.pool_size)
+    )
+
+
+def test_the_deploy_refuses_a_bad_server_shape(tmp_path):
+    result = subprocess.run(["bash", str(SCRIPT), "--dry-run"], capture_output=True, text=True,
+                            env={**gcloud_env(tmp_path), **BASE_ENV, "STAGE_DIR": str(tmp_path / "stage"),
+                                 "THREADS": "lots"}, timeout=60)  # fmt: skip
+    assert result.returncode != 0 and "THREADS must be a whole number of at least 1, got 'lots'" in result.stderr
+    assert "gcloud" not in result.stdout
 
 
 @pytest.mark.parametrize("max_connections", ["25", "73"])  # 73 - 10 = 63 < 64, one instance of each at 2x2

@@ -140,7 +140,7 @@ def test_reload_survives_a_syntax_error_and_serves_again_once_fixed(servers, tmp
 
 def _invoke(servers, *args):
     env = {**servers.environ(), "PATH": "/usr/bin:/bin"}
-    argv = [sys.executable, str(ROOT / "harness.py"), "invoke", *args, "--servers", "external"]
+    argv = [sys.executable, "-m", "devharness", "invoke", *args, "--servers", "external"]  # python -m works
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
 
 

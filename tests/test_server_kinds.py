@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import harness
+from devharness import cli
 from devkit import SERVER_KINDS, renamed_warning, resolve_kind
 from devkit.external import HARNESS_URL_VARIABLES, TEST_URL_VARIABLES, configured_urls
 
@@ -130,5 +130,5 @@ def test_servers_option_is_the_new_name(request):
 
 def test_the_old_harness_option_still_works_and_warns(capsys, clean_environment):
     with pytest.raises(SystemExit, match="migrate --servers external needs DATABASE_URL"):
-        harness.main(["migrate", "--services", "external"])  # parsed as --servers external
+        cli.main(["migrate", "--services", "external"])  # parsed as --servers external
     assert f"warning: {renamed_warning('--services')}" in capsys.readouterr().err
