@@ -23,7 +23,9 @@ from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 from werkzeug.wrappers import Response
 
+from shared import instance
 from shared.config import ConfigError, mask_url
+from shared.facts import utc_day
 
 from . import dashboard_data
 from .json_answer import json_answer, json_error
@@ -137,9 +139,6 @@ class Dashboard:
         return json_error(403, "host_not_allowed", message, NOSNIFF)
 
     def _servers(self) -> Response:
-        from shared import instance
-        from shared.facts import utc_day
-
         answer: dict[str, Any] = {"kind": self.setup.kind, "description": self.setup.description}
         try:
             current = instance.state(migrate=False)

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+import docker
 import docker.errors
 import pg8000.native
 import redis
@@ -32,8 +33,6 @@ def images() -> tuple[str, str]:
 def docker_available(timeout_s: float = 2.0) -> bool:
     """True when a Docker engine answers (DOCKER_HOST or the default socket)."""
     try:
-        import docker
-
         client = docker.from_env(timeout=int(max(1, timeout_s)))
         try:
             return bool(client.ping())
@@ -45,8 +44,6 @@ def docker_available(timeout_s: float = 2.0) -> bool:
 
 def remove_orphans() -> None:
     """Remove containers of earlier runs whose process died without cleaning up (killed hard)."""
-    import docker
-
     client = docker.from_env()
     try:
         for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):

@@ -49,6 +49,7 @@ class InstanceState:
         if self._cache is None:
             with self._lock:
                 if self._cache is None:
+                    # redis-py is imported on first use: /random never needs it (a shorter cold start).
                     from .cache import DayCache
 
                     self._cache = DayCache(self.settings.redis_url, self.settings.cache_prefix)
@@ -61,6 +62,7 @@ class InstanceState:
         if self._upstream is None:
             with self._lock:
                 if self._upstream is None:
+                    # Only where an upstream is configured (most instances have none).
                     from .upstream import Upstream
 
                     self._upstream = Upstream(self.settings.upstream_url, self.settings.upstream_timeout_s)
