@@ -219,4 +219,7 @@ def log_request(
         line["cache"] = cache
     if trace_header and (trace := trace_id(trace_header)):
         line[TRACE_KEY] = trace
-    logger.handle(request_record(logger, "%s %s %s", (method, path, status), cast("dict[str, Any]", line)))
+    args, fields = (method, path, status), cast("dict[str, Any]", line)
+    write = fast.line_writer(logger, LineHandler, __file__)
+    if write is None or not write("%s %s %s", args, fields):
+        logger.handle(request_record(logger, "%s %s %s", args, fields))
