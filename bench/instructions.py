@@ -1,6 +1,6 @@
 """User-space instructions per request of each function and its reference (valgrind's callgrind).
 
-    python bench/instructions.py [--calls 300]
+    python -m bench.instructions [--calls 300] [--targets random,minimal_random]
 
 CPU time on a shared machine moves by a quarter between rounds; instruction counts do not. Each
 target runs in a process of its own under callgrind: its functions-framework app is called

@@ -56,13 +56,23 @@ class CloudJsonFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message = f"{message}\n{self.formatException(record.exc_info)}"
-        around = self._around.get((record.levelname, record.name))
+        return self._line(record.levelname, record.name, message, record.created, fields)
+
+    def format_fields(self, levelname: str, name: str, message: str, created: float, fields: Any) -> str | None:
+        """The line `format` writes for a record of these with no traceback, made without the record
+        (None: fields that name one of the first four, which only a record's own line merges)."""
+        if type(fields) is not dict or not self._OWN_KEYS.isdisjoint(fields):
+            return None
+        return self._line(levelname, name, message, created, fields)
+
+    def _line(self, levelname: str, name: str, message: str, created: float, fields: Any) -> str:
+        around = self._around.get((levelname, name))
         if around is None:
-            around = self._around[record.levelname, record.name] = (
-                f'{{"severity":{string(record.levelname)},"message":',
-                f',"logger":{string(record.name)},"time":"',
+            around = self._around[levelname, name] = (
+                f'{{"severity":{string(levelname)},"message":',
+                f',"logger":{string(name)},"time":"',
             )
-        head = around[0] + string(message) + around[1] + rfc3339_utc(record.created) + '"'
+        head = around[0] + string(message) + around[1] + rfc3339_utc(created) + '"'
         # The fields' object spliced in after the first four: one dict encoded, not a merged copy.
         return head + "," + _JSON_LINE(fields)[1:] if fields else head + "}"
 
@@ -82,14 +92,20 @@ class CloudJsonFormatter(logging.Formatter):
 
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = getattr(record, "fields", None)
-        if is_request_line(line):
-            cache = f" cache={line['cache']}" if line.get("cache") else ""
+        fields = getattr(record, "fields", None)
+        return self.format_fields(record.levelname, record.name, record.getMessage(), record.created, fields)
+
+    def format_fields(self, levelname: str, name: str, message: str, created: float, fields: Any) -> str:
+        """The line `format` writes for a record of these, made without the record."""
+        # As formatTime(record, "%H:%M:%S") writes the time.
+        clock = time.strftime("%H:%M:%S", self.converter(created))
+        if is_request_line(fields):
+            cache = f" cache={fields['cache']}" if fields.get("cache") else ""
             return (
-                f"{self.formatTime(record, '%H:%M:%S')} {line['method']} {line['path']} -> {line['status']}"
-                f" {line['latency_ms']:.1f} ms [{line['function']}]{cache}"
+                f"{clock} {fields['method']} {fields['path']} -> {fields['status']}"
+                f" {fields['latency_ms']:.1f} ms [{fields['function']}]{cache}"
             )
-        return f"{self.formatTime(record, '%H:%M:%S')} {record.levelname.lower()} {record.getMessage()}"
+        return f"{clock} {levelname.lower()} {message}"
 
 
 class LineHandler(logging.StreamHandler):
@@ -203,4 +219,7 @@ def log_request(
         line["cache"] = cache
     if trace_header and (trace := trace_id(trace_header)):
         line[TRACE_KEY] = trace
-    logger.handle(request_record(logger, "%s %s %s", (method, path, status), cast("dict[str, Any]", line)))
+    args, fields = (method, path, status), cast("dict[str, Any]", line)
+    write = fast.line_writer(logger, LineHandler, __file__)
+    if write is None or not write("%s %s %s", args, fields):
+        logger.handle(request_record(logger, "%s %s %s", args, fields))

@@ -3,6 +3,7 @@ when a library moved (faked here by an upgrade's version, or an attribute gone).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -100,6 +101,8 @@ def test_switched_off_every_speed_up_is_the_librarys_own(monkeypatch, caplog) ->
     response = web.json_text_response(200, '{"a":1}', {"Cache-Control": "no-store"})
     assert type(response) is flask.Response and response.get_data() == b'{"a":1}'
     assert fast.compact_encoder(None) is None and fast.record_maker() is None
+    alone = _alone_with_our_handler(monkeypatch, io.StringIO())
+    assert fast.line_writer(alone, logs.LineHandler, logs.__file__) is None
     assert _warnings(caplog) == []
     assert load_settings({"DATABASE_URL": "postgresql://u@h/d", "REDIS_URL": "redis://h", "FACTS_FAST_PATHS": "off"})
 
@@ -117,7 +120,8 @@ def test_a_switch_that_is_neither_on_nor_off_is_refused_by_the_settings_and_turn
 @pytest.mark.parametrize(
     ("library", "version", "path"),
     [("werkzeug", "3.2.0", fast.PASS_THROUGH_RESPONSE), ("pg8000", "1.32.0", fast.ONE_TRIP),
-     ("python", "3.13.1", fast.RECORD_TEMPLATE), ("python", "3.13.1", fast.C_ENCODER)],
+     ("python", "3.13.1", fast.RECORD_TEMPLATE), ("python", "3.13.1", fast.C_ENCODER),
+     ("python", "3.13.1", fast.DIRECT_LINE)],
 )  # fmt: skip
 def test_an_upgraded_library_gets_the_stock_path_and_one_warning(monkeypatch, caplog, library, version, path) -> None:
     _upgraded(monkeypatch, library, version)
@@ -136,6 +140,30 @@ def test_a_missing_internal_gets_the_stock_path_and_one_warning(monkeypatch, cap
     assert _warnings(caplog) == [
         "fast path json.c_encoder off, the stock path used instead: json.encoder.c_make_encoder is missing "
         "(a Python built without the _json accelerator) (verified with python >=3.11,<3.13)"
+    ]
+
+
+def _alone_with_our_handler(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO) -> logging.Logger:
+    """A logger whose records reach only our handler, writing JSON lines to `stream` (until the test ends)."""
+    logger = logging.getLogger("facts-test-fast-paths")
+    monkeypatch.setattr(logger, "propagate", False)
+    monkeypatch.setattr(logger, "handlers", [logs.LineHandler(stream, logs.CloudJsonFormatter())])
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def test_a_stream_handler_that_moved_gets_the_stock_request_line_and_one_warning(monkeypatch, caplog) -> None:
+    stream = io.StringIO()
+    logger = _alone_with_our_handler(monkeypatch, stream)
+    assert fast.line_writer(logger, logs.LineHandler, logs.__file__) is not None
+    fast.reset()
+    monkeypatch.setattr(logging.StreamHandler, "flush", lambda self: None)  # a StreamHandler that no longer flushes
+    assert fast.line_writer(logger, logs.LineHandler, logs.__file__) is None
+    logs.log_request("random_fact", "GET", "/", 200, 0.0, logger=logger)
+    assert json.loads(stream.getvalue())["message"] == "GET / 200"  # written by the stock path
+    assert _warnings(caplog) == [
+        "fast path logging.direct_line off, the stock path used instead: a StreamHandler no longer writes "
+        "format(record) + terminator and flushes once (verified with python >=3.11,<3.13)"
     ]
 
 
