@@ -149,6 +149,16 @@ HEADLINE = (
 )
 
 
+# With the fast paths off (`--fast-paths off`) the functions run the libraries' own paths, which
+# issue 23 asks to stay within 10 % of the references' throughput rather than at them.
+STOCK_THROUGHPUT_TARGET = 0.9
+
+
+def _target(doc: dict[str, Any], key: str, target: float) -> float:
+    stock = doc.get("settings", {}).get("fast_paths") == "off"
+    return STOCK_THROUGHPUT_TARGET if stock and key in ("random_to_minimal", "today_to_minimal") else target
+
+
 def headline(doc: dict[str, Any]) -> list[str]:
     """The four figures with their targets (CPU per request counts as one figure, for both functions)."""
     tps, cpu = doc["storage_tps"], doc.get("cpu_ms_per_req", {})
@@ -160,7 +170,8 @@ def headline(doc: dict[str, Any]) -> list[str]:
         "today_cpu_to_minimal": f"{cpu.get('today', 0):.3f} vs {cpu.get('minimal_today', 0):.3f} ms",
     }
     lines = [f"{'figure':<54}{'this run':>9}  {'target':<8}{'':<6}detail"]
-    for label, key, target, higher in HEADLINE:
+    for label, key, target_of_fast, higher in HEADLINE:
+        target = _target(doc, key, target_of_fast)
         value = doc["ratio"].get(key)
         if value is None:
             lines.append(f"{label:<54}{'n/a':>9}")

@@ -30,6 +30,18 @@ def test_rounds_that_do_not_pair_up_are_refused() -> None:
         report.paired_ratios(runs, "random", "minimal_random", "rps")
 
 
+def test_the_stock_mode_s_throughput_target_is_0_9_and_the_fast_mode_s_1() -> None:
+    doc = {
+        **_results(random_to_minimal=0.92),
+        "rps": dict.fromkeys(("random", "minimal_random", "today", "minimal_today"), 1.0),
+    }
+    fast = "\n".join(report.headline({**doc, "settings": {"fast_paths": "on"}}))
+    stock = "\n".join(report.headline({**doc, "settings": {"fast_paths": "off"}}))
+    assert re.search(r"/random / minimal_random \(throughput\)\s+0.92x\s+>= 1\s+NOT met", fast)
+    assert re.search(r"/random / minimal_random \(throughput\)\s+0.92x\s+>= 0.9\s+met", stock)
+    assert re.search(r"CPU per request, /random / minimal_random\s+0.98x\s+<= 1.05", stock)
+
+
 # The chart (bench/chart.py, docs/bench.svg): read back from the SVG it writes, panel by panel.
 SVG = "{http://www.w3.org/2000/svg}"
 BAR_FILLS = ("fill: #4c72b0", "fill: #dd8452")
