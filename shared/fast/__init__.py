@@ -17,6 +17,7 @@ the stock path is used and ONE warning is logged; nothing ever fails because a l
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
@@ -47,38 +48,16 @@ class FastPath:
     switched: bool = True
 
 
-def _check_one_trip() -> str | None:
-    from . import pg8000_statement
+def _shape_check(module: str, check: str = "shape_difference") -> Callable[[], str | None]:
+    """`check` of the fast module `module`, which is imported only when its path is first asked for:
+    a module that no longer imports against a moved library then costs its own path (the stock one
+    is used), never this package's import."""
 
-    return pg8000_statement.shape_difference()
+    def checked() -> str | None:
+        difference: str | None = getattr(importlib.import_module(f".{module}", __name__), check)()
+        return difference
 
-
-def _check_socket_timeout() -> str | None:
-    from . import pg8000_statement
-
-    return pg8000_statement.socket_shape_difference()
-
-
-def _check_response() -> str | None:
-    from . import werkzeug_response
-
-    return werkzeug_response.shape_difference()
-
-
-def _check_record() -> str | None:
-    from . import log_record
-
-    return log_record.shape_difference()
-
-
-def _check_encoder() -> str | None:
-    from . import json_encoder
-
-    return json_encoder.shape_difference()
-
-
-def _check_direct_line() -> str | None:
-    return direct_line.shape_difference()
+    return checked
 
 
 ONE_TRIP = "pg8000.one_trip"
@@ -98,7 +77,7 @@ CATALOGUE: dict[str, FastPath] = {
             "Bind, Execute, Sync in one write and a plain answer parsed in place: ~38k instructions a "
             "/random request (663k from 701k), 33-39 us less CPU a statement (bench/statement_cost.py)",
             "tests/test_one_trip.py",
-            _check_one_trip,
+            _shape_check("pg8000_statement"),
         ),
         FastPath(
             SOCKET_TIMEOUT,
@@ -108,7 +87,7 @@ CATALOGUE: dict[str, FastPath] = {
             "keeps its backend and needs no server connection beyond the pool's (stock, if pg8000 moves: "
             "the slot's connection re-opened with the long timeout)",
             "tests/test_postgres_pool.py (long jobs), tests/test_fast_paths.py",
-            _check_socket_timeout,
+            _shape_check("pg8000_statement", "socket_shape_difference"),
             switched=False,
         ),
         FastPath(
@@ -118,7 +97,7 @@ CATALOGUE: dict[str, FastPath] = {
             "headers handed to the server as checked when set, one bytes body handed over as it is: "
             "~55k instructions a /random request (641k -> 585k); common headers checked once (~7k)",
             "tests/test_web_contract.py",
-            _check_response,
+            _shape_check("werkzeug_response"),
         ),
         FastPath(
             RECORD_TEMPLATE,
@@ -127,7 +106,7 @@ CATALOGUE: dict[str, FastPath] = {
             "the request's LogRecord from a per-logger template, not LogRecord.__init__ and the "
             "caller's stack walk (~10k instructions a request, with the C encoder: 752k -> 741k)",
             "tests/test_logging.py::test_a_request_record_is_the_record_logger_info_would_make",
-            _check_record,
+            _shape_check("log_record"),
         ),
         FastPath(
             C_ENCODER,
@@ -136,7 +115,7 @@ CATALOGUE: dict[str, FastPath] = {
             "json's C encoder built once, not once per call by JSONEncoder.encode: about half the "
             "instructions of a small object (741k -> 731k for the body)",
             "tests/test_json_text.py",
-            _check_encoder,
+            _shape_check("json_encoder"),
         ),
         FastPath(
             DIRECT_LINE,
@@ -146,7 +125,7 @@ CATALOGUE: dict[str, FastPath] = {
             "LogRecord, Logger.handle's walk or the handler's filters: ~27k instructions a log_request (82k -> 54k), "
             "~33k a /random or /today request (bench.instructions: 642k -> 607k, 674k -> 641k)",
             "tests/test_request_log_direct.py",
-            _check_direct_line,
+            direct_line.shape_difference,
         ),
     )
 }
