@@ -87,7 +87,8 @@ def _parse_pairs(pairs: list[str], sep: str, what: str) -> list[tuple[str, str]]
 
 
 def invoke(args: argparse.Namespace) -> int:
-    routes = {r.path.strip("/"): r for r in discover()} | {r.target: r for r in discover()}
+    found = discover()
+    routes = {r.path.strip("/"): r for r in found} | {r.target: r for r in found}
     route = routes.get(args.function)
     if route is None:
         raise SystemExit(f"unknown function {args.function!r}; known: {', '.join(sorted(routes))}")

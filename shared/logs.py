@@ -51,7 +51,7 @@ class CloudJsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
-        if fields and (type(fields) is not dict or not self._OWN_KEYS.isdisjoint(fields)):
+        if fields and self._merges(fields):
             return self._format_merged(record, fields)
         message = record.getMessage()
         if record.exc_info:
@@ -61,9 +61,14 @@ class CloudJsonFormatter(logging.Formatter):
     def format_fields(self, levelname: str, name: str, message: str, created: float, fields: Any) -> str | None:
         """The line `format` writes for a record of these with no traceback, made without the record
         (None: fields that name one of the first four, which only a record's own line merges)."""
-        if type(fields) is not dict or not self._OWN_KEYS.isdisjoint(fields):
+        if self._merges(fields):
             return None
         return self._line(levelname, name, message, created, fields)
+
+    def _merges(self, fields: Any) -> bool:
+        """Whether `fields` must be merged into the line's first four keys (`_format_merged`)
+        rather than spliced in after them: not a plain dict, or naming one of them."""
+        return type(fields) is not dict or not self._OWN_KEYS.isdisjoint(fields)
 
     def _line(self, levelname: str, name: str, message: str, created: float, fields: Any) -> str:
         around = self._around.get((levelname, name))

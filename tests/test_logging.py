@@ -24,6 +24,8 @@ import pytest
 from devkit.ports import free_port
 from shared import instance, logs
 
+from .support.streams import FailsFirstWrite
+
 # Cloud Logging's `time`: RFC 3339, UTC, with microseconds.
 _RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -305,14 +307,8 @@ def test_closing_twice_is_harmless():
 
 
 def test_a_failing_stream_is_reported_on_stderr_and_the_next_lines_still_go_out(capsys):
-    class _FailingOnce(_RecordingStream):
-        failed = False
-
-        def write(self, text: str) -> int:
-            if not self.failed:
-                self.failed = True
-                raise OSError("disk full")
-            return super().write(text)
+    class _FailingOnce(FailsFirstWrite, _RecordingStream):
+        pass
 
     stream = _FailingOnce()
     with _our_handler(stream) as (logger, _):

@@ -19,6 +19,8 @@ import pytest
 
 from shared import fast, logs
 
+from .support.streams import FailsFirstWrite
+
 CREATED = 1_796_398_583.123456  # 2026-12-04T15:36:23.123456Z
 REQUESTS = [
     {"function": "random_fact", "method": "GET", "path": "/", "status": 200},
@@ -167,16 +169,7 @@ def test_a_failing_stream_is_reported_as_the_stock_path_reports_it_and_the_next_
 ) -> None:
     _mode(monkeypatch, "on")
 
-    class _FailingOnce(io.StringIO):
-        failed = False
-
-        def write(self, text: str) -> int:
-            if not self.failed:
-                self.failed = True
-                raise OSError("disk full")
-            return super().write(text)
-
-    stream = _FailingOnce()
+    stream = FailsFirstWrite()
     logger.addHandler(logs.LineHandler(stream, logs.CloudJsonFormatter()))
     assert _direct(logger)
     logs.log_request("random_fact", "GET", "/lost", 200, 1.9, logger=logger)

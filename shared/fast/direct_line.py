@@ -14,7 +14,7 @@ The choice is kept per logger with the state it was made in (handler lists, filt
 parents, the handler's level and formatter), compared on every line: a handler added later, or
 taken away, makes the next line choose again. shape_difference() checks that a StreamHandler
 still writes format(record) + terminator and flushes, under a lock it exposes.
-tests/test_logging.py holds the lines equal to the stock path's.
+tests/test_request_log_direct.py holds the lines equal to the stock path's.
 """
 
 from __future__ import annotations
@@ -84,21 +84,22 @@ def _chain(logger: logging.Logger) -> list[logging.Logger]:
 class _Choice:
     """The choice for one logger, and the state it was made in, checked again on every line: a
     handler or filter added or taken away (in place or not), a propagation or parent changed, the
-    one handler's level or formatter changed, or a record factory set makes the next line choose
-    again. (Plain attribute reads and list comparisons: a few hundred instructions a line.)"""
+    one handler's level, filters or formatter changed, or a record factory set makes the next line
+    choose again. (Plain attribute reads and list comparisons: a few hundred instructions a line.)"""
 
-    __slots__ = ("chain", "factory", "filters", "handler", "handler_state", "links", "logger", "writer")
+    __slots__ = ("factory", "filters", "handler", "handler_state", "links", "logger", "writer")
 
-    def __init__(self, logger: logging.Logger, writer: DirectLine | None) -> None:
-        self.logger, self.writer, self.chain = logger, writer, _chain(logger)
-        self.filters, self.factory = [*logger.filters], logging.getLogRecordFactory()
-        self.links = [(current, [*current.handlers], current.propagate, current.parent) for current in self.chain]
-        handlers = [handler for current in self.chain for handler in current.handlers]
+    def __init__(self, logger: logging.Logger, handler_type: type[logging.StreamHandler[Any]], pathname: str) -> None:
+        chain = _chain(logger)
+        self.logger, self.filters, self.factory = logger, [*logger.filters], logging.getLogRecordFactory()
+        self.links = [(current, [*current.handlers], current.propagate, current.parent) for current in chain]
+        handlers = [handler for current in chain for handler in current.handlers]
         self.handler = handlers[0] if len(handlers) == 1 else None
         self.handler_state = self._handler_state()
+        self.writer = _writer_for(logger, self.handler, handler_type, pathname)
 
     def _handler_state(self) -> tuple[Any, ...] | None:
-        handler = self.handler
+        handler = self.handler  # its filters compare by identity, its formatter is compared as itself
         return None if handler is None else (handler.level, [*handler.filters], handler.formatter)
 
     def holds(self) -> bool:
@@ -108,24 +109,21 @@ class _Choice:
         for current, handlers, propagate, parent in self.links:
             if current.handlers != handlers or current.propagate != propagate or current.parent is not parent:
                 return False
-        handler = self.handler
-        return handler is None or (
-            handler.level == self.handler_state[0]  # type: ignore[index]
-            and handler.filters == self.handler_state[1]  # type: ignore[index]
-            and handler.formatter is self.handler_state[2]  # type: ignore[index]
-        )
+        return self._handler_state() == self.handler_state
 
 
 def _writer_for(
-    logger: logging.Logger, handler_type: type[logging.StreamHandler[Any]], pathname: str
+    logger: logging.Logger,
+    handler: logging.Handler | None,
+    handler_type: type[logging.StreamHandler[Any]],
+    pathname: str,
 ) -> DirectLine | None:
+    """The direct writer where `handler`, the only one `logger`'s records reach, is ours; else None."""
     if logger.disabled or logger.filters or logging.getLogRecordFactory() is not logging.LogRecord:
         return None
-    handlers = [handler for current in _chain(logger) for handler in current.handlers]
-    if len(handlers) != 1 or type(handlers[0]) is not handler_type:
+    if handler is None or type(handler) is not handler_type or not isinstance(handler, logging.StreamHandler):
         return None
-    [handler] = handlers
-    if handler.level > logging.INFO or handler.filters or not isinstance(handler, logging.StreamHandler):
+    if handler.level > logging.INFO or handler.filters:
         return None
     if any(getattr(handler_type, name) is not getattr(logging.StreamHandler, name) for name in _STOCK_METHODS):
         return None
@@ -143,7 +141,7 @@ def line_writer(
     """The direct writer of `logger`'s lines, or None where they must go through logger.handle."""
     choice = _chosen.get(logger)
     if choice is None or not choice.holds():
-        choice = _chosen[logger] = _Choice(logger, _writer_for(logger, handler_type, pathname))
+        choice = _chosen[logger] = _Choice(logger, handler_type, pathname)
     return choice.writer
 
 
