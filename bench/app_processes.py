@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devkit.ports import free_port
-from devkit.processes import spawn, terminate
-from devkit.waiting import GiveUp, NotReady, ServerExited, wait_until
+from devkit.servers.ports import free_port
+from devkit.servers.processes import spawn, terminate
+from devkit.servers.waiting import GiveUp, NotReady, ServerExited, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"

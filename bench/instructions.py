@@ -28,7 +28,7 @@ from pathlib import Path
 from bench.run import FUNCTION_SERVERS
 from bench.stage import prepare_database
 from bench.wrkload import ensure_tool
-from devkit.embedded import embedded_servers
+from devkit.servers.embedded import embedded_servers
 
 PAIRS = (("random", "minimal_random"), ("today", "minimal_today"))
 _COLLECTED = re.compile(r"Collected : (\d+)")

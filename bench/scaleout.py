@@ -50,7 +50,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from devkit.cloud_run import (
+from devkit.cloudrun.front import Front
+from devkit.cloudrun.instances import (
     FUNCTIONS,
     REQUEST_TIMEOUT_S,
     Fleet,
@@ -60,10 +61,9 @@ from devkit.cloud_run import (
     postgres_client_ports,
     served_200,
 )
-from devkit.front import Front
-from devkit.scratch_postgres import ConnectionSampler, connect_url, scratch_servers
-from devkit.traffic import Load, request
-from devkit.waiting import NotReady, wait_until
+from devkit.cloudrun.scratch_postgres import ConnectionSampler, connect_url, scratch_servers
+from devkit.cloudrun.traffic import Load, request
+from devkit.servers.waiting import NotReady, wait_until
 from shared.config import POOL_IDLE_TIMEOUT_S
 from shared.postgres import SERVER_IDLE_FACTOR
 

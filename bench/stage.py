@@ -29,9 +29,9 @@ from typing import Any, TypeVar
 
 from bench.app_processes import AppProcess, AppProcesses, harness_argv, reference_argv
 from bench.wrkload import ensure_wrk
-from devkit import Servers
-from devkit.embedded import embedded_servers
-from devkit.ports import free_port
+from devkit.servers import Servers
+from devkit.servers.embedded import embedded_servers
+from devkit.servers.ports import free_port
 from shared.config import ServerShape, server_shape
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.stage import prepare_database
-from devkit.embedded import embedded_servers
+from devkit.servers.embedded import embedded_servers
 from shared.config import parse_database_url
 from shared.fast.pg8000_statement import OneTripStatement
 from shared.postgres import connect

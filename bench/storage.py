@@ -32,7 +32,7 @@ class StorageLoad:
 
 
 def pgbench_binary() -> Path:
-    from devkit.embedded import postgres_bin_dir
+    from devkit.servers.embedded import postgres_bin_dir
 
     found = postgres_bin_dir() / "pgbench"
     if not found.exists():

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from devkit import Servers
-from devkit.processes import spawn, terminate
+from devkit.servers import Servers
+from devkit.servers.processes import spawn, terminate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def _startup(enter: Callable[[], AbstractContextManager[Servers]], repeats: int)
 
 def embedded_startup_s(repeats: int) -> dict:
     """Embedded servers in a fresh folder each time (initdb included), durable=False like a test worker."""
-    from devkit.embedded import embedded_servers
+    from devkit.servers.embedded import embedded_servers
 
     @contextmanager
     def fresh() -> Iterator[Servers]:
@@ -66,7 +66,7 @@ def embedded_startup_s(repeats: int) -> dict:
 
 def container_startup_s(repeats: int) -> dict:
     """Containers as a test worker gets them, or why they were not measured."""
-    from devkit.containers import container_servers, docker_available, images
+    from devkit.servers.containers import container_servers, docker_available, images
 
     if not docker_available():
         return {"skipped": "no Docker engine answers"}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pg8000.native
 import redis
 
-from devkit.embedded import embedded_servers
+from devkit.servers.embedded import embedded_servers
 from shared.config import parse_database_url
 
 ROOT = Path(__file__).resolve().parents[1]

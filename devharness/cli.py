@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any
 
-from devkit import AUTO_RULE, SERVER_KINDS, ServerStartError, renamed_warning
+from devkit.servers import AUTO_RULE, SERVER_KINDS, ServerStartError, renamed_warning
 from shared.config import ConfigError
 from shared.postgres import StoreUnavailable
 

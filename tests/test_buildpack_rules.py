@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from devkit.scratch_postgres import connect_url
+from devkit.cloudrun.scratch_postgres import connect_url
 from shared import schema
 
 from .support.deploy_copy import deploy_venv, dry_run, flags, gcloud_upload

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pg8000.native
 import pytest
 
-from devkit import Servers
-from devkit.waiting import wait_until
+from devkit.servers import Servers
+from devkit.servers.waiting import wait_until
 from shared import catalogue
 from shared.catalogue import FactRecord, import_facts
 from shared.config import parse_database_url

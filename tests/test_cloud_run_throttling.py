@@ -17,10 +17,10 @@ import signal
 import time
 from pathlib import Path
 
-from devkit.cloud_run import deployed_environment, start_instance
-from devkit.processes import terminate
-from devkit.upload_copy import deploy_venv, deployed_copy
-from devkit.waiting import wait_until
+from devkit.cloudrun.instances import deployed_environment, start_instance
+from devkit.cloudrun.upload_copy import deploy_venv, deployed_copy
+from devkit.servers.processes import terminate
+from devkit.servers.waiting import wait_until
 from shared.postgres import SERVER_IDLE_FACTOR
 
 POOL_IDLE_TIMEOUT_S = 1.0

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devkit.waiting import wait_until
+from devkit.servers.waiting import wait_until
 from shared import instance
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool

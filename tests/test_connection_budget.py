@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-from devkit.cloud_run import deployed_environment, instances_of_both
-from devkit.embedded import postgres_bin_dir
-from devkit.front import Front
-from devkit.ports import free_port
-from devkit.scratch_postgres import ConnectionSampler, scratch_servers
-from devkit.traffic import burst, request
-from devkit.waiting import wait_until
+from devkit.cloudrun.front import Front
+from devkit.cloudrun.instances import deployed_environment, instances_of_both
+from devkit.cloudrun.scratch_postgres import ConnectionSampler, scratch_servers
+from devkit.cloudrun.traffic import burst, request
+from devkit.servers.embedded import postgres_bin_dir
+from devkit.servers.ports import free_port
+from devkit.servers.waiting import wait_until
 from shared import instance, schema
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool, StoreUnavailable, connect

@@ -14,7 +14,7 @@ from datetime import date
 
 import pytest
 
-from devkit.ports import free_port
+from devkit.servers.ports import free_port
 from shared import breaker as breaker_module
 from shared.cache import DayCache, today_key
 

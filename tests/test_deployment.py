@@ -22,9 +22,9 @@ import urllib.request
 import pytest
 
 from devharness.routes import http_targets
-from devkit.ports import free_port
-from devkit.processes import spawn, terminate
-from devkit.waiting import wait_until
+from devkit.servers.ports import free_port
+from devkit.servers.processes import spawn, terminate
+from devkit.servers.waiting import wait_until
 from shared.config import server_shape
 
 from .support.deploy_copy import (

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from devkit.waiting import wait_until
+from devkit.servers.waiting import wait_until
 from shared import instance
 from shared.cache import today_key
 from shared.config import load_settings

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devkit.waiting import wait_until
+from devkit.servers.waiting import wait_until
 
 from .support.harness_process import ROOT, harness_server
 from .support.harness_process import project_copy as _copy_project

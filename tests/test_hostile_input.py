@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devkit.waiting import wait_until
+from devkit.servers.waiting import wait_until
 
 JSON_TYPE = "application/json; charset=utf-8"
 TIMEOUT_S = 10.0

@@ -16,8 +16,8 @@ from datetime import timedelta
 import pg8000.native
 import pytest
 
-from devkit.scratch_postgres import connect_url
-from devkit.waiting import wait_until
+from devkit.cloudrun.scratch_postgres import connect_url
+from devkit.servers.waiting import wait_until
 from shared import instance, schema
 from shared.postgres import StoreUnavailable
 

@@ -1,7 +1,8 @@
 """Dependencies point down: no folder imports one above it or beside it.
 
-The deployed code (functions/, shared/) imports no tool; the dev kit (devkit/: the servers, the
-scratch Postgres, the upload copy, Cloud Run on loopback) and the harness (devharness/) serve the
+The deployed code (functions/, shared/) imports no tool; the dev kit (devkit/servers: the backing
+servers; devkit/cloudrun: Cloud Run on loopback, which may use the servers but not the other way
+round) and the harness (devharness/) serve the
 tests and the benchmark, which import neither each other nor anything of theirs. What both need
 lives in devkit/. Read from the source with ast, so an import inside a function counts too.
 """
@@ -58,6 +59,27 @@ def test_a_folder_imports_nothing_above_or_beside_it(folder: str) -> None:
     assert wrong_imports(folder) == []
 
 
+def imported_modules(source: str) -> set[str]:
+    """The dotted names of the absolute imports in `source` (devkit uses no relative imports)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            assert not node.level, "devkit imports absolutely: one style"
+            found.add(node.module)
+    return found
+
+
+def test_devkit_servers_know_nothing_of_cloud_run() -> None:
+    # Two rooms by job: the backing servers (and their process plumbing) stand alone; Cloud Run on
+    # loopback (devkit.cloudrun) builds on them, never the other way round.
+    for path in sorted((ROOT / "devkit").rglob("*.py")):
+        modules = imported_modules(path.read_text(encoding="utf-8"))
+        if path.parent.name == "servers":
+            assert not {m for m in modules if m.startswith("devkit.cloudrun")}, path
+
+
 def test_the_check_sees_every_form_of_import(tmp_path: Path) -> None:
     # A planted import of each form, in a function too, must show; a look-alike name must not.
     planted = tmp_path / "tests" / "support" / "planted.py"
@@ -73,5 +95,5 @@ def test_the_check_sees_every_form_of_import(tmp_path: Path) -> None:
 
 def test_only_the_packages_are_installed() -> None:
     # tests/ and bench/ run from the checkout; installed, they could be imported from anywhere.
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    assert sorted(packages) == ["devharness", "devkit", "shared"]
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert sorted(patterns) == ["devharness*", "devkit*", "shared*"]

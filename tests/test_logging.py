@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from devkit.ports import free_port
+from devkit.servers.ports import free_port
 from shared import instance, logs
 
 from .support.streams import FailsFirstWrite

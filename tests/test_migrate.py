@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from devkit.cloud_run import deployed_environment, instances_of_both, migrations_applied
-from devkit.front import Front
-from devkit.scratch_postgres import connect_url
-from devkit.traffic import burst, request
-from devkit.upload_copy import ROOT, deploy_venv, deployed_copy
-from devkit.waiting import wait_until
+from devkit.cloudrun.front import Front
+from devkit.cloudrun.instances import deployed_environment, instances_of_both, migrations_applied
+from devkit.cloudrun.scratch_postgres import connect_url
+from devkit.cloudrun.traffic import burst, request
+from devkit.cloudrun.upload_copy import ROOT, deploy_venv, deployed_copy
+from devkit.servers.waiting import wait_until
 from shared import logs, schema
 from shared.config import parse_database_url
 

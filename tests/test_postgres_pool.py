@@ -18,8 +18,8 @@ from typing import Any
 import pg8000.native
 import pytest
 
-from devkit.ports import free_port
-from devkit.waiting import wait_until
+from devkit.servers.ports import free_port
+from devkit.servers.waiting import wait_until
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool, StoreUnavailable, connect, is_connection_lost
 from tests.support.harness_process import ROOT

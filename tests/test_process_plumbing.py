@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from devkit.embedded import EmbeddedRedis
-from devkit.ports import free_port, start_on_free_port
-from devkit.processes import pid_alive, spawn, terminate
-from devkit.waiting import GiveUp, NotReady, ServerExited, wait_until, wait_until_async
+from devkit.servers.embedded import EmbeddedRedis
+from devkit.servers.ports import free_port, start_on_free_port
+from devkit.servers.processes import pid_alive, spawn, terminate
+from devkit.servers.waiting import GiveUp, NotReady, ServerExited, wait_until, wait_until_async
 
 T = TypeVar("T")
 

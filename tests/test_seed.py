@@ -22,8 +22,8 @@ import pg8000.native
 import pytest
 import redis
 
-from devkit.containers import OWNER_LABEL, docker_available, images
-from devkit.ports import free_port
+from devkit.servers.containers import OWNER_LABEL, docker_available, images
+from devkit.servers.ports import free_port
 from shared import instance
 from shared.cache import today_key
 from shared.config import DEFAULT_CACHE_PREFIX
@@ -37,7 +37,7 @@ except ImportError:  # testcontainers before 4.14
 
 FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
 # The label of every container this project starts: a run killed hard leaves none that the next run
-# (devkit.containers.remove_orphans) or CI's "nothing left behind" check does not find.
+# (devkit.servers.containers.remove_orphans) or CI's "nothing left behind" check does not find.
 OWNER = {OWNER_LABEL: str(os.getpid())}
 
 

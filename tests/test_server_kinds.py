@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from devharness import cli
-from devkit import SERVER_KINDS, renamed_warning, resolve_kind
-from devkit.external import HARNESS_URL_VARIABLES, TEST_URL_VARIABLES, configured_urls
+from devkit.servers import SERVER_KINDS, renamed_warning, resolve_kind
+from devkit.servers.external import HARNESS_URL_VARIABLES, TEST_URL_VARIABLES, configured_urls
 
 from .support.servers import OLD_ENV, SERVERS_ENV, SERVERS_OPTION, chosen_kind
 
@@ -90,8 +90,8 @@ def test_the_option_wins_over_the_environment_variable(clean_environment):
 
 
 def test_containers_that_cannot_start_say_how_to_go_on(monkeypatch):
-    from devkit import ServerStartError
-    from devkit.containers import container_servers, docker_available
+    from devkit.servers import ServerStartError
+    from devkit.servers.containers import container_servers, docker_available
 
     if not docker_available():
         pytest.skip("needs a Docker engine (runs in the containers mode of .ci/run and on GitHub)")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devkit.external import with_database
+from devkit.servers.external import with_database
 from shared import catalogue, schema
 from shared.config import parse_database_url
 from shared.postgres import connect

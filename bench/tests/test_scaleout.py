@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from bench import scaleout
-from devkit.embedded import postgres_bin_dir
+from devkit.servers.embedded import postgres_bin_dir
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """The deploy script's dry run, read back as a shell would, and gcloud's own upload lists.
 
-What a deployment uploads and installs (the upload set, its virtualenv) is devkit.upload_copy's;
+What a deployment uploads and installs (the upload set, its virtualenv) is devkit.cloudrun.upload_copy's;
 its names are here too, for the deploy's tests that use both.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from devkit.upload_copy import ROOT, deploy_venv, deployed_copy, upload_set
+from devkit.cloudrun.upload_copy import ROOT, deploy_venv, deployed_copy, upload_set
 
 __all__ = ["BASE_ENV", "ROOT", "SCRIPT", "DryRun", "deploy_venv", "deployed_copy", "dry_run", "flags", "gcloud_env",
            "gcloud_upload", "upload_set"]  # fmt: skip

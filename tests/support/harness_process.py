@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from devkit.ports import start_on_free_port
-from devkit.processes import spawn, terminate
-from devkit.waiting import ServerExited, wait_until
+from devkit.servers.ports import start_on_free_port
+from devkit.servers.processes import spawn, terminate
+from devkit.servers.waiting import ServerExited, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"

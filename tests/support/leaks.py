@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from devkit import Servers
+from devkit.servers import Servers
 from shared import logs
 
 

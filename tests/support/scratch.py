@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from devkit.processes import pid_alive
+from devkit.servers.processes import pid_alive
 
 PREFIX = "facts-test-"
 

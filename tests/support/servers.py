@@ -16,10 +16,10 @@ import pg8000.native
 import pytest
 import redis
 
-from devkit import AUTO_RULE, SERVER_KINDS, Servers, renamed_warning, resolve_kind, start_servers
-from devkit.embedded import postgres_bin_dir
-from devkit.external import TEST_URL_VARIABLES, configured_urls
-from devkit.scratch_postgres import connect_url, scratch_servers, with_user
+from devkit.cloudrun.scratch_postgres import connect_url, scratch_servers, with_user
+from devkit.servers import AUTO_RULE, SERVER_KINDS, Servers, renamed_warning, resolve_kind, start_servers
+from devkit.servers.embedded import postgres_bin_dir
+from devkit.servers.external import TEST_URL_VARIABLES, configured_urls
 from shared import instance
 from shared.config import parse_database_url
 from shared.postgres import connect, is_connection_lost

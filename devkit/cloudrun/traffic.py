@@ -1,4 +1,4 @@
-"""Clients of a front (devkit.cloud_run): one request, a bounded burst, or a steady load that runs
+"""Clients of a front (devkit.cloudrun.instances): one request, a bounded burst, or a steady load that runs
 until stopped; every answer recorded with its status, time and body."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from devkit.cloud_run import FUNCTIONS, REQUEST_TIMEOUT_S
+from devkit.cloudrun.instances import FUNCTIONS, REQUEST_TIMEOUT_S
 
 PAUSE_AFTER_503_S = 0.2  # a real client waits Retry-After (2 s); the rehearsal keeps the pressure on
 

@@ -15,10 +15,10 @@ import docker.errors
 import pg8000.native
 import redis
 
-from .ports import free_port
-from .processes import pid_alive
-from .servers import Servers, ServerStartError
-from .waiting import wait_until
+from devkit.servers.ports import free_port
+from devkit.servers.processes import pid_alive
+from devkit.servers.protocol import Servers, ServerStartError
+from devkit.servers.waiting import wait_until
 
 POSTGRES_IMAGE = "postgres:16.10"
 REDIS_IMAGE = "redis:7.4.6"

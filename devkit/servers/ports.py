@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 from typing import TypeVar
 
-from .waiting import ServerExited
+from devkit.servers.waiting import ServerExited
 
 T = TypeVar("T")
 

@@ -16,10 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from devkit.servers.protocol import Servers
 from shared.config import DEFAULT_CACHE_PREFIX, ConfigError, check_redis_url, parse_database_url
 from shared.postgres import connect
-
-from .servers import Servers
 
 # Which variables name the servers: the harness reads the functions' own; the tests read their own
 # pair, so that only a variable meant for tests sends a test run to someone's servers.

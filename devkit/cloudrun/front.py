@@ -1,5 +1,5 @@
 """The front of Cloud Run on loopback: one port that routes each request to an instance
-(devkit.cloud_run) of the revision taking the traffic, holding it while that instance starts."""
+(devkit.cloudrun.instances) of the revision taking the traffic, holding it while that instance starts."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import threading
 import time
 from collections.abc import Iterator
 
-from devkit.cloud_run import FUNCTIONS, REQUEST_TIMEOUT_S, Instance
-from devkit.ports import free_port
-from devkit.waiting import NotReady, wait_until_async
+from devkit.cloudrun.instances import FUNCTIONS, REQUEST_TIMEOUT_S, Instance
+from devkit.servers.ports import free_port
+from devkit.servers.waiting import NotReady, wait_until_async
 
 
 class Front:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pg8000.native
 
-from devkit.embedded import embedded_servers
+from devkit.servers.embedded import embedded_servers
 
 APP_ROLE = "facts_app"
 

@@ -15,8 +15,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .processes import as_user, hand_over
-from .servers import ServerStartError
+from devkit.servers.processes import as_user, hand_over
+from devkit.servers.protocol import ServerStartError
 
 
 def initdb(bin_dir: Path, data: Path, user: str | None, password: str, durable: bool) -> None:

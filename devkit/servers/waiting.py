@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-from .servers import ServerStartError
+from devkit.servers.protocol import ServerStartError
 
 T = TypeVar("T")
 
@@ -22,7 +22,7 @@ class GiveUp(ServerStartError):
 
 class ServerExited(GiveUp):
     """Raised by a check when the process it waits for has exited (on start: most likely it lost the
-    race for its port; devkit.ports.start_on_free_port tries another)."""
+    race for its port; devkit.servers.ports.start_on_free_port tries another)."""
 
 
 def _pauses(deadline_s: float, interval_s: float | None) -> Iterator[float]:

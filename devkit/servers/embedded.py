@@ -23,11 +23,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .pgcluster import clone_template, initdb
-from .ports import free_port, start_on_free_port
-from .processes import descendants, grant_traverse, hand_over, server_user, spawn, terminate
-from .servers import Servers
-from .waiting import ServerExited, wait_until
+from devkit.servers.pgcluster import clone_template, initdb
+from devkit.servers.ports import free_port, start_on_free_port
+from devkit.servers.processes import descendants, grant_traverse, hand_over, server_user, spawn, terminate
+from devkit.servers.protocol import Servers
+from devkit.servers.waiting import ServerExited, wait_until
 
 HOST = "127.0.0.1"
 DATABASE = "facts"

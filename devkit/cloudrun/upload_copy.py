@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pathspec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _INCLUDE = "#!include:"
 
 

@@ -1,6 +1,6 @@
 """Cloud Run on loopback: instances of the deployed functions, started from the upload copy by the
 functions-framework CLI with Cloud Run's environment and the deploy script's settings (the front
-that routes requests to them is devkit.front).
+that routes requests to them is devkit.cloudrun.front).
 
 The benchmark's scale-out rehearsal (bench/scaleout.py) and the tests of the deploy's promises
 (connection budget, migration, throttling) start their fleets here.
@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devkit.ports import free_port
-from devkit.processes import descendants, spawn, terminate
-from devkit.upload_copy import ROOT, deploy_venv, deployed_copy
+from devkit.cloudrun.upload_copy import ROOT, deploy_venv, deployed_copy
+from devkit.servers.ports import free_port
+from devkit.servers.processes import descendants, spawn, terminate
 
 FUNCTIONS = {  # route -> (Cloud Run service, target, source)
     "random": ("random-fact", "random_fact", "functions/random_fact.py"),
