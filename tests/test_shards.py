@@ -19,8 +19,9 @@ from .support.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
-# Each collection takes a second or two; the bound only keeps a broken run from hanging the suite.
-COLLECT_TIMEOUT_S = 120
+# Each collection takes a few seconds (five at once, on a loaded machine, far longer); the bound only
+# keeps a broken run from hanging the suite.
+COLLECT_TIMEOUT_S = 240
 ALGORITHM = ("--splitting-algorithm", "least_duration")  # as the workflow asks for it
 
 
@@ -72,8 +73,20 @@ def test_the_shards_partition_the_suite_by_recorded_durations(tmp_path):
         )
         for group in groups
     ]
+    # The durations check's own collection: with an empty file, every test it sees is missing.
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    missing = tmp_path / "missing.txt"
+    check = subprocess.Popen(
+        [sys.executable, "ci/check_durations.py", "--durations", str(empty), "--missing", str(missing)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
     everything, _ = _finish_collection(whole)
     results = [_finish_collection(shard) for shard in shards]
+    _finish_collection(check)
+    # It sees what the suite runs, bench/tests included: a test it missed would have no entry and no shard.
+    assert any(node_id.startswith("bench/tests/") for node_id in everything)
+    assert sorted(missing.read_text().splitlines()) == sorted(everything)
 
     assert f"{Path(__file__).name}::{test_the_shards_partition_the_suite_by_recorded_durations.__name__}" in "\n".join(
         everything

@@ -31,6 +31,7 @@ BASE_IMAGE=${FACTS_BASE_IMAGE:-facts-local/rootfs:bookworm}
 SUITE=${FACTS_DEBIAN_SUITE:-bookworm}
 FORCE=${FORCE:-0}
 PG_MAJOR=15
+REDIS_LINE=7.0  # the redis-server of $SUITE (bookworm); the build checks it
 PACKAGES="postgresql-${PG_MAJOR},redis-server"
 LABEL=org.facts-local.recipe
 BASE_LABEL=org.facts-local.base-recipe
@@ -163,6 +164,9 @@ rm -rf /var/cache/apt/archives/*.deb /var/lib/apt/lists/* \
 rm -f /tmp/customise.sh
 EOS
 	chroot "$ROOTFS" /bin/sh /tmp/customise.sh "$PG_MAJOR" || die "customising the root filesystem failed"
+	# The Redis line the README and tests/test_supported_versions.py say .ci/run runs.
+	chroot "$ROOTFS" /usr/bin/redis-server --version | grep -q "v=$REDIS_LINE\." \
+		|| die "the root filesystem's redis-server is not $REDIS_LINE"
 	# Sanity: what the images rely on.
 	local f
 	for f in "/usr/lib/postgresql/$PG_MAJOR/bin/postgres" "/usr/lib/postgresql/$PG_MAJOR/bin/initdb" \
