@@ -40,29 +40,48 @@ ROOT = Path(__file__).resolve().parents[1]
 MUTANTS = ROOT / "mutants"
 PYTHON = sys.executable
 TESTS = {
-    "breaker": "tests/test_breaker.py",
-    "cache": "tests/test_day_cache.py tests/test_day_values.py",
-    "catalogue": "tests/test_catalogue_files.py tests/test_catalogue_import.py",
-    "config": "tests/test_config.py tests/test_config_values.py tests/test_postgres_connect.py",
-    "facts": "tests/test_facts_domain.py tests/test_view_counting.py",
-    "handlers": "tests/test_request_log.py tests/test_request_log_path.py tests/test_contract.py "
+    "shared.breaker": "tests/test_breaker.py",
+    "shared.cache": "tests/test_day_cache.py tests/test_day_values.py",
+    "shared.catalogue": "tests/test_catalogue_files.py tests/test_catalogue_import.py",
+    "shared.config": "tests/test_config.py tests/test_config_values.py tests/test_postgres_connect.py",
+    "shared.facts": "tests/test_facts_domain.py tests/test_view_counting.py",
+    "shared.handlers": "tests/test_request_log.py tests/test_request_log_path.py tests/test_contract.py "
     "tests/test_logging.py tests/test_data_access.py tests/test_view_counting.py",
-    "instance": "tests/test_instance_state.py tests/test_migrate.py tests/test_faults.py",
-    "logs": "tests/test_logging.py tests/test_request_log.py",
-    "json_text": "tests/test_json_text.py tests/test_web_contract.py tests/test_logging.py",
-    # shared/fast/*: every fast path's oracle tests and the fallback's
-    "fast": "tests/test_fast_paths.py tests/test_one_trip.py tests/test_postgres_pool.py tests/test_web_contract.py "
-    "tests/test_json_text.py tests/test_logging.py",
-    "postgres": "tests/test_postgres_pool.py tests/test_postgres_connect.py tests/test_postgres_errors.py "
+    "shared.instance": "tests/test_instance_state.py tests/test_migrate.py tests/test_faults.py",
+    "shared.logs": "tests/test_logging.py tests/test_request_log.py",
+    "shared.json_text": "tests/test_json_text.py tests/test_web_contract.py tests/test_logging.py",
+    # shared/fast/*: every fast path's oracle tests and the fallback's (a key is a module or a package)
+    "shared.fast": "tests/test_fast_paths.py tests/test_one_trip.py tests/test_postgres_pool.py "
+    "tests/test_web_contract.py tests/test_json_text.py tests/test_logging.py",
+    "shared.postgres": "tests/test_postgres_pool.py tests/test_postgres_connect.py tests/test_postgres_errors.py "
     "tests/test_faults.py tests/test_instance_state.py",
-    "schema": "tests/test_migrate.py tests/test_instance_state.py tests/test_catalogue_import.py tests/test_storage.py",
-    "store": "tests/test_fact_store.py tests/test_view_counting.py tests/test_json_text.py",
-    "upstream": "tests/test_upstream_client.py tests/test_upstream.py",
-    "web": "tests/test_web_contract.py tests/test_contract.py tests/test_cors_preflight.py tests/test_faults.py "
+    "shared.schema": "tests/test_migrate.py tests/test_instance_state.py tests/test_catalogue_import.py "
+    "tests/test_storage.py",
+    "shared.store": "tests/test_fact_store.py tests/test_view_counting.py tests/test_json_text.py",
+    "shared.upstream": "tests/test_upstream_client.py tests/test_upstream.py",
+    "shared.request_line": "tests/test_request_line.py tests/test_web_contract.py tests/test_request_log_direct.py",
+    # devharness/: the tests that call it in-process (the rest run it as a command, outside mutmut's reach)
+    "devharness": "tests/test_dashboard_server.py tests/test_request_line.py tests/test_server_kinds.py",
+    "shared.web": "tests/test_web_contract.py tests/test_contract.py tests/test_cors_preflight.py tests/test_faults.py "
     "tests/test_request_log.py",
 }
 IMPORT_TIME = re.compile(r"^shared\.(handlers\.x__logged__|web\.xǁ_Outageǁ__init__)")
+SOURCES = ("shared", "devharness")  # the packages mutmut mutates (pyproject.toml's source_paths)
 TEST_TIMEOUT_S = 300  # a mutant that hangs is killed, as mutmut counts a timeout
+
+
+def module_of(name: str) -> str:
+    """The dotted module of a mutant (shared.fast.direct_line.x_f__mutmut_1 -> shared.fast.direct_line)."""
+    return name.rsplit(".", 1)[0]
+
+
+def tests_of(module: str) -> str:
+    """The test files of a module: its own entry, else its package's (shared.fast, devharness)."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in TESTS:
+            return TESTS[".".join(parts[:end])]
+    raise SystemExit(f"no tests named for {module} in TESTS (ci/judge_mutants.py), nor --tests")
 
 
 @functools.cache
@@ -80,7 +99,7 @@ def _mutant_functions(module_file: Path) -> tuple[str, dict[str, ast.FunctionDef
 def rejected_by_mypy() -> set[str]:
     """Mutants with a type error in their function, as mutmut's `type_check_command` finds them."""
     found = subprocess.run(
-        [str(Path(PYTHON).parent / "mypy"), "shared", "--output", "json", "--no-warn-unused-ignores"],
+        [str(Path(PYTHON).parent / "mypy"), *SOURCES, "--output", "json", "--no-warn-unused-ignores"],
         cwd=MUTANTS,
         capture_output=True,
         text=True,
@@ -97,7 +116,7 @@ def rejected_by_mypy() -> set[str]:
     for file, lines in lines_by_file.items():
         for node in _mutant_functions(MUTANTS / file)[1].values():
             if any(node.lineno <= line <= (node.end_lineno or node.lineno) for line in lines):
-                rejected.add(f"shared.{Path(file).stem}.{node.name}")
+                rejected.add(f"{Path(file).with_suffix('').as_posix().replace('/', '.')}.{node.name}")
     return rejected
 
 
@@ -133,12 +152,13 @@ def judge_switched(name: str, tests: str) -> dict[str, str]:
 
 def judge_planted(name: str, tests: str, copy: Path) -> dict[str, str]:
     """Replace the original function by the mutant's body in a copy of the source, run, restore."""
-    module, function = name.split(".")[1], name.split(".")[2]
-    mutant_text, mutants = _mutant_functions(MUTANTS / "shared" / f"{module}.py")
+    function = name.rsplit(".", 1)[1]
+    module_file = Path(*module_of(name).split(".")).with_suffix(".py")
+    mutant_text, mutants = _mutant_functions(MUTANTS / module_file)
     mutant = mutants[function]
     base = function.rsplit("__mutmut_", 1)[0]  # x_name, or xǁClassǁmethod
-    source_file = copy / "shared" / f"{module}.py"
-    original = (ROOT / "shared" / f"{module}.py").read_text()
+    source_file = copy / module_file
+    original = (ROOT / module_file).read_text()
     scope: ast.AST = ast.parse(original)
     if "ǁ" in base:
         _, class_name, original_name = base.split("ǁ")
@@ -162,7 +182,9 @@ def judge_planted(name: str, tests: str, copy: Path) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", type=Path, help="a file of mutant names (shared.MODULE.FUNCTION__mutmut_N)")
+    parser.add_argument(
+        "names", type=Path, help="a file of mutant names (shared.MODULE.FUNCTION__mutmut_N, devharness...)"
+    )
     parser.add_argument("--verdicts", type=Path, default=mutation_verdicts.VERDICTS_FILE)
     parser.add_argument("--again", action="store_true", help="judge listed names that already have a verdict")
     parser.add_argument("--jobs", type=int, default=2)
@@ -177,7 +199,7 @@ def main() -> None:
     save = Lock()
 
     def judge(name: str, copy: Path | None = None) -> None:
-        tests = args.tests or TESTS[name.split(".")[1]]
+        tests = args.tests or tests_of(module_of(name))
         verdict = judge_planted(name, tests, copy) if copy else judge_switched(name, tests)
         with save:
             if verdict["verdict"].startswith("error"):  # pytest's last words, on one line, as the note

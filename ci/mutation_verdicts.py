@@ -1,10 +1,10 @@
-"""The mutation verdicts of shared/ as data: docs/mutation-verdicts.csv, one row per mutant.
+"""The mutation verdicts of shared/ and devharness/ as data: docs/mutation-verdicts.csv, one row per mutant.
 
     .venv/bin/python ci/mutation_verdicts.py [FILE]      # counts per module and verdict, then the open rows
 
-Columns: `mutant` (mutmut's name, `shared.MODULE.FUNCTION__mutmut_N`), `verdict`, `by` (the test
-that fails on it), `note` (why a survivor is equivalent, or what the mutant changes). Verdicts:
-`mypy` (rejected by the type check), `killed`, `timeout` (a hang, counted as killed), `equivalent`
+Columns: `mutant` (mutmut's name, `shared.MODULE.FUNCTION__mutmut_N` or `devharness.MODULE...`),
+`verdict`, `by` (the test that fails on it), `note` (why a survivor is equivalent, or what the mutant
+changes). Verdicts: `mypy` (rejected by the type check), `killed`, `timeout` (a hang, counted as killed), `equivalent`
 (no caller can tell; the note says why), `survived` (open: write a test, or show it equivalent and
 edit the row), or `error ...` (the run itself broke; judge it again). ci/judge_mutants.py writes the
 first four and `survived`; a person settles each survivor by editing its row.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import re
 import sys
 from pathlib import Path
 
@@ -50,10 +49,11 @@ def summary(verdicts: dict[str, dict[str, str]]) -> str:
     """A line per module with its count per verdict, then every open row."""
     by_module: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for name, row in verdicts.items():
-        module = re.sub(r"^shared\.([^.]+)\..*$", r"\1", name)
+        # The module's dotted name, shared's without its package (cache, fast.direct_line, devharness.app).
+        module = name.rsplit(".", 1)[0].removeprefix("shared.")
         by_module[module][row["verdict"]] += 1
     lines = [
-        f"{module:<10} " + ", ".join(f"{n} {v}" for v, n in sorted(c.items()))
+        f"{module:<24} " + ", ".join(f"{n} {v}" for v, n in sorted(c.items()))
         for module, c in sorted(by_module.items())
     ]
     open_rows = [name for name, row in verdicts.items() if row["verdict"] not in SETTLED]

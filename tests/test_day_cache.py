@@ -18,6 +18,8 @@ from devkit.servers.ports import free_port
 from shared import breaker as breaker_module
 from shared.cache import DayCache, today_key
 
+from .support.unanswered import unanswered_connect
+
 DAY = date(2026, 11, 26)
 VALUE = {"fact_id": "0123456789abcdef", "fact": "Ein Oktopus hat drei Herzen.", "language": "de"}
 
@@ -71,6 +73,20 @@ def test_a_silent_redis_costs_one_short_attempt_then_none(caplog):
     ]
 
 
+def test_a_redis_that_never_completes_a_connect_costs_one_short_attempt():
+    """The connect has the cache's short timeout too, not redis-py's default of several seconds."""
+    with unanswered_connect() as port:
+        cache = DayCache(f"redis://127.0.0.1:{port}/0")
+        try:
+            began = time.monotonic()
+            assert cache.get("en", DAY) is None
+            took = time.monotonic() - began
+        finally:
+            cache.close()
+    # 0.25 s is the timeout; the room above it is for a loaded machine, far below redis-py's 5 s.
+    assert took < 0.25 + 2.0
+
+
 def test_a_refused_redis_is_a_miss_and_pings_false():
     cache = DayCache(f"redis://127.0.0.1:{free_port()}/0")
     try:
@@ -84,6 +100,28 @@ def test_a_live_redis_pings_true(servers):
     cache = DayCache(servers.redis_url, servers.cache_prefix)
     try:
         assert cache.ping() is True
+    finally:
+        cache.close()
+
+
+# Longer than redis-py's shortest health-check interval (1 s): a connection idle this long would be
+# PINGed before its next command if health checks were on. The idle time is what is tested, not a wait.
+IDLE_S = 1.2
+
+
+def _pings(redis_client) -> int:
+    return int(redis_client.info("commandstats").get("cmdstat_ping", {}).get("calls", 0))
+
+
+def test_a_read_after_an_idle_spell_is_one_round_trip_with_no_health_check(servers, redis_client):
+    """A request's cache read costs one round trip: no PING first, however long the connection idled."""
+    cache = DayCache(servers.redis_url, servers.cache_prefix)
+    try:
+        cache.get("en", date(2024, 1, 1))  # connects
+        before = _pings(redis_client)
+        time.sleep(IDLE_S)
+        assert cache.get("en", date(2024, 1, 1)) is None
+        assert _pings(redis_client) == before
     finally:
         cache.close()
 

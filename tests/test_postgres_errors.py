@@ -11,6 +11,7 @@ from dataclasses import replace
 import pg8000.native
 import pytest
 
+from shared import postgres
 from shared.config import parse_database_url
 from shared.postgres import PostgresPool, StoreUnavailable, connect
 
@@ -52,3 +53,12 @@ def test_a_refused_login_is_unavailable_and_holds_no_password(servers):
     message = str(raised.value)
     assert message.startswith(f"cannot connect to Postgres at {settings.describe()}: ")
     assert "no_such_role" in message and "s3cret-pw" not in message
+
+
+@pytest.mark.parametrize("error", [OSError(), ConnectionResetError(), pg8000.native.InterfaceError()])
+def test_an_error_with_no_text_is_named_by_its_kind(error):
+    """A lost connection whose exception carries no text or arguments still makes a 503 that says what
+    broke: the pool's checks on it (lost? timed out? why?) must not raise (an IndexError, and a 500)."""
+    assert postgres.is_connection_lost(error)
+    assert not postgres._timed_out(error)
+    assert postgres._reason(error) == type(error).__name__

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler
 
 from shared.upstream import Upstream
 
+from .support.unanswered import unanswered_connect
 from .support.upstream_stub import serving_on_loopback
 
 
@@ -99,3 +100,24 @@ def test_each_failure_is_one_warning_that_names_its_kind(caplog):
     assert _warning_for(caplog, failing) == [f"upstream 127.0.0.1 unavailable (HTTPError; {tail}"]
     assert _warning_for(caplog, not_an_object) == [f"upstream 127.0.0.1 unavailable (ValueError; {tail}"]
     assert _warning_for(caplog, no_text) == [f"upstream 127.0.0.1 unavailable (ValueError; {tail}"]
+
+
+def test_a_connect_that_times_out_is_named_a_timeout(caplog):
+    """urllib wraps a connect timeout in URLError (not a TimeoutError): its text is what names it."""
+    tail = "falling back to the catalogue); carrying on without it until it returns"
+    with unanswered_connect() as port:
+        started = time.monotonic()
+        assert Upstream(f"http://127.0.0.1:{port}/api/v2/facts/", 0.3).fetch_random("en") is None
+        waited = time.monotonic() - started
+    assert [r.getMessage() for r in caplog.records if r.name == "shared.upstream"] == [
+        f"upstream 127.0.0.1 unavailable (timed out; {tail}"
+    ]
+    # The client's own timeout ended the wait (no refusal, no reset): a connect that never completed.
+    assert waited >= 0.3
+
+
+def test_the_base_url_is_kept_to_its_last_letter():
+    """Only the trailing slash is dropped: a path ending in a letter the code might strip stays whole."""
+    with loopback_api() as (base_url, recorder):
+        assert Upstream(base_url.replace("/facts/", "/factsX/"), 2.0).fetch_random("en") is not None
+    assert recorder.requests[0][0] == "/api/v2/factsX/random?language=en"
