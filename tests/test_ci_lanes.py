@@ -75,3 +75,10 @@ def test_the_check_finds_a_mode_that_runs_one_lane_only():
         "./dev test --servers=embedded",
         "./dev test --servers=containers",
     ]
+
+
+def test_no_run_looks_a_setting_up_in_its_own_assignment_prefix():
+    """`VAR=$(lookup) ./dev test` runs the tests even when the lookup fails (set -e does not see it):
+    each lookup is assigned on a line of its own first, which stops the script at once."""
+    commands = ci_run_commands() + [command for job in workflow_commands().values() for command in job]
+    assert [command for command in commands if "$(" in command or "`" in command] == []
