@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 from datetime import date
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -24,18 +23,11 @@ from shared.cache import today_key
 from shared.config import load_settings
 
 from .support.leaks import assert_no_password, rendered
+from .support.tls_servers import changed
 
 pytestmark = pytest.mark.usefixtures("fresh_instance")
 
 RETRY_AFTER = "2"  # the README's promise for database_unavailable
-
-
-def changed(url: str, host: str | None = None, **query: str) -> str:
-    """`url` with another host and/or some of its query parameters replaced."""
-    parts = urlsplit(url)
-    netloc = parts.netloc if host is None else parts.netloc.replace(f"@{parts.hostname}:", f"@{host}:")
-    params = dict(parse_qsl(parts.query)) | query
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(params)))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -27,6 +28,14 @@ class TlsServers:
     servers: Servers  # their URLs verify the certificate and the name (verify-full, rediss:// with the CA)
     authority: Authority  # signed the servers' certificate
     stranger: Authority  # signed nothing the servers hold
+
+
+def changed(url: str, host: str | None = None, **query: str) -> str:
+    """`url` with another host and/or some of its query parameters replaced."""
+    parts = urlsplit(url)
+    netloc = parts.netloc if host is None else parts.netloc.replace(f"@{parts.hostname}:", f"@{host}:")
+    params = dict(parse_qsl(parts.query)) | query
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(params)))
 
 
 def _missing() -> str | None:
