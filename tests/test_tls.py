@@ -81,7 +81,8 @@ def test_a_postgres_certificate_from_another_ca_is_a_503_that_says_why(
 ):
     # require with a CA file checks the chain as verify-ca does (libpq's rule).
     servers = tls_servers.servers
-    use_urls(changed(servers.database_url, sslmode=sslmode, sslrootcert=str(tls_servers.stranger.cert_file)), servers.redis_url)
+    stranger = str(tls_servers.stranger.cert_file)
+    use_urls(changed(servers.database_url, sslmode=sslmode, sslrootcert=stranger), servers.redis_url)
     bodies = []
     for client in (random_client, today_client):
         response = client.get("/")

@@ -332,10 +332,10 @@ class EmbeddedRedis(_ServerProcess):
             raise ServerExited(f"redis-server exited with {self.process.returncode}")
         # One try per check, each bounded: redis-py's default client retries 10 times with back-off,
         # so one check against a port that refuses or never answers took 13 s or more, past the deadline.
-        tls = {"ssl": True, "ssl_ca_certs": str(self.tls.ca_file)} if self.tls else {}
         client = redis.Redis(
             host=HOST, port=self.port, password=self.password, socket_timeout=PROBE_TIMEOUT_S,
-            socket_connect_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0), **tls,
+            socket_connect_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+            ssl=self.tls is not None, ssl_ca_certs=str(self.tls.ca_file) if self.tls else None,
         )  # fmt: skip
         try:
             client.ping()
