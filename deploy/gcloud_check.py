@@ -1,5 +1,6 @@
 """Every gcloud line we ship parses under the real gcloud CLI: the deploy's dry run in each form
-(private IP, the Cloud SQL socket form, and the private IP with the servers' CA files mounted) and every gcloud command in docs/deploy.md.
+(private IP, the Cloud SQL socket form, and the private IP with the servers' CA files mounted)
+and every gcloud command in docs/deploy.md.
 
     python deploy/gcloud_check.py
 

@@ -8,8 +8,6 @@ the function answers 503 with Retry-After, and it answers 200 again once the ser
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import pytest
@@ -18,6 +16,7 @@ from devkit.servers.waiting import wait_until
 from shared import instance
 from shared.config import parse_database_url
 
+from .support.bounded import answer_within
 from .support.tls_servers import changed
 
 pytestmark = pytest.mark.usefixtures("fresh_instance")
@@ -27,16 +26,6 @@ TIMEOUT_S = 1.0  # the client's timeout in these tests (FACTS_CONNECT_TIMEOUT), 
 # A timed-out request takes one timeout (a pooled statement, or a new connection's start-up); three
 # leave a loaded machine its margin and still fail at once where nothing bounds the wait.
 LIMIT_S = 3 * TIMEOUT_S
-
-
-def _answer_within(call: Any, limit_s: float) -> Any:
-    executor = ThreadPoolExecutor(1)
-    try:
-        return executor.submit(call).result(timeout=limit_s)
-    except FutureTimeout:
-        raise AssertionError(f"no answer within {limit_s} s: nothing bounds the request on this form") from None
-    finally:
-        executor.shutdown(wait=False)  # a hung call finishes once the test thaws the server
 
 
 def _socket_form(servers: Any) -> tuple[str, Any]:
@@ -73,7 +62,7 @@ def test_a_frozen_postgres_is_a_bounded_503_on_every_form_and_recovers(form, ran
         # the next request opens a new one, whose start-up must time out too.
         for client in (random_client, today_client, random_client):
             began = time.monotonic()
-            response = _answer_within(client.get, LIMIT_S)
+            response = answer_within(client.get, LIMIT_S)
             assert response.status_code == 503, response.get_data(as_text=True)
             assert response.headers["Retry-After"] == RETRY_AFTER
             assert response.json["error"]["code"] == "database_unavailable"
