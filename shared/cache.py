@@ -64,8 +64,8 @@ class DayCache:
     def __init__(self, url: str, prefix: str = DEFAULT_CACHE_PREFIX, timeout_s: float = 0.25) -> None:
         self.prefix = prefix
         self.memo = DayMemo()
-        # redis-py's default retry policy takes ~2.6 s to give up on a refused connection:
-        # one attempt with a short timeout, and the breaker below, keep requests fast instead.
+        # redis-py's default retry policy retries a refused connection with back-off, longer than a
+        # request may wait: one attempt with a short timeout, and the breaker below, keep requests fast.
         self.client = redis.Redis.from_url(
             url,
             socket_connect_timeout=timeout_s,

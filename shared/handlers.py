@@ -10,7 +10,7 @@ import flask
 from . import facts, instance, logs, web
 
 # Where a function leaves what the day cache did, for the request's log line: the WSGI environ is
-# the request's own dict (flask.g is a context-local proxy, several times the cost to reach).
+# the request's own dict, reached directly (flask.g is a context-local proxy, a lookup each time).
 CACHE_OUTCOME = "facts.cache"
 
 
@@ -43,8 +43,8 @@ def _today(request: flask.Request) -> flask.Response:
 
 def logged_path(request: flask.Request) -> str:
     """The path as the client asked for it: behind the harness the mount point is the script root
-    (the function itself sees "/"). Read from the environ, as Werkzeug's decoding costs ~5 µs a
-    request; only a path with non-ASCII characters needs it."""
+    (the function itself sees "/"). Read from the environ, where an ASCII path is already what the
+    client sent; only a path with non-ASCII characters needs Werkzeug's decoding."""
     environ = request.environ
     script, path = environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", "")
     if not (script.isascii() and path.isascii()):

