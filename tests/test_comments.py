@@ -54,7 +54,9 @@ def findings(source: str, path: str, allowed: set[tuple[str, str]]) -> list[str]
     for line, text in commentary(source):
         for words in (words for file, words in allowed if file == path):
             text = text.replace(words, "")
-        found += [f"{path}:{line}: {what}: {text.strip()}" for what, pattern in FORBIDDEN.items() if pattern.search(text)]
+        found += [
+            f"{path}:{line}: {what}: {text.strip()}" for what, found_by in FORBIDDEN.items() if found_by.search(text)
+        ]
     return found
 
 
