@@ -27,7 +27,7 @@ def _today(request: flask.Request) -> flask.Response:
     current = instance.state()
     language = web.language_param(request, current.settings.languages)
     found = facts.fact_of_the_day(
-        current.store, current.cache, language, current.clock(), count_view=request.method == "GET"
+        current.store, current.cache, current.day_memo, language, current.clock(), count_view=request.method == "GET"
     )
     if found is None:
         raise web.ApiError(404, "no_facts", f"the catalogue has no facts in language {language!r} yet")
@@ -52,27 +52,29 @@ def logged_path(request: flask.Request) -> str:
     return (script.rstrip("/") + "/" + path.lstrip("/")).rstrip("/") or "/"
 
 
-def _logged(
-    function: str, body: Callable[[flask.Request], flask.Response]
-) -> Callable[[flask.Request], flask.Response]:
-    def handle(request: flask.Request) -> flask.Response:
-        logs.configure()
-        started = time.perf_counter()
-        response = web.serve(request, body)
-        environ = request.environ
-        logs.log_request(
-            function,
-            request.method,
-            logged_path(request),
-            response.status_code,
-            started,
-            cache=environ.get(CACHE_OUTCOME),
-            trace_header=environ.get("HTTP_X_CLOUD_TRACE_CONTEXT"),
-        )
-        return response
-
-    return handle
+def _logged(function: str, body: Callable[[flask.Request], flask.Response], request: flask.Request) -> flask.Response:
+    """`body`'s answer to `request`, through web.serve, and the request line of `function`."""
+    logs.configure()
+    started = time.perf_counter()
+    response = web.serve(request, body)
+    environ = request.environ
+    logs.log_request(
+        function,
+        request.method,
+        logged_path(request),
+        response.status_code,
+        started,
+        cache=environ.get(CACHE_OUTCOME),
+        trace_header=environ.get("HTTP_X_CLOUD_TRACE_CONTEXT"),
+    )
+    return response
 
 
-handle_random = _logged("random_fact", _random)
-handle_today = _logged("today_fact", _today)
+def handle_random(request: flask.Request) -> flask.Response:
+    """The random_fact function: a random fact in the asked language."""
+    return _logged("random_fact", _random, request)
+
+
+def handle_today(request: flask.Request) -> flask.Response:
+    """The today_fact function: the fact of the UTC day in the asked language, the same for everyone."""
+    return _logged("today_fact", _today, request)

@@ -5,18 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import functions_framework
 import pytest
-import redis
 from flask.testing import FlaskClient
 
 from devkit.servers import Servers
 from shared import instance
 
-from .support import janitor
 from .support.harness_process import FUNCTIONS, harness_server
+from .support.servers import WORKER_JANITOR
 
 pytest_plugins = ("tests.support.servers", "tests.support.leaks")
 
@@ -40,22 +38,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name not in FIRST_MODULES)  # stable: the rest keep their order
 
 
-@pytest.fixture(scope="session")
-def seeded_counts(servers: Servers, db: Any) -> dict[str, int]:
-    return janitor.baseline(db)
-
-
 @pytest.fixture(autouse=True)
-def clean_state(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Tests that touch the servers start from the seeded state, whatever ran before on this worker."""
-    if "servers" not in request.fixturenames:
-        yield
-        return
-    servers: Servers = request.getfixturevalue("servers")
-    db: Any = request.getfixturevalue("db")
-    cache: redis.Redis = request.getfixturevalue("redis_client")
-    janitor.reset(db, cache, servers.cache_prefix, request.getfixturevalue("seeded_counts"))
-    yield
+def clean_state(request: pytest.FixtureRequest) -> None:
+    """Tests that touch the servers start from the seeded state, whatever ran before on this worker.
+    Their session fixture `servers` is set up before any function-scoped one (pytest sets up the
+    wider scopes first), so its janitor is already in the stash; other tests start no servers."""
+    if "servers" in request.fixturenames:
+        request.config.stash[WORKER_JANITOR].reset()
 
 
 # What functions-framework's create_app writes into os.environ (other changes go through monkeypatch).

