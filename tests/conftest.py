@@ -18,23 +18,11 @@ from .support.servers import WORKER_JANITOR
 
 pytest_plugins = ("tests.support.servers", "tests.support.leaks")
 
-# Whole modules in the slow lane (`./dev test --slow`) whose files carry no mark of their own.
-SLOW_MODULES = {
-    "test_cloud_run_throttling.py": "an instance of the deployed function, started, frozen and thawed",
-    "test_deployment.py": "the deploy's dry run and the functions started from the upload set",
-    "test_buildpack_rules.py": "the dry run's staged uploads listed by the gcloud CLI, the job run from one",
-    "test_gcloud_parse.py": "the gcloud CLI, about a second a line",
-}
-
-
 # Run first: the seed's own tests (containers of their own), so that a broken Docker setup shows at once.
 FIRST_MODULES = ("test_seed.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.name in SLOW_MODULES:
-            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: item.path.name not in FIRST_MODULES)  # stable: the rest keep their order
 
 
