@@ -14,7 +14,6 @@ from devkit.servers import Servers
 from shared import instance
 
 from .support.harness_process import FUNCTIONS, harness_server
-from .support.servers import WORKER_JANITOR
 
 pytest_plugins = ("tests.support.servers", "tests.support.leaks")
 
@@ -24,15 +23,6 @@ FIRST_MODULES = ("test_seed.py",)
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name not in FIRST_MODULES)  # stable: the rest keep their order
-
-
-@pytest.fixture(autouse=True)
-def clean_state(request: pytest.FixtureRequest) -> None:
-    """Tests that touch the servers start from the seeded state, whatever ran before on this worker.
-    Their session fixture `servers` is set up before any function-scoped one (pytest sets up the
-    wider scopes first), so its janitor is already in the stash; other tests start no servers."""
-    if "servers" in request.fixturenames:
-        request.config.stash[WORKER_JANITOR].reset()
 
 
 # What functions-framework's create_app writes into os.environ (other changes go through monkeypatch).

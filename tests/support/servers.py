@@ -1,6 +1,7 @@
 """Session fixtures for each xdist worker's own servers: `servers`, `db`, `redis_client` and
-`seeded_counts`, with the worker's janitor in the session's stash (WORKER_JANITOR); and
-`empty_postgres`, a new database of a test's own with no schema yet, on a server of the worker's own.
+`seeded_counts`, with the worker's janitor in the session's stash (WORKER_JANITOR) for the autouse
+`clean_state`; and `empty_postgres`, a new database of a test's own with no schema yet, on a server
+of the worker's own.
 
 Loaded by tests/conftest.py through `pytest_plugins`."""
 
@@ -93,6 +94,15 @@ def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
             instance.reset()
             cache.close()
             database.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_state(request: pytest.FixtureRequest) -> None:
+    """Tests that touch the servers start from the seeded state, whatever ran before on this worker.
+    Their session fixture `servers` is set up before any function-scoped one (pytest sets up the
+    wider scopes first), so its janitor is already in the stash; other tests start no servers."""
+    if "servers" in request.fixturenames:
+        request.config.stash[WORKER_JANITOR].reset()
 
 
 class WorkerDatabase:
