@@ -116,6 +116,7 @@ class CloudRunFront:
             self._loop.run_forever()
         finally:
             reaper.cancel()
+            self._loop.run_until_complete(asyncio.gather(reaper, return_exceptions=True))
             server.close()
             self._loop.close()
 
