@@ -82,9 +82,11 @@ class Platform:
         fields = {"function": "cloud-run", "method": kind.upper(), "path": text, "status": 0, "latency_ms": 0.0}
         log.info("%s: %s", kind, text, extra={"fields": fields})
 
-    def request_seen(self, target: str, method: str, path: str, status: int, seconds: float, _: str | None) -> None:
+    def request_seen(
+        self, target: str, method: str, path: str, status: int, seconds: float, instance: str | None
+    ) -> None:
         fields = {"function": target, "method": method, "path": path[:200], "status": status,
-                  "latency_ms": round(seconds * 1000, 2)}  # fmt: skip
+                  "latency_ms": round(seconds * 1000, 2), **({"instance": instance} if instance else {})}  # fmt: skip
         log.info("%s %s %s", method, path[:200], status, extra={"fields": fields})
 
     # --- what the dashboard's buttons do ---------------------------------------------------

@@ -22,6 +22,8 @@ CAPACITY = 1000
 MAX_FIELD_CHARS = 200
 # The loggers whose request lines are shown: the functions' and the harness's own paths.
 LOGGERS = ("facts.requests", "facts.harness")
+# The request line's keys, and the harness's own: the Cloud Run instance that answered (--like cloud-run).
+SHOWN_KEYS = (*REQUEST_LINE_KEYS, "instance")
 
 
 def _shown(value: Any) -> Any:
@@ -42,7 +44,7 @@ class RequestLog(logging.Handler):
         if not is_request_line(fields):
             return  # other records of these loggers (a function failing to load, say)
         line: dict[str, Any] = dict(fields)
-        shown = {key: _shown(line[key]) for key in REQUEST_LINE_KEYS if key in line}
+        shown = {key: _shown(line[key]) for key in SHOWN_KEYS if key in line}
         with self._changed:
             self._last += 1
             self._lines.append({"time": record.created, **shown, "seq": self._last})

@@ -379,7 +379,7 @@ let missed = 0;
 let renderQueued = false;
 
 function lineText(line) {
-  return [line.function, line.method, line.path, line.status, line.cache || ""].join(" ").toLowerCase();
+  return [line.function, line.instance || "", line.method, line.path, line.status, line.cache || ""].join(" ").toLowerCase();
 }
 
 function render() {
@@ -391,7 +391,7 @@ function render() {
     // Platform events (function "cloud-run": cold starts, stops, faults, deploys) sit among the requests.
     el("tr", { "data-seq": String(line.seq), class: line.function === "cloud-run" ? "platform-event" : "" },
       el("td", { class: "mono", text: new Date(line.time * 1000).toLocaleTimeString([], { hour12: false }) }),
-      el("td", { text: line.function }),
+      el("td", {}, line.function, ...(line.instance ? [el("span", { class: "instance", text: line.instance })] : [])),
       el("td", { text: line.method }),
       el("td", {}, el("code", { text: line.path })),
       el("td", { class: line.status >= 500 ? "bad" : line.status >= 400 ? "warn" : "ok", text: line.status ? String(line.status) : "" }),

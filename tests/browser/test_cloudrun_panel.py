@@ -49,6 +49,8 @@ def test_the_panel_shows_instances_cold_starts_evictions_and_faults(page: Any, t
         row.locator("button.evict").click()
         expect(row).to_have_attribute("data-state", "stopped")
         expect(page.locator("#log-rows tr.platform-event", has_text="evicted")).to_have_count(1)
+        # Each request line names the instance that answered it.
+        expect(page.locator("#log-rows tr:not(.platform-event)", has_text=str(first))).to_have_count(2)
         assert _status(base + "/random") == 200
         expect(page.locator("#cold-rows tr")).to_have_count(2)
         # A fault and its recovery, in the live log beside the requests.
