@@ -12,7 +12,7 @@ import http.client
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -70,6 +70,21 @@ def _mode(servers: Any, source: Path, logs: Path, limits: Limits = LIMITS) -> It
 
 def _instances(front: CloudRunFront, route: str = "random") -> list[Instance]:
     return list(front.services[route].instances)
+
+
+def _answered_then_frozen(front: CloudRunFront) -> Instance:
+    assert _get(front.port, "/random")[0] == 200
+    (instance,) = _instances(front)
+    _wait_frozen(instance)
+    return instance
+
+
+def _holds_while_frozen(check: Callable[[], bool], message: str) -> None:
+    """Absence can only be watched for a while: FROZEN_WATCH_S, well past the planted delays."""
+    end = time.monotonic() + FROZEN_WATCH_S
+    while time.monotonic() < end:
+        assert check(), message
+        time.sleep(0.1)
 
 
 def _planted(body: str) -> str:
@@ -147,14 +162,8 @@ def test_planted_work_after_the_response_is_not_done_until_the_next_request(serv
     )
     cache = redis.Redis.from_url(servers.redis_url)
     with _mode(servers, _stage(tmp_path, after_response), tmp_path) as (front, _):
-        assert _get(front.port, "/random")[0] == 200
-        (instance,) = _instances(front)
-        _wait_frozen(instance)
-        # Absence can only be watched for a while: well past the planted 0.3 s.
-        end = time.monotonic() + FROZEN_WATCH_S
-        while time.monotonic() < end:
-            assert cache.get(key) is None, "the work after the response ran while the instance was frozen"
-            time.sleep(0.1)
+        _answered_then_frozen(front)
+        _holds_while_frozen(lambda: cache.get(key) is None, "the work after the response ran while frozen")
         assert _get(front.port, "/random")[0] == 200  # the next request thaws it: the work runs now
         wait_until(lambda: _assert(cache.get(key) == b"1"), 10, "the late work done after the next request")
     cache.delete(key)
@@ -175,13 +184,8 @@ def test_planted_pool_released_only_by_the_instance_holds_its_connections_while_
     )
     held = "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
     with _mode(servers, _stage(tmp_path, own_reaper), tmp_path) as (front, _):
-        assert _get(front.port, "/random")[0] == 200
-        (instance,) = _instances(front)
-        _wait_frozen(instance)
-        end = time.monotonic() + FROZEN_WATCH_S
-        while time.monotonic() < end:
-            assert db.run(held, name=name) == [[1]], "the frozen instance's reaper let the connection go"
-            time.sleep(0.1)
+        instance = _answered_then_frozen(front)
+        _holds_while_frozen(lambda: db.run(held, name=name) == [[1]], "the frozen instance let the connection go")
         instance.thaw()  # with CPU again, its reaper ends the session: what Cloud Run never gives it
         wait_until(lambda: _assert(db.run(held, name=name) == [[0]]), 10, "the session closed once thawed")
 
