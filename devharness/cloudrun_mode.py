@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ from devkit.cloudrun.service import Launch, Limits
 from devkit.cloudrun.upload_copy import ROOT, deploy_venv, deployed_copy
 from devkit.servers import Servers
 from devkit.servers.ports import free_port
+from shared import logs
 
+from . import livelog
 from .app import build_app
 from .dashboard import DashboardSetup
 
@@ -79,15 +82,13 @@ class Platform:
     # --- what the live log shows -----------------------------------------------------------
     def event(self, kind: str, text: str) -> None:
         """A platform event as a line of the live log (function "cloud-run"), and on the terminal."""
-        fields = {"function": "cloud-run", "method": kind.upper(), "path": text, "status": 0, "latency_ms": 0.0}
-        log.info("%s: %s", kind, text, extra={"fields": fields})
+        logs.log_request("cloud-run", kind.upper(), text, 0, time.perf_counter(), logger=log)
 
     def request_seen(
         self, target: str, method: str, path: str, status: int, seconds: float, instance: str | None
     ) -> None:
-        fields = {"function": target, "method": method, "path": path[:200], "status": status,
-                  "latency_ms": round(seconds * 1000, 2), **({"instance": instance} if instance else {})}  # fmt: skip
-        log.info("%s %s %s", method, path[:200], status, extra={"fields": fields})
+        with livelog.annotated(**({"instance": instance} if instance else {})):
+            logs.log_request(target, method, path[:200], status, time.perf_counter() - seconds, logger=log)
 
     # --- what the dashboard's buttons do ---------------------------------------------------
     def faults_allowed(self) -> bool:

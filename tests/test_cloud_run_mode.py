@@ -149,6 +149,8 @@ def test_a_new_revision_takes_the_traffic_once_it_listens_and_the_old_one_stops(
         assert _get(front.port, "/random") == (200, b"ok")  # the new code answers
         wait_until(lambda: _assert(old.state == "stopped"), 15, "the old revision's instance stopped")
         assert ("deploy", "revision 2 takes the traffic") in events
+        # No request waited for it: its cold start ends when it listens, not at its first answer.
+        assert front.services["random"].cold_starts[-1].outcome == "ready"
 
 
 def test_planted_work_after_the_response_is_not_done_until_the_next_request(servers, tmp_path: Path) -> None:

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from devharness import platform_api
+from devharness.livelog import RequestLog, annotated
 from devkit.cloudrun.cold_start import ColdStart, request_latencies_s
 from devkit.cloudrun.deployed import deployed_service
+from shared import logs
+
+HARNESS_LOG = logging.getLogger("facts.harness")
 
 # What PYTHONPROFILEIMPORTTIME writes, and a request line, as an instance's log holds them.
 LOG = """import time: self [us] | cumulative | imported package
@@ -18,8 +24,8 @@ import time:       100 |        100 |   _io
 import time:       300 |     250000 | encodings
 import time:        50 |        900 |     encodings.aliases
 import time:       200 |     500000 | functions_framework
-{"severity": "INFO", "function": "random_fact", "status": 200, "latency_ms": 120.5}
-{"severity": "INFO", "function": "random_fact", "status": 200, "latency_ms": 4.5}
+{"severity": "INFO", "function": "random_fact", "method": "GET", "path": "/", "status": 200, "latency_ms": 120.5}
+{"severity": "INFO", "function": "random_fact", "method": "GET", "path": "/", "status": 200, "latency_ms": 4.5}
 """
 
 
@@ -95,3 +101,17 @@ def test_the_buttons_refuse_forms_other_origins_bad_names_and_other_methods() ->
     assert get.status_code == 405
     assert _post(None, "/fault", fault).status_code == 409  # the one-process serve has no platform
     assert json.loads(platform_api.answer(None, {"REQUEST_METHOD": "GET"}, "").get_data()) == {"mode": "one-process"}
+
+
+def test_a_line_the_harness_logs_for_an_instance_names_it_in_the_live_log_only_inside_the_block() -> None:
+    logs.configure()
+    requests = RequestLog().attach()
+    try:
+        with annotated(instance="random-fact-00001#0", password="never shown"):
+            logs.log_request("random_fact", "GET", "/random", 200, time.perf_counter(), logger=HARNESS_LOG)
+        logs.log_request("random_fact", "GET", "/random", 200, time.perf_counter(), logger=HARNESS_LOG)
+    finally:
+        requests.detach()
+    first, second = requests.read(0, wait_s=0)["events"]
+    assert first["instance"] == "random-fact-00001#0" and "password" not in first
+    assert "instance" not in second

@@ -152,7 +152,7 @@ async function refreshPlatform() {
   replaceRows(document.getElementById("cold-rows"), colds.map((cold) =>
     el("tr", { "data-instance": cold.instance },
       el("td", {}, el("code", { text: cold.instance })),
-      el("td", { class: cold.outcome === "failed" ? "bad" : cold.outcome === "served" ? "ok" : "warn", text: cold.outcome }),
+      el("td", { class: cold.outcome === "failed" ? "bad" : cold.outcome === "served" || cold.outcome === "ready" ? "ok" : "warn", text: cold.outcome }),
       el("td", { class: "num", text: seconds(cold.process_s) }),
       el("td", { class: "num", text: seconds(cold.imports_s) }),
       el("td", { class: "num", text: seconds(cold.first_answer_s) }),

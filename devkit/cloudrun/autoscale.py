@@ -157,7 +157,7 @@ class CloudRunFront:
         started = []
         for service in self.services.values():
             service._launch = launch
-            started.append(service.start(revision))
+            started.append(service.start(revision, ahead=True))
         deadline = time.monotonic() + self._limits.request_timeout_s
         while any(i.state == "starting" for i in started) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

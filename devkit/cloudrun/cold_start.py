@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.request_line import latency_s
+
 # "import time: self [us] | cumulative | imported package"; a top-level import has no indent.
 _TOP_LEVEL_IMPORT = re.compile(r"^import time:\s+\d+ \|\s+(\d+) \| (\S.*)$")
 PROFILE_IMPORTS_ENV = {"PYTHONPROFILEIMPORTTIME": "1"}
@@ -39,8 +41,9 @@ def request_latencies_s(log_text: str) -> list[float]:
             record: Any = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("latency_ms"), int | float) and "status" in record:
-            found.append(float(record["latency_ms"]) / 1000)
+        latency = latency_s(record)
+        if latency is not None:
+            found.append(latency)
     return found
 
 
@@ -54,11 +57,14 @@ class ColdStart:
     first_answer_s: float | None = None  # listening to the first answer through the front
     connections_s: float | None = None  # the first request's extra time in the function
     total_s: float | None = None  # spawn to the first answer
-    outcome: str = "starting"  # starting, served, failed (exited or timed out)
+    outcome: str = "starting"  # starting, served, ready (started ahead of its traffic), failed
+    ahead: bool = False  # a new revision's instance, started before any request for it
 
     def listened(self, spawn_to_listen_s: float, log_path: Path) -> None:
         self.imports_s = _top_level_imports_s(_read(log_path))
         self.process_s = max(0.0, spawn_to_listen_s - self.imports_s)
+        if self.ahead:  # no request waited for it: its cold start ends here
+            self.total_s, self.outcome = spawn_to_listen_s, "ready"
 
     def answered(self, spawn_to_answer_s: float, spawn_to_listen_s: float) -> None:
         self.total_s = spawn_to_answer_s

@@ -64,10 +64,11 @@ class Service:
         # The busiest first: requests gather on few instances and the rest stay idle, as on Cloud Run.
         return max(candidates, key=lambda i: (i.listening_at is not None, i.in_flight), default=None)
 
-    def start(self, revision: int | None = None) -> Instance:
+    def start(self, revision: int | None = None, ahead: bool = False) -> Instance:
+        """A new instance; `ahead` of its traffic (a new revision's): its cold start ends when it listens."""
         instance = self._launch(self.route, next(self._indexes), revision or self.revision)
         self.instances.append(instance)
-        cold = ColdStart(instance.name, instance.revision, time.time())
+        cold = ColdStart(instance.name, instance.revision, time.time(), ahead=ahead)
         self._cold[instance.name] = cold
         self.cold_starts = [*self.cold_starts, cold][-COLD_STARTS_KEPT:]
         self._ready[instance.name] = asyncio.Event()

@@ -64,6 +64,7 @@ def test_the_panel_shows_instances_cold_starts_evictions_and_faults(page: Any, t
         expect(page.locator("#log-rows tr", has_text="random_fact")).to_have_count(3)
         assert _status(base + "/today") == 200
         expect(page.locator('.service[data-route="today"] tr[data-instance]')).to_have_count(1)
+        expect(page.locator('#cold-rows tr[data-instance^="today-fact"]')).to_contain_text("served")
         target = SCREENSHOT if os.environ.get("FACTS_UPDATE_SCREENSHOT") else tmp_path / "cloudrun-mode.png"
         page.screenshot(path=str(target), full_page=True)
         assert target.stat().st_size > 20_000
