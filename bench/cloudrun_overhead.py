@@ -67,6 +67,11 @@ def _summary(seconds: list[float]) -> dict[str, float]:
     }
 
 
+def _frozen(instance: Instance) -> None:
+    if instance.state != "frozen":
+        raise RuntimeError(f"{instance.name} is {instance.state}")
+
+
 def _plain_cold_start(launch: Callable[[int], Instance]) -> float:
     instance = launch(0)
     try:
@@ -101,7 +106,10 @@ def measure(requests: int, cold_starts: int, logs: Path) -> dict[str, Any]:
             _timed(front.port, "/random" + PATH)  # a warm instance from here on
             (instance,) = front.services["random"].live()
             fronted = [_timed(front.port, "/random" + PATH) for _ in range(requests)]
-            instance.thaw()  # asked directly, as the CLI would be: no freeze between requests
+            # The front freezes it as the last answer ends (a client may see the answer a moment
+            # before); thawed after that, it is asked directly, as the CLI would be.
+            wait_until(lambda: _frozen(instance), 10, "the instance frozen after its last answer")
+            instance.thaw()
             direct = [_timed(instance.port, PATH) for _ in range(requests)]
     added = {k: round(_summary(fronted)[k] - _summary(direct)[k], 2) for k in ("median_ms", "p90_ms")}
     return {
