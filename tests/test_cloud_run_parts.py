@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devharness import platform_api
+import pytest
+
+from devharness import cli, platform_api
 from devharness.livelog import RequestLog, annotated
 from devkit.cloudrun.cold_start import ColdStart, request_latencies_s
 from devkit.cloudrun.deployed import deployed_service
@@ -115,3 +117,8 @@ def test_a_line_the_harness_logs_for_an_instance_names_it_in_the_live_log_only_i
     first, second = requests.read(0, wait_s=0)["events"]
     assert first["instance"] == "random-fact-00001#0" and "password" not in first
     assert "instance" not in second
+
+
+def test_workers_is_refused_with_cloud_run_whose_deploy_sets_them() -> None:
+    with pytest.raises(SystemExit, match="WORKERS"):
+        cli.main(["serve", "--like", "cloud-run", "--workers", "2"])
