@@ -50,13 +50,13 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from devkit.cloudrun.deployed import deployed_environment
 from devkit.cloudrun.front import Front
 from devkit.cloudrun.instances import (
     FUNCTIONS,
     REQUEST_TIMEOUT_S,
     Fleet,
     Instance,
-    deployed_environment,
     listening,
     migrations_applied,
     postgres_client_ports,

@@ -19,6 +19,7 @@ from shared import catalogue, schema
 from shared.config import load_settings, mask_url
 from shared.postgres import connect
 
+from . import cloudrun_mode
 from .app import build_app
 from .dashboard import DashboardSetup
 from .routes import discover
@@ -49,6 +50,11 @@ def running_servers(kind: str, quiet: bool = False) -> Iterator[Servers]:
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.like == "cloud-run":
+        if args.workers is not None:
+            raise SystemExit("--workers does not apply to --like cloud-run: the deploy's WORKERS is used")
+        with running_servers(args.servers) as provided:
+            return cloudrun_mode.serve(args, provided)
     # --reload restarts one worker; otherwise one unless --workers or WORKERS asks for more.
     shape = harness_shape(1 if args.reload else args.workers)
     # gunicorn's arbiter handles SIGINT/SIGTERM once it runs; before that, turn SIGTERM into a

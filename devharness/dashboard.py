@@ -1,6 +1,7 @@
 """The harness's dashboard: a page at / for browsers, its JSON and its live log under /_dashboard/.
 
-Read-only and for this machine: it answers only GET and HEAD, only to requests naming the host
+For this machine: it answers only GET and HEAD (but for the Cloud Run panel's buttons,
+devharness/platform_api.py), only to requests naming the host
 the harness binds to (a page elsewhere cannot reach it through DNS rebinding), without CORS (no
 other origin may read it), and never with a password.
 """
@@ -27,7 +28,7 @@ from shared import instance
 from shared.config import ConfigError, mask_url
 from shared.facts import utc_day
 
-from . import dashboard_data
+from . import dashboard_data, platform_api
 from .json_response import error_response, json_response
 from .livelog import RequestLog
 
@@ -61,6 +62,7 @@ class DashboardSetup:
     reload: bool = False
     workers: int = 1  # gunicorn's: with more than one, the live log shows its own worker's lines only
     max_streams: int = 2
+    mode: str = "one-process"  # or "cloud-run" (serve --like cloud-run)
 
 
 def wants_page(environ: dict[str, Any]) -> bool:
@@ -91,8 +93,10 @@ class Dashboard:
         health: Callable[[], tuple[int, dict[str, Any]]],
         worker_stopping: Callable[[], bool] = lambda: False,
         requests: RequestLog | None = None,
+        platform: platform_api.PlatformState | None = None,
     ) -> None:
         self.setup = setup
+        self.platform = platform
         self.requests = requests
         self.functions = functions
         self.health = health
@@ -124,12 +128,15 @@ class Dashboard:
     def _answer(self, environ: dict[str, Any], path: str) -> Response:
         if not self.host_allowed(environ):
             return self._refuse_host()
+        if path == "api/platform" or path.startswith("api/platform/"):
+            return platform_api.answer(self.platform, environ, path[len("api/platform") :])
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return error_response(405, "method_not_allowed", "the dashboard is read-only", NOSNIFF)
         if path in STATIC_FILES:
             return _file(path, STATIC_TYPES[Path(path).suffix], PAGE_HEADERS)
         if path == "api/functions":
-            return json_response(200, {"functions": self.functions(), "reload": self.setup.reload}, NOSNIFF)
+            body = {"functions": self.functions(), "reload": self.setup.reload, "mode": self.setup.mode}
+            return json_response(200, body, NOSNIFF)
         if path == "api/servers":
             return self._servers()
         return error_response(404, "not_found", f"the dashboard has nothing at {PREFIX}{path[:80]}", NOSNIFF)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from devkit.cloudrun.instances import deployed_environment, start_instance
+from devkit.cloudrun.deployed import deployed_environment
+from devkit.cloudrun.instances import start_instance
 from devkit.cloudrun.upload_copy import deploy_venv, deployed_copy
 from devkit.servers.processes import terminate
 from devkit.servers.waiting import wait_until

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
+from devkit.cloudrun.deployed import deployed_environment
 from devkit.cloudrun.front import Front
-from devkit.cloudrun.instances import deployed_environment, instances_of_both
+from devkit.cloudrun.instances import instances_of_both
 from devkit.cloudrun.scratch_postgres import ConnectionSampler, scratch_servers
 from devkit.cloudrun.traffic import burst, request
 from devkit.servers import ServerStartError
