@@ -9,6 +9,7 @@ from shared import instance, logs
 from .dashboard import Dashboard, DashboardSetup
 from .dispatcher import Dispatcher
 from .livelog import RequestLog
+from .platform_api import PlatformState
 from .routes import discover
 from .server import worker_stopping
 
@@ -30,14 +31,17 @@ def health() -> tuple[int, dict[str, Any]]:
     return (200 if healthy else 503), {"status": status, **checks}
 
 
-def build_app(dashboard: DashboardSetup | None = None) -> Dispatcher:
+def build_app(dashboard: DashboardSetup | None = None, platform: PlatformState | None = None) -> Dispatcher:
     """The dispatcher of one gunicorn worker; with `dashboard`, the dashboard and this worker's live log too.
 
-    Called in each worker after the fork, so each worker's RequestLog holds the lines it answered."""
+    Called in each worker after the fork, so each worker's RequestLog holds the lines it answered.
+    `platform`: serve --like cloud-run's state, for the dashboard's Cloud Run panel."""
     logs.configure()
     if dashboard is None:
         return Dispatcher(discover(), health)
     requests = RequestLog().attach()
     return Dispatcher(
-        discover(), health, lambda functions: Dashboard(dashboard, functions, health, worker_stopping, requests)
+        discover(),
+        health,
+        lambda functions: Dashboard(dashboard, functions, health, worker_stopping, requests, platform),
     )

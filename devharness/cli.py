@@ -1,6 +1,7 @@
 """The harness's command line: `python -m devharness` (or `python harness.py`, or `./dev harness`).
 
     serve [--host 127.0.0.1] [--port 8080] [--servers auto|embedded|containers|external] [--reload] [--workers N]
+          [--like one-process|cloud-run [--idle-stop SECONDS]]
     invoke random|today [--query language=en] [--method GET] [--header K:V] [--data BODY]
     import FILE.jsonl|FILE.csv [--language en] [--source NAME]
     migrate [--timeout 300]     bring DATABASE_URL's schema up to date and seed it
@@ -64,6 +65,21 @@ def parser() -> argparse.ArgumentParser:
         type=_positive,
         default=None,
         help="gunicorn workers (default: WORKERS, else 1); with more than one, the live log shows one worker's lines",
+    )
+    p_serve.add_argument(
+        "--like",
+        choices=("one-process", "cloud-run"),
+        default="one-process",
+        help="one-process: fast, one warm process (the default); cloud-run: for fidelity, every function as"
+        " Cloud Run runs it after deploy/cloud-functions.sh (instances from the upload set, scale from zero,"
+        " max instances, concurrency, frozen between requests, cold starts; docs/deploy.md)",
+    )
+    p_serve.add_argument(
+        "--idle-stop",
+        type=_positive,
+        default=120,
+        metavar="SECONDS",
+        help="--like cloud-run: an instance idle this long is stopped, so the next request pays a cold start",
     )
     _add_servers_option(p_serve)
     p_serve.set_defaults(run=commands.serve)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from shared.request_line import REQUEST_LINE_KEYS, is_request_line
@@ -22,6 +24,19 @@ CAPACITY = 1000
 MAX_FIELD_CHARS = 200
 # The loggers whose request lines are shown: the functions' and the harness's own paths.
 LOGGERS = ("facts.requests", "facts.harness")
+# What the harness adds to a line it logs itself (annotated()): the Cloud Run instance that answered.
+HARNESS_KEYS = ("instance",)
+_annotations = threading.local()
+
+
+@contextmanager
+def annotated(**extra: str) -> Iterator[None]:
+    """The request lines this thread logs inside the block carry `extra` (HARNESS_KEYS) in the live log."""
+    _annotations.extra = {key: value for key, value in extra.items() if key in HARNESS_KEYS}
+    try:
+        yield
+    finally:
+        _annotations.extra = {}
 
 
 def _shown(value: Any) -> Any:
@@ -43,6 +58,7 @@ class RequestLog(logging.Handler):
             return  # other records of these loggers (a function failing to load, say)
         line: dict[str, Any] = dict(fields)
         shown = {key: _shown(line[key]) for key in REQUEST_LINE_KEYS if key in line}
+        shown.update(getattr(_annotations, "extra", {}))
         with self._changed:
             self._last += 1
             self._lines.append({"time": record.created, **shown, "seq": self._last})

@@ -10,8 +10,12 @@ Two rooms, by job; `cloudrun` builds on `servers`, never the other way round (te
     - `processes`, `ports`, `waiting`: the process plumbing every kind shares
 - `devkit.cloudrun`: Cloud Run on loopback, started from what a deploy uploads.
     - `upload_copy`: the upload set and its virtualenv, as the buildpack installs it
+    - `deployed`: the deploy's environment and limits, read from its dry run
     - `instances`: functions-framework processes with Cloud Run's environment, frozen and thawed
-    - `front`: one port routing to the revision that takes the traffic
+    - `front`: one port routing to a fixed fleet, the revision that takes the traffic
+    - `service`, `autoscale`: one function's instances scaled from zero (queue, limits, freeze,
+      idle stop, revisions) and the front over them (`serve --like cloud-run`)
+    - `cold_start`: a cold start timed from outside and from the instance's own log
     - `traffic`: a request, a bounded burst, a steady load
     - `scratch_postgres`: an empty Postgres with the max_connections asked for, and its sampler
 

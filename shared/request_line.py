@@ -34,3 +34,9 @@ _REQUIRED = frozenset(RequestLine.__required_keys__)
 def is_request_line(fields: Any) -> TypeGuard[RequestLine]:
     """Whether a record's `fields` are a request line (other records may carry fields too)."""
     return isinstance(fields, dict) and _REQUIRED <= fields.keys()
+
+
+def latency_s(fields: Any) -> float | None:
+    """A request line's latency in seconds (say, read back from an instance's JSON log); None for
+    anything that is not a request line."""
+    return float(fields["latency_ms"]) / 1000 if is_request_line(fields) else None

@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from devkit.cloudrun.deployed import deployed_environment
 from devkit.cloudrun.front import Front
-from devkit.cloudrun.instances import deployed_environment, instances_of_both, migrations_applied
+from devkit.cloudrun.instances import instances_of_both, migrations_applied
 from devkit.cloudrun.scratch_postgres import connect_url
 from devkit.cloudrun.traffic import burst, request
 from devkit.cloudrun.upload_copy import ROOT, deploy_venv, deployed_copy

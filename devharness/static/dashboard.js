@@ -68,6 +68,104 @@ async function refreshFunctions() {
   }
 }
 
+// --- Cloud Run (serve --like cloud-run) ---------------------------------------------------------
+
+const PLATFORM_EVERY_MS = 1000;
+
+async function postJson(path, body) {
+  const response = await fetch(API + path, {
+    method: "POST", cache: "no-store", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error((answer.error && answer.error.message) || `HTTP ${response.status}`);
+  return answer;
+}
+
+function seconds(value) {
+  return value === null || value === undefined ? "…" : `${Number(value).toFixed(2)} s`;
+}
+
+async function press(path, body) {
+  const note = document.getElementById("platform-note");
+  try {
+    await postJson(path, body);
+    note.textContent = "";
+  } catch (error) {
+    note.textContent = String(error.message || error);
+  }
+  await refreshPlatform();
+}
+
+function serviceBlock(service) {
+  const limits = service.limits;
+  const rows = service.instances.map((inst) =>
+    el("tr", { "data-instance": inst.name, "data-state": inst.state },
+      el("td", {}, el("code", { text: inst.name })),
+      el("td", { class: `state-${inst.state}`, text: inst.state }),
+      el("td", { class: "num", text: String(inst.in_flight) }),
+      el("td", {}, inst.state === "stopped" ? "" : (() => {
+        const button = el("button", { type: "button", class: "evict", text: "Evict" });
+        button.addEventListener("click", () => press("platform/evict", { instance: inst.name }));
+        return button;
+      })())));
+  return el("div", { class: "service", "data-route": service.route },
+    el("p", { class: "service-line" },
+      el("strong", { text: `/${service.route}` }),
+      el("span", { text: ` revision ${service.revision} · ` }),
+      el("span", { class: "in-flight", text: `${service.in_flight} in flight` }),
+      el("span", { text: " · " }),
+      el("span", { class: "queued", text: `${service.queued} queued` }),
+      el("span", { class: "note", text: ` · up to ${limits.max_instances} instances × ${limits.concurrency}, timeout ${limits.request_timeout_s} s, stopped after ${limits.idle_stop_s} s idle` })),
+    el("table", { "aria-label": `Instances of /${service.route}` },
+      el("thead", {}, el("tr", {}, el("th", { text: "Instance" }), el("th", { text: "State" }),
+        el("th", { class: "num", text: "In flight" }), el("th", { text: "" }))),
+      el("tbody", {}, ...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "4", class: "note", text: "no instance: the next request starts one (a cold start)" }))]))));
+}
+
+function faultButtons(platform) {
+  if (!platform.faults) return [el("p", { class: "note", text: "These servers are not the harness's own (external): no fault buttons." })];
+  return Object.entries(platform.servers).map(([server, state]) =>
+    el("div", { class: "row fault", "data-server": server },
+      el("strong", { text: server }),
+      el("span", { class: `server-state state-${state}`, text: state }),
+      ...["freeze", "thaw", "stop", "start"].map((action) => {
+        const button = el("button", { type: "button", "data-action": action, text: `${action[0].toUpperCase()}${action.slice(1)}` });
+        button.addEventListener("click", () => press("platform/fault", { server, action }));
+        return button;
+      })));
+}
+
+let faultsShown = "";
+
+async function refreshPlatform() {
+  let platform;
+  try {
+    platform = await getJson("platform");
+  } catch (error) {
+    return;
+  }
+  const section = document.getElementById("platform");
+  section.hidden = platform.mode !== "cloud-run";
+  if (section.hidden) return;
+  document.getElementById("platform-services").replaceChildren(...platform.services.map(serviceBlock));
+  const colds = platform.services.flatMap((service) => service.cold_starts);
+  replaceRows(document.getElementById("cold-rows"), colds.map((cold) =>
+    el("tr", { "data-instance": cold.instance },
+      el("td", {}, el("code", { text: cold.instance })),
+      el("td", { class: cold.outcome === "failed" ? "bad" : cold.outcome === "served" || cold.outcome === "ready" ? "ok" : "warn", text: cold.outcome }),
+      el("td", { class: "num", text: seconds(cold.process_s) }),
+      el("td", { class: "num", text: seconds(cold.imports_s) }),
+      el("td", { class: "num", text: seconds(cold.first_answer_s) }),
+      el("td", { class: "num", text: seconds(cold.connections_s) }),
+      el("td", { class: "num", text: seconds(cold.total_s) }))));
+  // Redrawn only when the states change, so a button is not replaced under the pointer.
+  const shown = JSON.stringify([platform.faults, platform.servers]);
+  if (shown !== faultsShown) {
+    faultsShown = shown;
+    document.getElementById("fault-buttons").replaceChildren(...faultButtons(platform));
+  }
+}
+
 // --- servers and data -------------------------------------------------------------------------
 
 function health(value) {
@@ -281,7 +379,7 @@ let missed = 0;
 let renderQueued = false;
 
 function lineText(line) {
-  return [line.function, line.method, line.path, line.status, line.cache || ""].join(" ").toLowerCase();
+  return [line.function, line.instance || "", line.method, line.path, line.status, line.cache || ""].join(" ").toLowerCase();
 }
 
 function render() {
@@ -290,13 +388,14 @@ function render() {
   const filter = document.getElementById("log-filter").value.trim().toLowerCase();
   const shown = lines.filter((line) => !filter || lineText(line).includes(filter)).slice(-200).reverse();
   replaceRows(document.getElementById("log-rows"), shown.map((line) =>
-    el("tr", { "data-seq": String(line.seq) },
+    // Platform events (function "cloud-run": cold starts, stops, faults, deploys) sit among the requests.
+    el("tr", { "data-seq": String(line.seq), class: line.function === "cloud-run" ? "platform-event" : "" },
       el("td", { class: "mono", text: new Date(line.time * 1000).toLocaleTimeString([], { hour12: false }) }),
-      el("td", { text: line.function }),
+      el("td", {}, line.function, ...(line.instance ? [el("span", { class: "instance", text: line.instance })] : [])),
       el("td", { text: line.method }),
       el("td", {}, el("code", { text: line.path })),
-      el("td", { class: line.status >= 500 ? "bad" : line.status >= 400 ? "warn" : "ok", text: String(line.status) }),
-      el("td", { class: "num", text: `${Number(line.latency_ms).toFixed(1)} ms` }),
+      el("td", { class: line.status >= 500 ? "bad" : line.status >= 400 ? "warn" : "ok", text: line.status ? String(line.status) : "" }),
+      el("td", { class: "num", text: line.status ? `${Number(line.latency_ms).toFixed(1)} ms` : "" }),
       el("td", { text: line.cache || "" }))));
   document.getElementById("log-dropped").textContent = missed ? `${missed} lines missed (the log keeps the last 1000)` : "";
 }
@@ -361,4 +460,5 @@ document.addEventListener("DOMContentLoaded", async () => {
   await setUpExplorer();
   every(FUNCTIONS_EVERY_MS, refreshFunctions);
   every(SERVERS_EVERY_MS, refreshServers);
+  every(PLATFORM_EVERY_MS, refreshPlatform);
 });

@@ -12,18 +12,16 @@ import contextlib
 import itertools
 import os
 import re
-import shlex
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devkit.cloudrun.upload_copy import ROOT, deploy_venv, deployed_copy
+from devkit.cloudrun.upload_copy import deploy_venv, deployed_copy
 from devkit.servers.ports import free_port
 from devkit.servers.processes import descendants, spawn, terminate
 
@@ -32,31 +30,6 @@ FUNCTIONS = {  # route -> (Cloud Run service, target, source)
     "today": ("today-fact", "today_fact", "functions/today_fact.py"),
 }
 REQUEST_TIMEOUT_S = 20.0
-
-
-def deployed_environment() -> dict[str, str]:
-    """The environment variables deploy/cloud-functions.sh gives the functions (from its dry run)."""
-    with tempfile.TemporaryDirectory(prefix="facts-dry-run-") as scratch:
-        env = {
-            "PROJECT": "rehearsal",
-            "REGION": "local",
-            "CONNECTOR": "none",  # the connector form's one required setting; ignored by the others
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "CLOUDSDK_CONFIG": str(Path(scratch) / "gcloud"),  # gcloud (staging the uploads) asks nothing
-            "STAGE_DIR": str(Path(scratch) / "stage"),
-        }
-        out = subprocess.run(
-            ["bash", str(ROOT / "deploy" / "cloud-functions.sh"), "--dry-run"],
-            capture_output=True, text=True, env=env, timeout=120, check=True,
-        ).stdout  # fmt: skip
-    for line in out.splitlines():
-        # A function's deploy line (gcloud functions deploy or gcloud run deploy --function): the
-        # one with --max-instances, which the migration job's line has not.
-        argv = shlex.split(line) if line.startswith("gcloud ") and "--max-instances=" in line else []
-        for arg in argv:
-            if arg.startswith("--set-env-vars="):
-                return dict(pair.split("=", 1) for pair in arg.removeprefix("--set-env-vars=").split(","))
-    raise RuntimeError("deploy/cloud-functions.sh --dry-run printed no function deploy with --set-env-vars")
 
 
 @dataclass
@@ -71,6 +44,25 @@ class Instance:
     statuses: Counter[int] = field(default_factory=Counter)
     in_flight: int = 0  # requests the front has sent it and not yet answered
     frozen: bool = False
+    spawned_at: float = field(default_factory=time.monotonic)
+    listening_at: float | None = None  # when it first accepted a connection (Cloud Run's TCP probe)
+    last_used: float = field(default_factory=time.monotonic)  # when its last request ended
+    stopped: bool = False  # stopped by the platform (idle, evicted, an old revision) or exited
+
+    @property
+    def state(self) -> str:
+        """starting, serving (a request in flight, or thawed between two), frozen or stopped."""
+        if self.stopped or self.process is None or self.process.poll() is not None:
+            return "stopped"
+        if self.listening_at is None:
+            return "starting"
+        return "frozen" if self.frozen else "serving"
+
+    def stop(self) -> None:
+        """Thawed first (a frozen process ignores SIGTERM until thawed), then its whole group ended."""
+        self.thaw()
+        self.stopped = True
+        terminate(self.process, signal.SIGTERM, whole_group=True)
 
     def freeze(self) -> None:
         """SIGSTOP to its process group (the arbiter and gunicorn's workers), as Cloud Run throttles."""
@@ -90,10 +82,17 @@ class Instance:
 
 
 def start_instance(
-    route: str, index: int, source_root: Path, venv: Path, env: dict[str, str], logs: Path, revision: int = 1
+    route: str,
+    index: int,
+    source_root: Path,
+    venv: Path,
+    env: dict[str, str],
+    logs: Path,
+    revision: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> Instance:
     """One instance of the function, started by the functions-framework CLI as Cloud Run starts it;
-    everything it writes goes to its log file."""
+    everything it writes goes to its log file. `extra_env`: what the harness adds to observe it."""
     service, target, source = FUNCTIONS[route]
     instance = Instance(route, index, free_port(), logs / f"{service}-{revision:05d}-{index}.log", revision)
     environ = {
@@ -107,6 +106,7 @@ def start_instance(
         "FUNCTION_SIGNATURE_TYPE": "http",
         "FUNCTION_SOURCE": source,
         "FACTS_LOG_FORMAT": "json",
+        **(extra_env or {}),
     }
     with open(instance.log_path, "wb") as log:
         instance.process = spawn([str(venv / "bin" / "functions-framework")], log, None, signal.SIGTERM,
@@ -146,9 +146,9 @@ class Fleet:
 
     def __exit__(self, *exc: object) -> None:
         for instance in self.instances:
-            instance.thaw()  # a frozen process ignores SIGTERM until thawed
+            instance.thaw()  # all thawed first, so they end together
         for instance in self.instances:
-            terminate(instance.process, signal.SIGTERM, whole_group=True)
+            instance.stop()
 
 
 def postgres_client_ports(instances: list[Instance], postgres_port: int) -> set[int]:
