@@ -83,7 +83,6 @@ class Settings:
     cache_prefix: str
     upstream_url: str | None
     upstream_timeout_s: float
-    fast_paths: bool = True
 
 
 @dataclass(frozen=True)
@@ -238,6 +237,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not languages:
         raise ConfigError("FACTS_LANGUAGES must name at least one language, e.g. 'en,de'")
     server_shape(env, os.cpu_count())  # a malformed WORKERS is refused here too, as the server would
+    fast_paths_setting(env)  # refused here too; shared.fast is the switch's one reader
     return Settings(
         postgres=postgres,
         redis_url=redis_url,
@@ -250,7 +250,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cache_prefix=env.get("FACTS_CACHE_PREFIX") or DEFAULT_CACHE_PREFIX,
         upstream_url=_upstream_url(env.get("FACTS_UPSTREAM_URL")),
         upstream_timeout_s=_number(env, "FACTS_UPSTREAM_TIMEOUT", UPSTREAM_TIMEOUT_S),
-        fast_paths=fast_paths_setting(env),
     )
 
 

@@ -371,9 +371,10 @@ class PostgresPool:
     def _set_limits(self, conn: PooledConnection, socket_timeout_s: float, statement_timeout: str) -> None:
         """The socket timeout and the statement timeout of `conn`; DEFAULT is the session's own
         statement timeout, the one the pool gave at connect time."""
-        if not fast.set_socket_timeout(conn.con, socket_timeout_s):
-            # pg8000 takes a socket timeout only when it connects: the slot gets a new connection.
-            conn.replace(connect(self.settings, socket_timeout_s, self._statement_timeout_ms, self._server_idle_ms))
+        # pg8000 takes a socket timeout only when it connects: the slot gets a new connection, the
+        # old one closed first so that the job never holds more server connections than the pool.
+        conn.close()
+        conn.replace(connect(self.settings, socket_timeout_s, self._statement_timeout_ms, self._server_idle_ms))
         conn.con.run(f"SET statement_timeout = {statement_timeout}")
 
     def prefill(self, count: int) -> None:
