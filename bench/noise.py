@@ -57,7 +57,9 @@ def verdict(loadavg_at_start: list[float], rounds: list[dict[str, Any]]) -> dict
         if idle < QUIET_IDLE_PCT:
             reasons.append(f"round {state['round']}: {idle:.0f}% idle before it (quiet: {QUIET_IDLE_PCT:g}% or more)")
         if others > QUIET_OTHERS_PCT:
-            reasons.append(f"round {state['round']}: others used {others:.0f}% during it (quiet: {QUIET_OTHERS_PCT:g}%)")
+            reasons.append(
+                f"round {state['round']}: others used {others:.0f}% during it (quiet: {QUIET_OTHERS_PCT:g}%)"
+            )
     return {
         "noisy": bool(reasons),
         "reasons": reasons,

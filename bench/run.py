@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import chart, dataset, handwritten, noise, report, stage, storage, suite
+from bench import chart, cold_start, dataset, handwritten, noise, report, stage, storage, suite
 from bench.app_processes import REFERENCE_DIR, cold_start_ms, http_status
 from bench.meter import Meter, describe
 from bench.stage import log
@@ -124,7 +124,9 @@ def load_rounds(
             run["round"] = round_no
             runs[name].append(run)
             log(f"round {round_no}/{args.rounds} {name:<18} {describe(run)}")
-        rounds.append({"round": round_no, "before": before, "during": noise.during_round([r[-1] for r in runs.values()])})
+        rounds.append(
+            {"round": round_no, "before": before, "during": noise.during_round([r[-1] for r in runs.values()])}
+        )
         log(f"round {round_no}: {noise.describe_round(rounds[-1])}")
     return runs
 
@@ -138,10 +140,12 @@ def cold_starts(env: dict[str, str], log_dir: Path, repeats: int) -> dict[str, A
             "median_ms": statistics.median(first),
             "samples_ms": [round(s, 1) for s in first],
             "listening_median_ms": statistics.median(s["listening"] for s in samples),
+            "breakdown_ms": cold_start.median_breakdown_ms(target, source, env, repeats),
         }
         done = result[key]
         log(f"cold start {key:<6} {done['median_ms']:6.0f} ms to the first 200"
-            f" ({done['listening_median_ms']:.0f} ms to listening; samples {done['samples_ms']})")  # fmt: skip
+            f" ({done['listening_median_ms']:.0f} ms to listening; samples {done['samples_ms']});"
+            f" {cold_start.describe(done['breakdown_ms'])}")  # fmt: skip
     return result
 
 
@@ -214,7 +218,9 @@ def test_suite(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         return out
     out["suite"] = {}
     for lane in suite.LANES:  # suite_s.default_lane: ./dev test; suite_s.all: ./dev test --all
-        log(f"test suite, {lane} (./dev test {' '.join(suite.LANES[lane])}, embedded, fast paths {args.fast_paths}) ...")
+        log(
+            f"test suite, {lane} (./dev test {' '.join(suite.LANES[lane])}, embedded, fast paths {args.fast_paths}) ..."
+        )
         timed = out["suite"][lane] = suite.suite_wall_s(lane, log_dir, args.fast_paths)
         log(f"  {lane}: {timed['wall_s']:.1f} s wall, {timed['cpu_s']:.1f} s CPU, {timed['summary']}")
     return out

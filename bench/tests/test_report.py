@@ -99,8 +99,12 @@ def _dots(panel: ET.Element) -> int:
 
 def test_the_chart_has_a_panel_per_figure_with_its_values_and_targets() -> None:
     throughput, cpu, storage = _panels()
-    assert {"/random", "/today", "Throughput ÷ hand-written reference", "1.08", "1.53", "target ≥ 1"} <= set(_texts(throughput))
-    assert {"/random", "/today", "CPU per request ÷ hand-written reference", "0.98", "0.70", "target ≤ 1"} <= set(_texts(cpu))
+    assert {"/random", "/today", "Throughput ÷ hand-written reference", "1.08", "1.53", "target ≥ 1"} <= set(
+        _texts(throughput)
+    )
+    assert {"/random", "/today", "CPU per request ÷ hand-written reference", "0.98", "0.70", "target ≤ 1"} <= set(
+        _texts(cpu)
+    )
     assert {"today's view", "random's view", "4,701", "6,645", "(today ÷ random 0.69)"} <= set(_texts(storage))
     assert "target: today ≥ 0.5 × random" in _texts(storage)
 
