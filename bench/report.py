@@ -262,7 +262,8 @@ def table(doc: dict[str, Any]) -> str:
         f"   CPU ms/req: {'app':>6}{'db':>6}   others' CPU",
     ]
     for name, label in LABELS.items():
-        lines.append(f"{label:<26}{_row(doc, name)}")
+        if name in doc["rps"]:  # a run recorded before a target was added has none of its figures
+            lines.append(f"{label:<26}{_row(doc, name)}")
     r = doc["ratio"]
     tps = doc["storage_tps"]
     lines += [
