@@ -208,10 +208,14 @@ def test_werkzeug_moved_the_functions_answer_as_before(monkeypatch, caplog, rand
     ]
 
 
-def test_a_long_job_lifts_the_request_limits_on_a_connection_of_its_slot(servers) -> None:
+@pytest.mark.parametrize("sslmode", ["prefer", "disable"])  # a socket of ours / one pg8000 made (re-made)
+def test_a_long_job_lifts_the_request_limits_on_a_connection_of_its_slot(servers, sslmode) -> None:
+    from dataclasses import replace
+
     from shared.config import parse_database_url
 
-    pool = PostgresPool(parse_database_url(servers.database_url), 1, 0.3, statement_timeout_ms=200)
+    settings = replace(parse_database_url(servers.database_url), sslmode=sslmode)
+    pool = PostgresPool(settings, 1, 0.3, statement_timeout_ms=200)
     try:
         with pool.long_job(timeout_s=10) as con:
             assert con.run("SELECT pg_sleep(0.5), 1")[0][1] == 1  # past both the socket and the statement limits
