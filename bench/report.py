@@ -221,7 +221,11 @@ def noise_lines(doc: dict[str, Any]) -> list[str]:
     if verdict is None:
         return ["quiet or noisy: not recorded (a run from before the benchmark measured it)"]
     if not verdict["noisy"]:
-        return ["QUIET run: " + ", ".join(f"{k} {v:g}" for k, v in verdict["thresholds"].items()) + " held throughout"]
+        limits = verdict["thresholds"]
+        return [
+            f"QUIET run: load average under {limits['loadavg_1m']:g} at the start; before every round "
+            f"{limits['idle_pct']:g}% idle or more, during it others' CPU {limits['others_pct']:g}% or less"
+        ]
     return [
         "NOISY RUN: the machine was busy, so every server starved alike and the ratios close in on 1;"
         " do not record it. Why:",

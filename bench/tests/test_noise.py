@@ -11,7 +11,7 @@ def _round(number: int, idle_before: float, others_during: float) -> dict:
 
 
 def test_a_quiet_run_is_quiet() -> None:
-    verdict = noise.verdict([0.4, 0.5, 0.6], [_round(1, 99.0, 1.0), _round(2, 97.0, 2.0)])
+    verdict = noise.verdict([0.4, 0.5, 0.6], [_round(1, 99.0, 1.0), _round(2, 97.0, 5.0)])
     assert verdict["noisy"] is False and verdict["reasons"] == []
     assert report.noise_lines({"noise": verdict})[0].startswith("QUIET run")
 
