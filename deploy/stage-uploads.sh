@@ -39,4 +39,4 @@ for folder in functions migration-job; do
 done
 # The launcher runs the web process with `bash -c` in the app's folder, with the buildpack's
 # Python and the installed lock on PATH; the job keeps that launcher (no --command).
-printf 'web: python -m shared.schema\n' >"$dest/migration-job/Procfile"
+printf 'web: python3 -m shared.schema\n' >"$dest/migration-job/Procfile"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import flask
 
-from . import facts, instance, logs, web
+from . import facts, instance, logs, readiness, web
 
 # Where a function leaves what the day cache did, for the request's log line: the WSGI environ is
 # the request's own dict (flask.g is a context-local proxy, several times the cost to reach).
@@ -56,6 +56,8 @@ def _logged(
     function: str, body: Callable[[flask.Request], flask.Response]
 ) -> Callable[[flask.Request], flask.Response]:
     def handle(request: flask.Request) -> flask.Response:
+        if readiness.is_probe(request.environ):
+            return web.serve(request, readiness.answer)  # no view counted, no request line
         logs.configure()
         started = time.perf_counter()
         response = web.serve(request, body)
