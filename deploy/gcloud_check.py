@@ -30,10 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "deploy" / "cloud-functions.sh"
 DOCS = ROOT / "docs" / "deploy.md"
 NO_ACCOUNT = "You do not currently have an active account selected"
-# The dry run's two forms: the private IP in the secret, and the Cloud SQL socket.
+# The dry run's two forms: the private IP in the secret, and the Cloud SQL socket; both print a
+# later deploy (the services exist), and the first deploy's lines are checked too.
 DRY_RUN_FORMS: dict[str, dict[str, str]] = {
     "private IP": {},
     "Cloud SQL socket": {"CLOUDSQL_INSTANCE": "demo-project:europe-west1:facts-db"},
+    "first deploy": {"DRY_RUN_AS": "first"},
 }
 # Values for the shell variables docs/deploy.md uses; a variable missing here fails the check,
 # so that a new one is given a value of the right shape rather than an empty string.

@@ -202,9 +202,7 @@ def test_the_rules_tell_a_working_upload_from_a_broken_one(tmp_path):
     assert default_process(Build("job", [], no_web, ["Procfile"], {})) is None
 
 
-def test_the_jobs_procfile_command_migrates_a_fresh_database_as_the_buildpack_lays_python_out(
-    tmp_path, empty_postgres
-):
+def test_the_jobs_procfile_command_migrates_a_fresh_database_as_the_buildpack_lays_python_out(tmp_path, empty_postgres):
     """As the launcher runs it: `bash -c COMMAND` in the app folder, with only `python3` and
     `python3.12` on PATH, the lock installed by `pip install --user`, no virtualenv."""
     admin_url, app_url, _ = empty_postgres

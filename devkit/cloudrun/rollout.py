@@ -10,6 +10,7 @@ front switch to the new revision; otherwise the serving revision keeps all the t
 
 from __future__ import annotations
 
+import functools
 import http.client
 from dataclasses import dataclass, field
 
@@ -52,7 +53,7 @@ def deploy_verify_promote(
     rollout = Rollout(revision, fleet.start_revision(revision, per_function, env_overrides))
     for instance in rollout.candidates:
         try:
-            wait_until(lambda instance=instance: _startup_probe(instance), STARTUP_PROBE_S, f"{instance.name} ready")
+            wait_until(functools.partial(_startup_probe, instance), STARTUP_PROBE_S, f"{instance.name} ready")
         except NotReady as failed:
             rollout.problems[instance.name] = [f"startup probe: {failed}"]
             continue

@@ -38,16 +38,20 @@ def revision_url(service: Mapping[str, Any], tag: str = "") -> str:
 
 
 def _get(url: str, token: str, timeout_s: float) -> tuple[int, bytes]:
+    if not url.startswith(("https://", "http://")):
+        raise ValueError(f"not an HTTP URL: {url!r}")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(url, headers=headers)
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - the scheme is checked above
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - checked above
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
 
 
-def problems(base_url: str, token: str = "", ready_path: str = READY_PATH, timeout_s: float = REQUEST_TIMEOUT_S) -> list[str]:
+def problems(
+    base_url: str, token: str = "", ready_path: str = READY_PATH, timeout_s: float = REQUEST_TIMEOUT_S
+) -> list[str]:
     """What is wrong with the revision at `base_url` (empty: it passes). Readiness is asked first:
     the root request counts a view, which a revision that cannot reach its servers never should."""
     found: list[str] = []
@@ -57,7 +61,9 @@ def problems(base_url: str, token: str = "", ready_path: str = READY_PATH, timeo
             found.append(f"{ready_path} answered {status}: {body[:200]!r}")
         else:
             ready = json.loads(body)
-            found += [f"{server} is {ready.get(server)!r}" for server in ("postgres", "redis") if ready.get(server) != "ok"]
+            found += [
+                f"{server} is {ready.get(server)!r}" for server in ("postgres", "redis") if ready.get(server) != "ok"
+            ]
         if not found:
             status, body = _get(base_url.rstrip("/") + "/", token, timeout_s)
             if status != 200:
@@ -67,7 +73,9 @@ def problems(base_url: str, token: str = "", ready_path: str = READY_PATH, timeo
     return found
 
 
-def check(base_url: str, token: str = "", ready_path: str = READY_PATH, attempts: int = 3, pause_s: float = 5.0) -> list[str]:
+def check(
+    base_url: str, token: str = "", ready_path: str = READY_PATH, attempts: int = 3, pause_s: float = 5.0
+) -> list[str]:
     """`problems`, asked up to `attempts` times while it finds any: a revision that has just
     become ready may still be warming its first connections."""
     for attempt in range(attempts):

@@ -37,7 +37,9 @@ class BuildpackPython:
 
 def python_312() -> Path:
     """The deployed Python's minor version on this machine: pyenv's, else ci/find-python.sh's."""
-    found = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=30) if shutil.which("pyenv") else None
+    found = None
+    if shutil.which("pyenv"):
+        found = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=30)
     if found is not None and found.returncode == 0:
         for candidate in sorted(Path(found.stdout.strip(), "versions").glob(f"{MINOR}.*/bin/python{MINOR}")):
             return candidate
@@ -67,7 +69,8 @@ def buildpack_python() -> BuildpackPython:
             installed = subprocess.run(
                 [str(python), "-m", "pip", "install", "--quiet", "--user", "--require-hashes", "--no-deps",
                  "--no-warn-script-location", "-r", str(ROOT / "requirements.txt")],
-                capture_output=True, text=True, timeout=600, env={**os.environ, **layout.environ(), "PATH": os.environ["PATH"]},
+                capture_output=True, text=True, timeout=600,
+                env={**os.environ, "PYTHONUSERBASE": str(layout.user_base)},
             )  # fmt: skip
             if installed.returncode != 0:
                 raise RuntimeError(f"pip install --user of requirements.txt failed:\n{installed.stderr[-4000:]}")
