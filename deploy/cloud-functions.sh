@@ -75,6 +75,7 @@ JOB_IMAGE="$REGION-docker.pkg.dev/$PROJECT/$ARTIFACT_REPOSITORY/$MIGRATION_JOB:$
 CANDIDATE_TAG=${CANDIDATE_TAG:-candidate}
 # Where Cloud Run's startup probe and the smoke request ask for readiness (shared/readiness.py).
 READY_PATH=/_ready
+SMOKE_ATTEMPTS=${SMOKE_ATTEMPTS:-3}  # a revision just made ready may still be warming its connections
 # Settings a deploy adds to the functions' own: comma-separated NAME=VALUE pairs for
 # --set-env-vars, and NAME=SECRET:VERSION (or /path=SECRET:VERSION) pairs for --set-secrets
 # (e.g. the CA certificates the TLS settings of docs/deploy.md name).
@@ -273,7 +274,7 @@ smoke() {  # service, tag (empty: the service's own URL)
         return
     fi
     "${describe[@]}" | SMOKE_TOKEN=$(gcloud auth print-identity-token) \
-        "${PYTHON:-python3}" -m devkit.cloudrun.smoke --tag="$2" --ready-path="$READY_PATH"
+        "${PYTHON:-python3}" -m devkit.cloudrun.smoke --tag="$2" --ready-path="$READY_PATH" --attempts="$SMOKE_ATTEMPTS"
 }
 
 candidates=()

@@ -4,16 +4,14 @@ for a Cloud Run revision, answering what each case sets)."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
 
 from devkit.cloudrun import smoke
 from devkit.servers.ports import free_port
+
+from .support.stub_revision import READY, StubRevision, stub_revision
 
 SERVICE = {
     "status": {
@@ -37,40 +35,10 @@ def test_the_url_is_the_tags_or_the_services():
         smoke.revision_url(SERVICE, "other")
 
 
-class StubRevision(BaseHTTPRequestHandler):
-    """Answers each path with what `answers` holds for it, and records the Authorization header."""
-
-    answers: ClassVar[dict[str, tuple[int, dict[str, str]]]] = {}
-    seen: ClassVar[list[tuple[str, str | None]]] = []
-
-    def do_GET(self) -> None:
-        self.seen.append((self.path, self.headers.get("Authorization")))
-        status, body = self.answers.get(self.path, (404, {}))
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def stub() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StubRevision)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    StubRevision.seen = []
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        thread.join(5)
-
-
-READY = (200, {"status": "ready", "postgres": "ok", "redis": "ok"})
+    with stub_revision({}) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

@@ -91,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="", help="the revision's traffic tag (empty: the service's URL)")
     parser.add_argument("--ready-path", default=READY_PATH)
     parser.add_argument("--url", help="the base URL itself, instead of a service description on stdin")
+    parser.add_argument("--attempts", type=int, default=3)
     args = parser.parse_args(argv)
     url = args.url or revision_url(json.load(sys.stdin), args.tag)
-    found = check(url, os.environ.get("SMOKE_TOKEN", ""), args.ready_path)
+    found = check(url, os.environ.get("SMOKE_TOKEN", ""), args.ready_path, attempts=args.attempts)
     for problem in found:
         print(f"smoke request to {url}: {problem}", file=sys.stderr)
     if not found:
