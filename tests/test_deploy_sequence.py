@@ -47,7 +47,8 @@ def _run(tmp_path: Path, candidate_url: str, invoker: str) -> tuple[subprocess.C
         ["bash", str(SCRIPT)], capture_output=True, text=True, timeout=120,
         env={**env, **BASE_ENV, "PATH": f"{stub_dir}:{BASE_ENV['PATH']}", "REAL_GCLOUD": str(real),
              "STUB_CALLS": str(calls), "STUB_SERVICE_JSON": str(tmp_path / "service.json"), "STUB_INVOKER": invoker,
-             "STAGE_DIR": str(tmp_path / "stage"), "SMOKE_ATTEMPTS": "1", "PYTHON": os.environ.get("PYTHON", "python3")},
+             "STAGE_DIR": str(tmp_path / "stage"), "SMOKE_ATTEMPTS": "1",
+             "PYTHON": os.environ.get("PYTHON", "python3")},
     )  # fmt: skip
     return result, calls.read_text().splitlines()
 
@@ -80,5 +81,6 @@ def test_a_missing_public_binding_fails_loudly_after_promotion(tmp_path, invoker
     with stub_revision({"/_ready": READY, "/": (200, {})}) as url:
         result, calls = _run(tmp_path, url, invoker)
     assert result.returncode == 1
+    assert len(_called(calls, "run services update-traffic")) == 2  # checked after promotion
     assert "FAILED: random-fact is deployed but not public" in result.stderr
     assert "403" in result.stderr
