@@ -189,6 +189,25 @@ pin_version REDIS_SECRET_VERSION "$REDIS_SECRET"
 database_secret="DATABASE_URL=$DATABASE_SECRET:$DATABASE_SECRET_VERSION"
 secrets="$database_secret,REDIS_URL=$REDIS_SECRET:$REDIS_SECRET_VERSION"
 
+# TLS: each server's CA (Cloud SQL's and Memorystore's server CA, docs/deploy.md sections 3-5) is a
+# secret too, mounted as a file at the path the URL names (sslrootcert=, ssl_ca_certs=), granted
+# and pinned like the URLs. Unset: nothing mounted (the socket form needs no CA file).
+DATABASE_CA_SECRET=${DATABASE_CA_SECRET:-} DATABASE_CA_SECRET_VERSION=${DATABASE_CA_SECRET_VERSION:-}
+REDIS_CA_SECRET=${REDIS_CA_SECRET:-} REDIS_CA_SECRET_VERSION=${REDIS_CA_SECRET_VERSION:-}
+mount_ca() {  # the variable naming the secret, the file's path in the instances; sets ca_mount
+    local secret=${!1} version=${1}_VERSION
+    ca_mount=""
+    [ -n "$secret" ] || return 0
+    run gcloud secrets add-iam-policy-binding "$secret" --project="$PROJECT" \
+        --member="serviceAccount:$ACCOUNT_EMAIL" --role=roles/secretmanager.secretAccessor --condition=None
+    pin_version "$version" "$secret"
+    ca_mount=",$2=$secret:${!version}"
+}
+mount_ca DATABASE_CA_SECRET /secrets/postgres-ca/server-ca.pem
+database_secret+=$ca_mount
+secrets+=$ca_mount
+mount_ca REDIS_CA_SECRET /secrets/redis-ca/server-ca.pem
+secrets+=$ca_mount
 secrets+=${EXTRA_SECRETS:+,$EXTRA_SECRETS}
 
 # 3. The uploads, staged: a folder of our own unless STAGE_DIR names one (then it is kept). A dry

@@ -1,5 +1,6 @@
-"""Every gcloud line we ship parses under the real gcloud CLI: the deploy's dry run in both forms
-(private IP, and the Cloud SQL socket form) and every gcloud command in docs/deploy.md.
+"""Every gcloud line we ship parses under the real gcloud CLI: the deploy's dry run in each form
+(private IP, the Cloud SQL socket form, and the private IP with the servers' CA files mounted)
+and every gcloud command in docs/deploy.md.
 
     python deploy/gcloud_check.py
 
@@ -30,11 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "deploy" / "cloud-functions.sh"
 DOCS = ROOT / "docs" / "deploy.md"
 NO_ACCOUNT = "You do not currently have an active account selected"
-# The dry run's two forms: the private IP in the secret, and the Cloud SQL socket; both print a
+# The dry run's forms: the private IP in the secret, the Cloud SQL socket, the CA files mounted; each
 # later deploy (the services exist), and the first deploy's lines are checked too.
 DRY_RUN_FORMS: dict[str, dict[str, str]] = {
     "private IP": {},
     "Cloud SQL socket": {"CLOUDSQL_INSTANCE": "demo-project:europe-west1:facts-db"},
+    "verified TLS": {"DATABASE_CA_SECRET": "facts-database-ca", "REDIS_CA_SECRET": "facts-redis-ca"},
     "first deploy": {"DRY_RUN_AS": "first"},
 }
 # Values for the shell variables docs/deploy.md uses; a variable missing here fails the check,
@@ -46,6 +48,8 @@ DOC_VARIABLES = {
     "DB_PASSWORD": "0123456789abcdef",
     "SQL_IP": "10.20.0.3",
     "REDIS_IP": "10.20.0.4",
+    "REDIS_PORT": "6378",
+    "REDIS_AUTH": "0123456789abcdef-auth",
 }
 _FENCE = re.compile(r"^```(?:sh|bash|shell)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 _INLINE = re.compile(r"`(gcloud [^`]+)`")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from datetime import date
@@ -29,6 +30,21 @@ REDIS_PAUSE_S = 2.0
 def today_key(prefix: str, language: str, day: date) -> str:
     """The day's key names the language and the date, so it can never answer for another day."""
     return f"{prefix}:today:{language}:{day.isoformat()}"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The failure's class, and for a TLS failure what TLS refused (an untrusted certificate, a
+    name it does not hold): the one thing an operator must see to fix it. Neither holds a secret."""
+    cause: BaseException | None = exc
+    seen = set()
+    while cause is not None and not isinstance(cause, ssl.SSLError) and id(cause) not in seen:
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"{exc.__class__.__name__}, TLS certificate refused: {cause.verify_message}"
+    if isinstance(cause, ssl.SSLError):
+        return f"{exc.__class__.__name__}, TLS failed: {cause.reason or cause.__class__.__name__}"
+    return exc.__class__.__name__
 
 
 class DayMemo:
@@ -82,7 +98,7 @@ class DayCache:
         try:
             result = command(*args, **kwargs)
         except redis.RedisError as exc:
-            self.breaker.failed(exc.__class__.__name__)
+            self.breaker.failed(failure_reason(exc))
             return None
         self.breaker.succeeded()
         return result

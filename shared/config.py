@@ -61,6 +61,9 @@ class PostgresSettings:
     port: int = 5432
     unix_sock: str | None = None
     sslmode: str = "prefer"
+    # The CA file that verifies the server's certificate (libpq's sslrootcert), e.g. Cloud SQL's
+    # server CA; None: the system's CAs.
+    sslrootcert: str | None = None
 
     def describe(self) -> str:
         where = self.unix_sock or f"{self.host}:{self.port}"
@@ -134,7 +137,7 @@ def mask_url(url: str) -> str:
 
 def parse_database_url(url: str) -> PostgresSettings:
     """Parse `postgresql://user:password@host:port/db` or the socket form `postgresql://user@/db?host=/dir`,
-    with libpq's `sslmode` if given."""
+    with libpq's `sslmode` and `sslrootcert` (a CA file) if given."""
     example = "postgresql://user:password@host:5432/dbname (or postgresql://user@/dbname?host=/socket/dir)"
     try:
         parts = urlsplit(url)
@@ -156,6 +159,8 @@ def parse_database_url(url: str) -> PostgresSettings:
     sslmode = query.get("sslmode", ["prefer"])[0]
     if sslmode not in SSL_MODES:
         raise ConfigError(f"DATABASE_URL's sslmode must be one of {', '.join(SSL_MODES)}")
+    sslrootcert = query.get("sslrootcert", [None])[0]
+    _check_ca_file("DATABASE_URL's sslrootcert", sslrootcert)
     return PostgresSettings(
         user=unquote(parts.username),
         password=unquote(parts.password) if parts.password is not None else None,
@@ -164,11 +169,25 @@ def parse_database_url(url: str) -> PostgresSettings:
         database=database,
         unix_sock=unix_sock,
         sslmode=sslmode,
+        sslrootcert=sslrootcert,
     )
 
 
+def _check_ca_file(setting: str, path: str | None) -> None:
+    """A CA file named by a URL must be readable now: a missing one would otherwise fail every
+    connection later with an error that names neither the file nor the setting."""
+    if path is None:
+        return
+    if not os.path.isabs(path):
+        raise ConfigError(f"{setting} must be an absolute path to a PEM file, got {path!r}")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{setting} names {path}, which does not exist or cannot be read")
+
+
 def check_redis_url(url: str) -> str:
-    example = "redis://[:password@]host:6379/0 (or unix:///path/to/redis.sock)"
+    """The URL, checked; redis-py reads its query (`rediss://...?ssl_ca_certs=/path/ca.pem` verifies
+    the server against that CA file, as Memorystore's in-transit encryption needs)."""
+    example = "redis://[:password@]host:6379/0, rediss://:password@host:6378/0?ssl_ca_certs=/path/ca.pem or unix:///path/to/redis.sock"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a bad port
@@ -178,6 +197,7 @@ def check_redis_url(url: str) -> str:
         raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://; expected {example}")
     if parts.scheme != "unix" and not parts.hostname:
         raise ConfigError(f"REDIS_URL names no host; expected {example}")
+    _check_ca_file("REDIS_URL's ssl_ca_certs", parse_qs(parts.query).get("ssl_ca_certs", [None])[0])
     return url
 
 

@@ -68,13 +68,18 @@ def _timed_out(exc: BaseException) -> bool:
 
 
 @functools.cache
-def _tls_context(sslmode: str) -> ssl.SSLContext:
-    # Made once per process: loading the system's CA certificates costs ~20 ms of CPU, which
-    # pg8000 would otherwise pay on every connection.
-    context = ssl.create_default_context()
+def _tls_context(sslmode: str, sslrootcert: str | None = None) -> ssl.SSLContext:
+    """The TLS context for libpq's `sslmode`, trusting `sslrootcert` (a CA file) only, or the
+    system's CAs. As libpq: require checks the certificate against a CA file it is given (as
+    verify-ca does), and only verify-full checks the server's name.
+
+    Made once per process: loading CA certificates costs CPU that pg8000 would otherwise pay on
+    every connection.
+    """
+    context = ssl.create_default_context(cafile=sslrootcert)
     context.check_hostname = sslmode == "verify-full"
-    if sslmode in ("allow", "prefer", "require"):  # encrypted, the certificate not checked (as libpq)
-        context.verify_mode = ssl.CERT_NONE
+    if sslmode in ("allow", "prefer") or (sslmode == "require" and sslrootcert is None):
+        context.verify_mode = ssl.CERT_NONE  # encrypted, the certificate not checked (as libpq)
     return context
 
 
@@ -85,7 +90,7 @@ def _tls(settings: PostgresSettings) -> ssl.SSLContext | bool:
         return False  # Postgres never speaks TLS on a Unix socket
     if settings.sslmode in ("disable", "allow", "prefer"):
         return False  # none, or negotiated on the socket _socket_preferring_tls hands to pg8000
-    return _tls_context(settings.sslmode)
+    return _tls_context(settings.sslmode, settings.sslrootcert)
 
 
 # SSLRequest: its length, then the code that asks the server whether it speaks TLS.

@@ -18,7 +18,7 @@ from shared import instance
 from .support import janitor
 from .support.harness_process import FUNCTIONS, harness_server
 
-pytest_plugins = ("tests.support.servers", "tests.support.leaks")
+pytest_plugins = ("tests.support.servers", "tests.support.leaks", "tests.support.tls_servers")
 
 # Whole modules in the slow lane (`./dev test --slow`) whose files carry no mark of their own.
 SLOW_MODULES = {

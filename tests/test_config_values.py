@@ -100,7 +100,10 @@ def test_redis_urls_over_tcp_tls_or_a_socket_are_accepted(url: str) -> None:
     assert check_redis_url(url) == url
 
 
-EXAMPLE = "redis://[:password@]host:6379/0 (or unix:///path/to/redis.sock)"
+EXAMPLE = (
+    "redis://[:password@]host:6379/0, rediss://:password@host:6378/0?ssl_ca_certs=/path/ca.pem "
+    "or unix:///path/to/redis.sock"
+)
 
 
 @pytest.mark.parametrize(

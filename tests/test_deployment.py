@@ -18,12 +18,15 @@ with real instances: tests/test_rollout.py.)
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from devharness.routes import http_targets
 from devkit.servers.ports import free_port
@@ -75,13 +78,19 @@ def test_upload_set_is_what_the_functions_need_and_nothing_git_ignores(tmp_path)
     assert gcloud_upload(tree, tmp_path / "gcloud") == uploaded
 
 
+_PIN = re.compile(r"([A-Za-z0-9._-]+)==([^ \\]+) \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\\n|\n))+)")
+
+
 def test_lock_pins_every_deployed_package_with_hashes():
     lock = (ROOT / "requirements.txt").read_text()
-    pins = [line for line in lock.splitlines() if line and not line.startswith((" ", "#"))]
-    assert pins and all("==" in pin and pin.endswith("\\") for pin in pins), pins  # name==version \ then hashes
-    assert lock.count("--hash=sha256:") >= len(pins)
-    for name in ("functions-framework", "pg8000", "redis"):
-        assert any(pin.startswith(name + "==") for pin in pins), name
+    entries = [line for line in lock.splitlines() if line and not line.startswith((" ", "#"))]
+    pinned = {name.lower(): Version(version) for name, version, _ in _PIN.findall(lock)}
+    # Each entry is a pin followed by its hashes (pip then refuses any file not among them).
+    assert entries and len(pinned) == len(entries), [e for e in entries if e.split("==")[0].lower() not in pinned]
+    for line in (ROOT / "requirements.in").read_text().splitlines():
+        if line and not line.startswith("#"):
+            wanted = Requirement(line)
+            assert pinned[wanted.name.lower()] in wanted.specifier, line
 
 
 @pytest.mark.parametrize(("target", "extra_key"), [("random_fact", None), ("today_fact", "date")])

@@ -10,12 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -24,6 +21,7 @@ from shared import instance
 from shared.cache import today_key
 from shared.config import load_settings
 
+from .support.bounded import answer_within as _answer_within
 from .support.clock import hand_clock_for_breakers
 from .support.harness_process import LogSince, harness_server
 from .support.leaks import assert_no_password
@@ -58,17 +56,6 @@ def _timed(call):
     began = time.perf_counter()
     response = call()
     return response, time.perf_counter() - began
-
-
-def _answer_within(call: Callable[[], Any], limit_s: float) -> Any:
-    """`call()`, run aside so that a hang fails the test after `limit_s` instead of blocking it."""
-    executor = ThreadPoolExecutor(1)
-    try:
-        return executor.submit(call).result(timeout=limit_s)
-    except FutureTimeout:
-        raise AssertionError(f"no answer within {limit_s} s: nothing bounds the request") from None
-    finally:
-        executor.shutdown(wait=False)  # a hung call finishes once the test thaws the server
 
 
 def _messages(records, level=logging.WARNING, containing=""):

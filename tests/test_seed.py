@@ -1,18 +1,23 @@
 """The seed's two tests, in the shape the tutorial writes them.
 
-A Postgres and a Redis container of this test session's own (testcontainers; under xdist each
-worker starts its own), an empty database that the first call migrates, and the functions called
-through functions-framework's test client. Then Postgres and Redis are asked what was recorded.
-The same two promises run in every mode, on the worker's own servers, in tests/test_data_access.py.
+Session fixtures start a Postgres and a Redis container of this test session's own (testcontainers;
+under xdist each worker starts its own), on host ports that Docker chooses and testcontainers reads
+back (get_exposed_port), and migrate the empty database with the deploy's own step, `python -m
+shared.schema`, as the migration job runs it. The functions are called through functions-framework's
+test client; then Postgres and Redis are asked what was recorded. The same two promises run in every
+mode, on the worker's own servers, in tests/test_data_access.py.
 
 The images: FACTS_POSTGRES_IMAGE and FACTS_REDIS_IMAGE, as for `--servers containers` (official
-images by default; ci/images/README.md builds local ones for a machine without a registry).
+images by default; ci/images/README.md builds local ones for a machine without a registry). Without
+a Docker engine they are skipped, except in CI (CI set), where that is a failure.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -23,10 +28,10 @@ import pytest
 import redis
 
 from devkit.servers.containers import OWNER_LABEL, docker_available, images
-from devkit.servers.ports import free_port
 from shared import instance
 from shared.cache import today_key
 from shared.config import DEFAULT_CACHE_PREFIX
+from shared.schema import migrations
 
 try:
     from testcontainers.community.postgres import PostgresContainer
@@ -35,25 +40,29 @@ except ImportError:  # testcontainers before 4.14
     from testcontainers.postgres import PostgresContainer
     from testcontainers.redis import RedisContainer
 
-FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTIONS = ROOT / "functions"
 # The label of every container this project starts: a run killed hard leaves none that the next run
 # (devkit.servers.containers.remove_orphans) or CI's "nothing left behind" check does not find.
 OWNER = {OWNER_LABEL: str(os.getpid())}
+# Published on loopback only, on a port Docker chooses (a host IP without a port, in Docker's terms).
+LOOPBACK = ("127.0.0.1",)
 
 
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
-    if not docker_available():
-        pytest.skip(
-            "no Docker engine answers (DOCKER_HOST or /var/run/docker.sock): the seed's tests start containers "
-            "of their own; tests/test_data_access.py checks the same on this run's servers"
-        )
+    if docker_available():
+        return
+    message = "no Docker engine answers (DOCKER_HOST or /var/run/docker.sock): the seed's tests start containers"
+    if os.environ.get("CI"):  # CI provides an engine: without one, these tests would pass unseen
+        pytest.fail(message + "; CI is set, so this is a failure, not a skip")
+    pytest.skip(message + " of their own; tests/test_data_access.py checks the same on this run's servers")
 
 
 @pytest.fixture(scope="session")
 def postgres_container(docker_engine: None) -> Iterator[PostgresContainer]:
     container = PostgresContainer(images()[0], driver=None).with_kwargs(labels=OWNER)
-    container.ports = {"5432/tcp": ("127.0.0.1", free_port())}  # published on loopback only
+    container.ports = {"5432/tcp": LOOPBACK}
     with container:
         yield container
 
@@ -61,19 +70,37 @@ def postgres_container(docker_engine: None) -> Iterator[PostgresContainer]:
 @pytest.fixture(scope="session")
 def redis_container(docker_engine: None) -> Iterator[RedisContainer]:
     container = RedisContainer(images()[1]).with_kwargs(labels=OWNER)
-    container.ports = {"6379/tcp": ("127.0.0.1", free_port())}
+    container.ports = {"6379/tcp": LOOPBACK}
     with container:
         yield container
 
 
-@pytest.fixture
-def functions_environment(
-    postgres_container: PostgresContainer, redis_container: RedisContainer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
-    """The functions pointed at the containers, with an instance of their own (none of the worker's)."""
+@pytest.fixture(scope="session")
+def database_url(postgres_container: PostgresContainer) -> str:
+    """The container's database, migrated by the deploy's own step before any function runs."""
     host, port = postgres_container.get_container_host_ip(), postgres_container.get_exposed_port(5432)
     user, password, name = postgres_container.username, postgres_container.password, postgres_container.dbname
-    monkeypatch.setenv("DATABASE_URL", f"postgresql://{user}:{password}@{host}:{port}/{name}")
+    url = f"postgresql://{user}:{password}@{host}:{port}/{name}"
+    job = subprocess.run(
+        [sys.executable, "-m", "shared.schema"],
+        env={**os.environ, "DATABASE_URL": url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert job.returncode == 0, job.stderr
+    # An empty database: every migration, the catalogue's seed included, applied by this step.
+    assert job.stdout.strip() == "applied: " + ", ".join(migration.name for migration in migrations())
+    return url
+
+
+@pytest.fixture
+def functions_environment(
+    database_url: str, redis_container: RedisContainer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The functions pointed at the containers, with an instance of their own (none of the worker's)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
     redis_host, redis_port = redis_container.get_container_host_ip(), redis_container.get_exposed_port(6379)
     monkeypatch.setenv("REDIS_URL", f"redis://{redis_host}:{redis_port}/0")
     monkeypatch.delenv("FACTS_CACHE_PREFIX", raising=False)

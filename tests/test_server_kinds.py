@@ -24,7 +24,9 @@ URLS = ("postgresql://u:p@127.0.0.1:1/db", "redis://127.0.0.1:1/0")
 @pytest.mark.parametrize("urls_set", [True, False])
 @pytest.mark.parametrize("docker", [True, False])
 def test_a_named_kind_is_kept_whatever_is_set(kind, urls_set, docker):
-    assert resolve_kind(kind, urls_set=urls_set, docker_answers=lambda: docker) == kind
+    docker_answers, asked = _docker(docker)
+    assert resolve_kind(kind, urls_set=urls_set, docker_answers=docker_answers) == kind
+    assert not asked  # a named kind never waits on Docker
 
 
 def _docker(answers: bool):

