@@ -93,9 +93,9 @@ def main() -> int:
     valgrind = ensure_tool(
         "valgrind", "bench: valgrind is not installed (Debian/Ubuntu: `sudo apt-get install valgrind`)."
     )
-    with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir) / "servers") as provided:
-        prepare_database(provided.database_url)
-        env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json"}
+    with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir) / "servers") as servers:
+        prepare_database(servers.database_url)
+        env = {**os.environ, **servers.environ(), "FACTS_LOG_FORMAT": "json"}
         per_call: dict[str, float] = {}
         for name in targets:
             baseline = instructions(valgrind, name, 0, env)

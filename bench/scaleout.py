@@ -55,6 +55,7 @@ from devkit.cloudrun.instances import (
     FUNCTIONS,
     REQUEST_TIMEOUT_S,
     Fleet,
+    Instance,
     deployed_environment,
     listening,
     migrations_applied,
@@ -62,7 +63,7 @@ from devkit.cloudrun.instances import (
     served_200,
 )
 from devkit.cloudrun.scratch_postgres import ConnectionSampler, connect_url, scratch_servers
-from devkit.cloudrun.traffic import Load, request
+from devkit.cloudrun.traffic import Answer, Load, request
 from devkit.servers.waiting import NotReady, wait_until
 from shared.config import POOL_IDLE_TIMEOUT_S
 from shared.postgres import SERVER_IDLE_FACTOR
@@ -75,6 +76,7 @@ RESERVE = SUPERUSER_RESERVED + 1
 RUN_DEADLINE_S = 300.0
 # Revision 1's sessions must end this long after the server's idle timeout at most (a loaded machine).
 DRAIN_MARGIN_S = 5.0
+TIMELINE = ("deploy", "switch", "freeze", "steady", "end")  # the phases' marks, in seconds from the start
 
 
 def connection_budget(per_function: int, deployed: dict[str, str]) -> tuple[int, int]:
@@ -82,6 +84,180 @@ def connection_budget(per_function: int, deployed: dict[str, str]) -> tuple[int,
     instances of each function, with nothing to spare."""
     budget = len(FUNCTIONS) * REVISIONS * per_function * int(deployed["WORKERS"]) * int(deployed["FACTS_POOL_SIZE"])
     return budget + RESERVE, budget
+
+
+class _Phases:
+    """The rehearsal's phases, in order, on one fleet under one steady load; each marks when it
+    ended (time.monotonic()) and adds what it found wrong to `failures`."""
+
+    def __init__(self, fleet: Fleet, front: Front, load: Load, sampler: ConnectionSampler, requests: int) -> None:
+        self.fleet, self.front, self.load, self.sampler = fleet, front, load, sampler
+        self.requests = requests
+        self.marks: dict[str, float] = {}
+        self.failures: list[str] = []
+        self.old: list[Instance] = []
+        self.new: list[Instance] = []
+        self.ended_after_s: float | None = None
+
+    def answered(self, count: int, since: float = 0.0) -> None:
+        assert not self.load.exhausted, "the load ran out of requests or time"
+        assert self.load.count(since) >= count, f"{self.load.count(since)} of {count} answers"
+
+    def serve_cold(self, old: list[Instance]) -> None:
+        """1. Revision 1, cold, until each instance served a 200 and `requests` were answered."""
+        self.old = old
+        wait_until(lambda: (served_200(old), self.answered(self.requests)), 120, "revision 1 serving")
+
+    def deploy(self, per_function: int) -> None:
+        """2. Revision 2 starts next to revision 1, and takes the traffic once it listens."""
+        self.marks["deploy"] = time.monotonic()
+        self.new = self.fleet.start_revision(2, per_function)
+        self.front.add(self.new)
+        wait_until(lambda: listening(self.new), 60, "revision 2 listening")
+        self.front.switch_to(2)
+        self.marks["switch"] = time.monotonic()
+        time.sleep(0.1)  # a request routed just before the switch has counted itself in flight
+
+    def freeze_old(self, postgres_port: int) -> set[int]:
+        """3. Revision 1 answers what it has in flight, then is frozen (no CPU from now on); returns
+        the client ports of its Postgres sessions."""
+
+        def idle() -> None:
+            busy = [i.name for i in self.old if i.in_flight]
+            assert not busy, f"requests still in flight on {busy}"
+
+        wait_until(idle, REQUEST_TIMEOUT_S, "revision 1 idle")
+        for instance in self.old:
+            instance.freeze()
+        self.marks["freeze"] = time.monotonic()
+        held = postgres_client_ports(self.old, postgres_port)
+        if not held:
+            self.failures.append("revision 1 held no Postgres connection when frozen: nothing to end")
+        return held
+
+    def steady_state(self, held: set[int], server_idle_s: float, languages: list[str]) -> None:
+        """4. From every new instance's first 200 until revision 1's sessions are gone and
+        `requests` more were answered; then the day's choice in every language, also if every
+        answer of one was a 503."""
+
+        def sessions_ended() -> float:
+            left = held & self.sampler.current
+            assert not left, f"revision 1 still holds {len(left)} sessions"
+            return time.monotonic() - self.marks["freeze"]
+
+        wait_until(lambda: served_200(self.new), 60, "revision 2 serving")
+        self.marks["steady"] = time.monotonic()
+        try:
+            self.ended_after_s = wait_until(
+                sessions_ended, server_idle_s + DRAIN_MARGIN_S, "revision 1's sessions ended"
+            )
+        except NotReady as exc:
+            self.failures.append(str(exc).splitlines()[0])
+        wait_until(lambda: self.answered(self.requests, self.marks["steady"]), 120, "answers in steady state")
+        self.load.stop()
+        self.load.answers.extend(request(self.front.port, "today", language, None)[0] for language in languages)
+
+
+def _instance_environment(
+    deployed: dict[str, str], app_url: str, redis_url: str, pool_idle_timeout_s: float | None
+) -> dict[str, str]:
+    env = {**deployed, "DATABASE_URL": app_url, "REDIS_URL": redis_url}
+    if pool_idle_timeout_s:
+        env["FACTS_POOL_IDLE_TIMEOUT"] = str(pool_idle_timeout_s)
+    return env
+
+
+def _stored(admin_url: str) -> dict[str, Any]:
+    """What Postgres holds after the run: the views counted, the migrations, the days' facts."""
+    with connect_url(admin_url) as con:
+        return {
+            "views_counted": int(con.run("SELECT coalesce(sum(views), 0) FROM fact_views")[0][0]),
+            "migrations_recorded": int(con.run("SELECT count(*) FROM schema_migrations")[0][0]),
+            "daily_facts": {
+                row[0]: row[1] for row in con.run("SELECT language, count(*) FROM daily_facts GROUP BY language")
+            },
+        }
+
+
+def _today_ids(answers: list[Answer], languages: list[str]) -> dict[str, set[str]]:
+    """The facts of the day answered, by language."""
+    return {lang: {a.body["fact_id"] for a in answers if a.route == "today" and a.status == 200 and a.body
+                   and a.language == lang} for lang in languages}  # fmt: skip
+
+
+def _figures(phases: _Phases, languages: list[str], stored: dict[str, Any]) -> dict[str, Any]:
+    """What the run measured and counted, from its answers, its marks and what Postgres holds."""
+    answers, marks = phases.load.answers, phases.marks
+    statuses = Counter(a.status for a in answers)
+    steady = [a for a in answers if a.started >= marks["steady"]]
+    switching = Counter(a.status for a in answers if marks["switch"] <= a.started < marks["steady"])
+    ended_after_s = phases.ended_after_s
+    return {
+        "peak_connections": phases.sampler.peak,
+        "connection_samples": phases.sampler.samples,
+        "requests": len(answers),
+        "statuses": dict(sorted(statuses.items())),
+        "steady_requests": len(steady),
+        "steady_statuses": dict(sorted(Counter(a.status for a in steady).items())),
+        "switching_statuses": dict(sorted(switching.items())),
+        "timeline_s": {name: round(marks[name] - marks["start"], 2) for name in TIMELINE},
+        "old_sessions_ended_s": round(ended_after_s, 2) if ended_after_s is not None else None,
+        "slowest_answer_s": round(max(a.seconds for a in answers), 2),
+        "migrations_applied": dict(migrations_applied(phases.fleet.instances)),
+        "migrations_recorded": stored["migrations_recorded"],
+        "views_counted": stored["views_counted"],
+        "views_answered": statuses[200] + statuses[304],
+        "daily_facts": stored["daily_facts"],
+        "today_fact_ids_answered": {lang: len(ids) for lang, ids in _today_ids(answers, languages).items()},
+        "first_200_s": {i.name: round(i.first_200_s or -1, 2) for i in phases.fleet.instances},
+    }
+
+
+def _failed_checks(figures: dict[str, Any], answers: list[Answer], languages: list[str]) -> list[str]:
+    """The checks of the module's docstring that the run's figures fail."""
+    failures = []
+    statuses, steady_statuses = figures["statuses"], figures["steady_statuses"]
+    if set(statuses) - {200, 304, 503}:
+        failures.append(f"answers other than 200/304/503: {statuses}")
+    if set(steady_statuses) - {200, 304}:
+        failures.append(f"answers other than 200/304 in steady state: {steady_statuses}")
+    switching = figures["switching_statuses"]
+    if set(switching) - {200, 304}:  # the new revision's first requests: a budget short of it shows here
+        failures.append(f"answers other than 200/304 between the switch and steady state: {switching}")
+    bad_503 = [a for a in answers if a.status == 503 and (not a.retry_after or not a.body
+               or a.body["error"]["code"] != "database_unavailable")]  # fmt: skip
+    if bad_503:
+        failures.append(f"{len(bad_503)} 503 answers without Retry-After or database_unavailable")
+    applied = figures["migrations_applied"]
+    if not applied or any(n != 1 for n in applied.values()):
+        failures.append(f"migrations not applied exactly once: {applied}")
+    if figures["views_counted"] != figures["views_answered"]:
+        failures.append(f"views counted {figures['views_counted']} != 200 and 304 answers {figures['views_answered']}")
+    if sorted(figures["daily_facts"].items()) != [(lang, 1) for lang in sorted(languages)]:
+        failures.append(f"not one fact of the day per language: {figures['daily_facts']}")
+    today_ids = _today_ids(answers, languages)
+    if any(len(ids) > 1 for ids in today_ids.values()):
+        failures.append(f"different facts of the day answered: {today_ids}")
+    if figures["peak_connections"] > figures["budget"]:
+        failures.append(f"peak connections {figures['peak_connections']} above the budget {figures['budget']}")
+    if figures["slowest_answer_s"] > 10:
+        failures.append(f"an answer took {figures['slowest_answer_s']} s (a request must never hang)")
+    return failures
+
+
+def _budget_figures(per_function: int, deployed: dict[str, str], server_idle_s: float) -> dict[str, Any]:
+    """The deploy's arithmetic, as the report shows it."""
+    max_connections, budget = connection_budget(per_function, deployed)
+    return {
+        "instances_per_revision": f"{per_function} of each function",
+        "workers_threads_pool": f"{deployed['WORKERS']} x {deployed['THREADS']}, pool {deployed['FACTS_POOL_SIZE']}",
+        "max_connections": max_connections,
+        "budget": budget,
+        "instance_connections": int(deployed["WORKERS"]) * int(deployed["FACTS_POOL_SIZE"]),
+        "budget_arithmetic": f"{len(FUNCTIONS)} functions x {REVISIONS} revisions x {per_function} x "
+        f"{deployed['WORKERS']} workers x pool {deployed['FACTS_POOL_SIZE']}",
+        "server_idle_timeout_s": server_idle_s,
+    }
 
 
 def rehearse(
@@ -97,134 +273,24 @@ def rehearse(
     `requests`: at least this many answers before the deploy and as many in steady state.
     """
     deployed = deployed_environment()
-    max_connections, budget = connection_budget(per_function, deployed)
-    idle_s = pool_idle_timeout_s or POOL_IDLE_TIMEOUT_S
-    server_idle_s = SERVER_IDLE_FACTOR * idle_s
-    marks: dict[str, float] = {}
-    failures: list[str] = []
-    with scratch_servers(max_connections) as (admin_url, app_url, redis_url):
-        env = {**deployed, "DATABASE_URL": app_url, "REDIS_URL": redis_url}
-        if pool_idle_timeout_s:
-            env["FACTS_POOL_IDLE_TIMEOUT"] = str(pool_idle_timeout_s)
+    budget = _budget_figures(per_function, deployed, SERVER_IDLE_FACTOR * (pool_idle_timeout_s or POOL_IDLE_TIMEOUT_S))
+    with scratch_servers(budget["max_connections"]) as (admin_url, app_url, redis_url):
+        env = _instance_environment(deployed, app_url, redis_url, pool_idle_timeout_s)
         with ConnectionSampler(admin_url) as sampler, Fleet(env, logs) as fleet:
-            started = marks["start"] = time.monotonic()
+            started = time.monotonic()
             old = fleet.start_revision(1, per_function)
             bound = max(requests * 40, 20_000)  # a hard cap; the run itself stops far earlier
             with Front(old, started) as front, Load(front.port, clients, languages, bound, RUN_DEADLINE_S) as load:
-
-                def answered(count: int, since: float = 0.0) -> None:
-                    assert not load.exhausted, "the load ran out of requests or time"
-                    assert load.count(since) >= count, f"{load.count(since)} of {count} answers"
-
-                # 1. Revision 1, cold, until each instance served a 200 and `requests` were answered.
-                wait_until(lambda: (served_200(old), answered(requests)), 120, "revision 1 serving")
-                # 2. The deploy: revision 2 starts next to it, and takes the traffic once it listens.
-                marks["deploy"] = time.monotonic()
-                new = fleet.start_revision(2, per_function)
-                front.add(new)
-                wait_until(lambda: listening(new), 60, "revision 2 listening")
-                front.switch_to(2)
-                marks["switch"] = time.monotonic()
-                time.sleep(0.1)  # a request routed just before the switch has counted itself in flight
-
-                # 3. Revision 1 answers what it has in flight, then is frozen (no CPU from now on).
-                def idle() -> None:
-                    busy = [i.name for i in old if i.in_flight]
-                    assert not busy, f"requests still in flight on {busy}"
-
-                wait_until(idle, REQUEST_TIMEOUT_S, "revision 1 idle")
-                for instance in old:
-                    instance.freeze()
-                marks["freeze"] = time.monotonic()
-                held = postgres_client_ports(old, urlsplit(app_url).port or 5432)
-                if not held:
-                    failures.append("revision 1 held no Postgres connection when frozen: nothing to end")
-
-                def sessions_ended() -> float:
-                    left = held & sampler.current
-                    assert not left, f"revision 1 still holds {len(left)} sessions"
-                    return time.monotonic() - marks["freeze"]
-
-                # 4. Steady state: every new instance served a 200; run until revision 1's sessions are
-                # gone and `requests` more were answered.
-                wait_until(lambda: served_200(new), 60, "revision 2 serving")
-                marks["steady"] = time.monotonic()
-                ended_after_s: float | None = None
-                try:
-                    ended_after_s = wait_until(
-                        sessions_ended, server_idle_s + DRAIN_MARGIN_S, "revision 1's sessions ended"
-                    )
-                except NotReady as exc:
-                    failures.append(str(exc).splitlines()[0])
-                wait_until(lambda: answered(requests, marks["steady"]), 120, "answers in steady state")
-                load.stop()
-                # The day's choice in every language, also if every answer of one was a 503.
-                load.answers.extend(request(front.port, "today", language, None)[0] for language in languages)
-            marks["end"] = time.monotonic()
-            peak, samples = sampler.peak, sampler.samples
-        with connect_url(admin_url) as con:
-            views = int(con.run("SELECT coalesce(sum(views), 0) FROM fact_views")[0][0])
-            migrations_recorded = int(con.run("SELECT count(*) FROM schema_migrations")[0][0])
-            daily = con.run("SELECT language, count(*), min(fact_id) FROM daily_facts GROUP BY language")
-    answers = load.answers
-    steady = [a for a in answers if a.started >= marks["steady"]]
-    statuses = Counter(a.status for a in answers)
-    steady_statuses = Counter(a.status for a in steady)
-    switching_statuses = Counter(a.status for a in answers if marks["switch"] <= a.started < marks["steady"])
-    applied = migrations_applied(fleet.instances)
-    today_ids = {lang: {a.body["fact_id"] for a in answers if a.route == "today" and a.status == 200 and a.body
-                        and a.language == lang} for lang in languages}  # fmt: skip
-    since = {name: round(marks[name] - started, 2) for name in ("deploy", "switch", "freeze", "steady", "end")}
-    figures: dict[str, Any] = {
-        "instances_per_revision": f"{per_function} of each function",
-        "workers_threads_pool": f"{deployed['WORKERS']} x {deployed['THREADS']}, pool {deployed['FACTS_POOL_SIZE']}",
-        "max_connections": max_connections,
-        "budget": budget,
-        "instance_connections": int(deployed["WORKERS"]) * int(deployed["FACTS_POOL_SIZE"]),
-        "budget_arithmetic": f"{len(FUNCTIONS)} functions x {REVISIONS} revisions x {per_function} x "
-        f"{deployed['WORKERS']} workers x pool {deployed['FACTS_POOL_SIZE']}",
-        "peak_connections": peak,
-        "connection_samples": samples,
-        "requests": len(answers),
-        "statuses": dict(sorted(statuses.items())),
-        "steady_requests": len(steady),
-        "steady_statuses": dict(sorted(steady_statuses.items())),
-        "switching_statuses": dict(sorted(switching_statuses.items())),
-        "timeline_s": since,
-        "server_idle_timeout_s": server_idle_s,
-        "old_sessions_ended_s": round(ended_after_s, 2) if ended_after_s is not None else None,
-        "slowest_answer_s": round(max(a.seconds for a in answers), 2),
-        "migrations_applied": dict(applied),
-        "migrations_recorded": migrations_recorded,
-        "views_counted": views,
-        "views_answered": statuses[200] + statuses[304],
-        "daily_facts": {row[0]: row[1] for row in daily},
-        "today_fact_ids_answered": {lang: len(ids) for lang, ids in today_ids.items()},
-        "first_200_s": {i.name: round(i.first_200_s or -1, 2) for i in fleet.instances},
-    }
-    if set(statuses) - {200, 304, 503}:
-        failures.append(f"answers other than 200/304/503: {dict(statuses)}")
-    if set(steady_statuses) - {200, 304}:
-        failures.append(f"answers other than 200/304 in steady state: {dict(steady_statuses)}")
-    if set(switching_statuses) - {200, 304}:  # the new revision's first requests: a budget short of it shows here
-        failures.append(f"answers other than 200/304 between the switch and steady state: {dict(switching_statuses)}")
-    bad_503 = [a for a in answers if a.status == 503 and (not a.retry_after or not a.body
-               or a.body["error"]["code"] != "database_unavailable")]  # fmt: skip
-    if bad_503:
-        failures.append(f"{len(bad_503)} 503 answers without Retry-After or database_unavailable")
-    if not applied or any(n != 1 for n in applied.values()):
-        failures.append(f"migrations not applied exactly once: {dict(applied)}")
-    if views != figures["views_answered"]:
-        failures.append(f"views counted {views} != 200 and 304 answers {figures['views_answered']}")
-    if sorted(figures["daily_facts"].items()) != [(lang, 1) for lang in sorted(languages)]:
-        failures.append(f"not one fact of the day per language: {figures['daily_facts']}")
-    if any(len(ids) > 1 for ids in today_ids.values()):
-        failures.append(f"different facts of the day answered: {today_ids}")
-    if peak > budget:
-        failures.append(f"peak connections {peak} above the budget {budget}")
-    if figures["slowest_answer_s"] > 10:
-        failures.append(f"an answer took {figures['slowest_answer_s']} s (a request must never hang)")
-    return figures, failures
+                phases = _Phases(fleet, front, load, sampler, requests)
+                phases.marks["start"] = started
+                phases.serve_cold(old)
+                phases.deploy(per_function)
+                held = phases.freeze_old(urlsplit(app_url).port or 5432)
+                phases.steady_state(held, budget["server_idle_timeout_s"], languages)
+            phases.marks["end"] = time.monotonic()
+        stored = _stored(admin_url)
+    figures = {**budget, **_figures(phases, languages, stored)}
+    return figures, phases.failures + _failed_checks(figures, load.answers, languages)
 
 
 def print_report(figures: dict[str, Any], failures: list[str], out: IO[str] = sys.stdout) -> None:

@@ -162,8 +162,8 @@ def staged(folder: Path, **env: str) -> Iterator[Stage]:
     log_dir = folder / "logs"
     log_dir.mkdir()
     log("starting embedded Postgres and Redis (durable) ...")
-    with embedded_servers(folder / "servers", durable=True) as provided, AppProcesses(log_dir) as apps:
-        prepare_database(provided.database_url)
+    with embedded_servers(folder / "servers", durable=True) as servers, AppProcesses(log_dir) as apps:
+        prepare_database(servers.database_url)
         # As the harness's subprocess sees it; the functions log JSON to stdout, i.e. to a log file.
-        app_env = {**os.environ, **provided.environ(), "FACTS_LOG_FORMAT": "json", **env}
-        yield Stage(provided, apps, app_env, log_dir)
+        app_env = {**os.environ, **servers.environ(), "FACTS_LOG_FORMAT": "json", **env}
+        yield Stage(servers, apps, app_env, log_dir)

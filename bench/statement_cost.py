@@ -42,9 +42,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000, help="statements per batch (default 3000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir) / "servers") as provided:
-        prepare_database(provided.database_url)
-        con = connect(parse_database_url(provided.database_url), 5.0, statement_timeout_ms=None)
+    with tempfile.TemporaryDirectory() as workdir, embedded_servers(Path(workdir) / "servers") as servers:
+        prepare_database(servers.database_url)
+        con = connect(parse_database_url(servers.database_url), 5.0, statement_timeout_ms=None)
         theirs = con.prepare(RANDOM_VIEW)
         ours = OneTripStatement(con, RANDOM_VIEW)
         print("RANDOM_VIEW, client CPU per statement (µs): pg8000 run()  one trip  saved")

@@ -33,10 +33,10 @@ def _startup(enter: Callable[[], AbstractContextManager[Servers]], repeats: int)
     entry, seed = [], []
     for _ in range(repeats):
         began = time.perf_counter()
-        with enter() as provided:
+        with enter() as servers:
             entry.append(time.perf_counter() - began)
             began = time.perf_counter()
-            with connect(parse_database_url(provided.database_url), 30.0, statement_timeout_ms=None) as con:
+            with connect(parse_database_url(servers.database_url), 30.0, statement_timeout_ms=None) as con:
                 schema.migrate(con)
             seed.append(time.perf_counter() - began)
     return {
@@ -56,8 +56,8 @@ def embedded_startup_s(repeats: int) -> dict:
         # unprivileged server user traverse rights on it when we run as root).
         folder = Path(tempfile.mkdtemp(prefix="facts-bench-startup-"))
         try:
-            with embedded_servers(folder, durable=False) as provided:
-                yield provided
+            with embedded_servers(folder, durable=False) as servers:
+                yield servers
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 

@@ -34,18 +34,18 @@ def running_servers(kind: str, quiet: bool = False) -> Iterator[Servers]:
     kind = resolve_kind(kind, urls_set=configured_urls() is not None)
     if not quiet:
         print(f"starting servers: {kind} ...", file=sys.stderr, flush=True)
-    with start_servers(kind, DATA_DIR / kind, durable=True) as provided:
-        os.environ.update(provided.environ())
+    with start_servers(kind, DATA_DIR / kind, durable=True) as servers:
+        os.environ.update(servers.environ())
         settings = load_settings()
         # Migrate here once, before any worker starts, so no request pays for it.
         applied = schema.migrate_database(settings.postgres, timeout_s=10.0)
         if not quiet:
-            print(f"  {provided.description}", file=sys.stderr)
-            print(f"  DATABASE_URL={mask_url(provided.database_url)}", file=sys.stderr)
-            print(f"  REDIS_URL={mask_url(provided.redis_url)}", file=sys.stderr)
+            print(f"  {servers.description}", file=sys.stderr)
+            print(f"  DATABASE_URL={mask_url(servers.database_url)}", file=sys.stderr)
+            print(f"  REDIS_URL={mask_url(servers.redis_url)}", file=sys.stderr)
             if applied:
                 print(f"  applied migrations: {', '.join(applied)}", file=sys.stderr)
-        yield provided
+        yield servers
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -54,7 +54,7 @@ def serve(args: argparse.Namespace) -> int:
     # gunicorn's arbiter handles SIGINT/SIGTERM once it runs; before that, turn SIGTERM into a
     # clean exit too, so the servers started below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with running_servers(args.servers) as provided:
+    with running_servers(args.servers) as servers:
         os.environ.setdefault("FACTS_LOG_FORMAT", "text" if sys.stderr.isatty() else "json")
         base = f"http://{args.host}:{args.port}"
         print(f"serving on {base}  (Ctrl-C stops the harness and the servers it started)", file=sys.stderr)
@@ -65,8 +65,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"  {shape.workers} worker(s) x {shape.threads} threads", file=sys.stderr)
         sys.stderr.flush()
         dashboard = DashboardSetup(
-            kind=provided.kind,
-            description=provided.description,
+            kind=servers.kind,
+            description=servers.description,
             bind_host=args.host,
             reload=args.reload,
             workers=shape.workers,
@@ -116,13 +116,11 @@ def import_file(args: argparse.Namespace) -> int:
     if not path.exists():
         raise SystemExit(f"no such file: {path}")
     with running_servers(args.servers, quiet=True):
-        con = connect(load_settings().postgres, 10.0, statement_timeout_ms=None)
-        try:
-            added = catalogue.import_facts(con, catalogue.read_facts(path, args.language, args.source))
-        except ValueError as exc:
-            raise SystemExit(f"import failed: {exc}") from None
-        finally:
-            con.close()
+        with connect(load_settings().postgres, 10.0, statement_timeout_ms=None) as con:
+            try:
+                added = catalogue.import_facts(con, catalogue.read_facts(path, args.language, args.source))
+            except ValueError as exc:
+                raise SystemExit(f"import failed: {exc}") from None
     print(f"imported {added} new facts from {path}")
     return 0
 

@@ -28,7 +28,7 @@ from shared.config import ConfigError, mask_url
 from shared.facts import utc_day
 
 from . import dashboard_data
-from .json_answer import json_answer, json_error
+from .json_response import error_response, json_response
 from .livelog import RequestLog
 
 log = logging.getLogger("facts.harness")
@@ -125,25 +125,25 @@ class Dashboard:
         if not self.host_allowed(environ):
             return self._refuse_host()
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return json_error(405, "method_not_allowed", "the dashboard is read-only", NOSNIFF)
+            return error_response(405, "method_not_allowed", "the dashboard is read-only", NOSNIFF)
         if path in STATIC_FILES:
             return _file(path, STATIC_TYPES[Path(path).suffix], PAGE_HEADERS)
         if path == "api/functions":
-            return json_answer(200, {"functions": self.functions(), "reload": self.setup.reload}, NOSNIFF)
+            return json_response(200, {"functions": self.functions(), "reload": self.setup.reload}, NOSNIFF)
         if path == "api/servers":
             return self._servers()
-        return json_error(404, "not_found", f"the dashboard has nothing at {PREFIX}{path[:80]}", NOSNIFF)
+        return error_response(404, "not_found", f"the dashboard has nothing at {PREFIX}{path[:80]}", NOSNIFF)
 
     def _refuse_host(self) -> Response:
         message = "the dashboard answers only requests addressed to the host the harness binds to"
-        return json_error(403, "host_not_allowed", message, NOSNIFF)
+        return error_response(403, "host_not_allowed", message, NOSNIFF)
 
     def _servers(self) -> Response:
         answer: dict[str, Any] = {"kind": self.setup.kind, "description": self.setup.description}
         try:
             current = instance.state(migrate=False)
         except ConfigError as exc:  # the message names the variable, never its value
-            return json_answer(200, {**answer, "error": str(exc)}, NOSNIFF)
+            return json_response(200, {**answer, "error": str(exc)}, NOSNIFF)
         settings = current.settings
         secrets = tuple(
             s for s in (settings.postgres.password, urlsplit(settings.redis_url).password) if s and len(s) >= 4
@@ -172,18 +172,18 @@ class Dashboard:
         except redis.RedisError as exc:
             data["redis_error"] = f"Redis unavailable ({exc.__class__.__name__})"
         answer["data"] = data
-        return json_answer(200, answer, NOSNIFF, secrets=secrets)
+        return json_response(200, answer, NOSNIFF, secrets=secrets)
 
     def _events(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if self.requests is None:
-            return json_error(404, "no_log_stream", "this server has no live log", NOSNIFF)(environ, start_response)
+            return error_response(404, "no_log_stream", "this server has no live log", NOSNIFF)(environ, start_response)
         stream_headers = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-store")]
         if environ.get("REQUEST_METHOD") == "HEAD":  # the headers only: no thread held for a stream nobody reads
             start_response("200 OK", stream_headers)
             return []
         if not self._stream_slots.acquire(blocking=False):
             message = "every live-log slot of this worker is taken"
-            busy = json_error(503, "too_many_streams", message, [*NOSNIFF, ("Retry-After", "2")])
+            busy = error_response(503, "too_many_streams", message, [*NOSNIFF, ("Retry-After", "2")])
             return busy(environ, start_response)
         after = _after(environ)
         sock = environ.get("gunicorn.socket")

@@ -19,7 +19,7 @@ from shared import logs
 
 from .dashboard import PREFIX as DASHBOARD_PREFIX
 from .dashboard import Dashboard, wants_page
-from .json_answer import json_answer, json_error
+from .json_response import error_response, json_response
 from .routes import Route
 
 log = logging.getLogger("facts.harness")
@@ -74,7 +74,7 @@ def load_function(route: Route) -> LoadedFunction:
         error: dict[str, Any] = {"code": "function_failed_to_load", "message": detail, "source": route.source.name}
         if line is not None:
             error["line"] = line
-        return LoadedFunction(route, json_answer(500, {"error": error}, CORS, pretty=True), error)
+        return LoadedFunction(route, json_response(500, {"error": error}, CORS, pretty=True), error)
 
 
 class Dispatcher:
@@ -105,14 +105,14 @@ class Dispatcher:
     def _own_route(self, path: str, method: str) -> Response | None:
         if path in ("/", "/healthz", "/openapi.json") and method not in ("GET", "HEAD"):
             message = f"{path} answers GET and HEAD only"
-            return json_error(405, "method_not_allowed", message, [*CORS, ("Allow", "GET, HEAD")])
+            return error_response(405, "method_not_allowed", message, [*CORS, ("Allow", "GET, HEAD")])
         if path == "/":
-            return json_answer(200, self.index(), [*CORS, ("Vary", "Accept")], pretty=True)
+            return json_response(200, self.index(), [*CORS, ("Vary", "Accept")], pretty=True)
         if path == "/healthz":
             status, body = self.health()
-            return json_answer(status, body, CORS, pretty=True)
+            return json_response(status, body, CORS, pretty=True)
         if path == "/openapi.json" and OPENAPI_FILE.exists():
-            return json_answer(200, json.loads(OPENAPI_FILE.read_text(encoding="utf-8")), CORS, pretty=True)
+            return json_response(200, json.loads(OPENAPI_FILE.read_text(encoding="utf-8")), CORS, pretty=True)
         return None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -128,7 +128,7 @@ class Dispatcher:
             if path == "/" and method in ("GET", "HEAD") and wants_page(environ):
                 return self.dashboard.page(environ, start_response)
         started = time.perf_counter()
-        response = self._own_route(path, method) or json_answer(
+        response = self._own_route(path, method) or json_response(
             404,
             {
                 "error": {

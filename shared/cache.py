@@ -1,4 +1,4 @@
-"""The day's fact cached in Redis, as JSON, until the next UTC midnight, and remembered by the instance.
+"""The day's fact cached in Redis, as JSON, until the next UTC midnight.
 
 Redis is an optimisation: when it is down every call here returns quickly as a miss, one
 warning is logged for the outage (not one per request), and caching resumes by itself.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-import threading
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -47,41 +46,11 @@ def failure_reason(exc: BaseException) -> str:
     return exc.__class__.__name__
 
 
-class DayMemo:
-    """The instance's memo of the day's choice per (language, date), taken from Redis hits.
-
-    A choice never changes once made, so an instance that has seen Redis answer it stops asking
-    Redis: a warm instance's /today is one Postgres statement. Only a Redis hit fills the memo, so
-    Redis stays the shared cache that cold instances read first, and an instance whose own write
-    filled Redis still asks it again (which is how caching resumes after Redis comes back). The
-    caller has Postgres confirm a remembered choice, and forgets it when Postgres does not.
-    """
-
-    def __init__(self) -> None:
-        self._known: dict[tuple[str, date], Any] = {}
-        self._lock = threading.Lock()  # writers only: a reader sees the old dict or the new one
-
-    def get(self, language: str, day: date) -> Any:
-        return self._known.get((language, day))
-
-    def remember(self, language: str, day: date, choice: Any) -> None:
-        with self._lock:
-            # Only the latest day's choices are kept, so the memo never grows past one per language.
-            kept = {key: value for key, value in self._known.items() if key[1] >= day}
-            kept[(language, day)] = choice
-            self._known = kept
-
-    def forget(self, language: str, day: date) -> None:
-        with self._lock:
-            self._known = {key: value for key, value in self._known.items() if key != (language, day)}
-
-
 class DayCache:
     def __init__(self, url: str, prefix: str = DEFAULT_CACHE_PREFIX, timeout_s: float = 0.25) -> None:
         self.prefix = prefix
-        self.memo = DayMemo()
-        # redis-py's default retry policy takes ~2.6 s to give up on a refused connection:
-        # one attempt with a short timeout, and the breaker below, keep requests fast instead.
+        # redis-py's default retry policy retries a refused connection with back-off, longer than a
+        # request may wait: one attempt with a short timeout, and the breaker below, keep requests fast.
         self.client = redis.Redis.from_url(
             url,
             socket_connect_timeout=timeout_s,

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 # Every default is one constant here, used by load_settings (the only maker of Settings).
 DEFAULT_LANGUAGES = ("en", "de")  # the first is the default of the `language` parameter
 DEFAULT_CACHE_PREFIX = "facts"
-# Short on purpose: a request must fail with a 503 within ~2 s rather than hang.
+# Short on purpose: a request must fail with a 503 within a couple of seconds rather than hang.
 CONNECT_TIMEOUT_S = 1.5
 STATEMENT_TIMEOUT_MS = 1500
 UPSTREAM_TIMEOUT_S = 1.0

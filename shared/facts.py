@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,35 @@ class DayChoice(tuple[str, ...]):
 _FACT_ID = STORED_FIELDS.index("fact_id")
 
 
+class DayMemo:
+    """The instance's memo of the day's choice per (language, date), taken from Redis hits.
+
+    A choice never changes once made, so an instance that has seen Redis answer it stops asking
+    Redis: a warm instance's /today is one Postgres statement. Only a Redis hit fills the memo, so
+    Redis stays the shared cache that cold instances read first, and an instance whose own write
+    filled Redis still asks it again (which is how caching resumes after Redis comes back). The
+    caller has Postgres confirm a remembered choice, and forgets it when Postgres does not.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, date], DayChoice] = {}
+        self._lock = threading.Lock()  # writers only: a reader sees the old dict or the new one
+
+    def get(self, language: str, day: date) -> DayChoice | None:
+        return self._known.get((language, day))
+
+    def remember(self, language: str, day: date, choice: DayChoice) -> None:
+        with self._lock:
+            # Only the latest day's choices are kept, so the memo never grows past one per language.
+            kept = {key: value for key, value in self._known.items() if key[1] >= day}
+            kept[(language, day)] = choice
+            self._known = kept
+
+    def forget(self, language: str, day: date) -> None:
+        with self._lock:
+            self._known = {key: value for key, value in self._known.items() if key != (language, day)}
+
+
 def pick_random(
     store: FactStore, language: str, count_view: bool = True, upstream: Upstream | None = None
 ) -> Fact | None:
@@ -80,11 +110,11 @@ def pick_random(
 
 
 def fact_of_the_day(
-    store: FactStore, cache: DayCache, language: str, now: datetime, count_view: bool = True
+    store: FactStore, cache: DayCache, memo: DayMemo, language: str, now: datetime, count_view: bool = True
 ) -> DayFact | None:
-    """The day's fact: remembered by the instance or cached in Redis, else chosen or read in Postgres and cached."""
+    """The day's fact: remembered by the instance (`memo`) or cached in Redis, else chosen or read
+    in Postgres and cached."""
     day = utc_day(now)
-    memo = cache.memo
     choice: DayChoice | None = memo.get(language, day)
     remembered = choice is not None
     if not remembered:

@@ -1,4 +1,4 @@
-"""Per-instance state: settings, the Postgres pool and the Redis cache, made on first use.
+"""Per-instance state: settings, the Postgres pool, the Redis cache and the day's memo, made on first use.
 
 Cloud Functions reuses an instance for many requests, so connections live here, module-global,
 and are never opened at import time. What a function does not use is not even imported (random
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import schema
 from .config import Settings, load_settings
+from .facts import DayMemo
 from .postgres import PostgresPool, StoreUnavailable, is_connection_lost
 from .store import FactStore
 
@@ -40,6 +41,7 @@ class InstanceState:
             settings.pool_idle_timeout_s,
         )
         self.store = FactStore(pool)
+        self.day_memo = DayMemo()  # this instance's own; Redis (self.cache) is what the instances share
         self._cache: DayCache | None = None
         self._upstream: Upstream | None = None
         self._lock = threading.Lock()

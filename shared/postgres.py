@@ -102,8 +102,8 @@ def _socket_preferring_tls(settings: PostgresSettings, timeout_s: float) -> sock
     for the other modes and for a Unix socket.
 
     pg8000 negotiates this itself when given no context, but then makes a context for every
-    connection (~20 ms of CPU: the CA certificates loaded again); this uses the process's one.
-    A pool that reconnects after idling, or a cold instance filling its pool, paid that each time.
+    connection (the CA certificates loaded again); this uses the process's one, so a pool that
+    reconnects after idling, or a cold instance filling its pool, does not load them each time.
     """
     if settings.unix_sock or settings.sslmode not in ("allow", "prefer"):
         return None
@@ -351,7 +351,7 @@ class PostgresPool:
 
         It takes no server connection beyond the pool's. A migration on a connection of its own
         could never start when every slot of the server is held by the instances' pools, which
-        traffic keeps warm (the scale-out rehearsal's cold burst once hung exactly so).
+        traffic keeps warm (as in a cold burst of new instances).
         """
         conn, _ = self._acquire()
         reusable = False  # given back to the pool with its limits restored; otherwise closed

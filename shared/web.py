@@ -34,8 +34,7 @@ class _Outage:
     not one per request: a connection budget exhausted under load would otherwise flood the log.
 
     A reason that changes during an outage is logged too (a migration under way, then no free
-    connection slot): with the first reason alone, an instance stuck for minutes said only that a
-    migration was under way.
+    connection slot), so the log says why an instance is still unavailable, not only why it began.
     """
 
     MOST_REASONS = 5  # per outage: the log stays a few lines whatever the server says
@@ -89,7 +88,7 @@ def json_text_response(status: int, text: str | None, headers: Mapping[str, str]
     all_headers = fast.copy_headers(_COMMON_JSON_HEADERS)
     if headers:
         for name, value in headers.items():
-            all_headers.add(name, value)  # checked: no line break in a value (extend costs twice this)
+            all_headers.add(name, value)  # checked: no line break in a value (add, not extend: one step)
     return fast.response_class()(payload, status=status, headers=all_headers)
 
 
@@ -135,7 +134,7 @@ def _shown(value: str, limit: int = 40) -> str:
 def language_param(request: flask.Request, supported: tuple[str, ...]) -> str:
     """The `language` query parameter (default: the first supported one), or a 400 that lists them."""
     if not request.environ.get("QUERY_STRING"):
-        return supported[0]  # most requests: nothing to parse (Werkzeug's parse costs ~8 µs)
+        return supported[0]  # most requests: nothing to parse, so Werkzeug's parse is skipped
     values = request.args.getlist("language")
     if len(values) > 1:
         raise ApiError(
@@ -152,7 +151,7 @@ def serve(request: flask.Request, handler: Callable[[flask.Request], flask.Respo
     """Answer methods, preflight and errors the same way for every function; `handler` does GET/HEAD."""
     # functions-framework reads the whole body after every answer; read it first, so that a body
     # that cannot be read (broken chunked encoding) is a 400 here rather than a 500 crash there.
-    # Read from the WSGI environ: request.content_length and request.headers cost ~6 µs a request.
+    # Read from the WSGI environ: request.content_length and request.headers parse what this needs not.
     environ = request.environ
     if environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ:
         try:

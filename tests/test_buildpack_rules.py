@@ -25,6 +25,9 @@ from shared import schema
 from .support.buildpack_layout import buildpack_python
 from .support.deploy_copy import ROOT, dry_run, flags, gcloud_upload
 
+# In the slow lane: the dry run's staged uploads listed by the gcloud CLI, the job run from one.
+pytestmark = pytest.mark.slow
+
 BUILDPACKS = "GoogleCloudPlatform/buildpacks@21f28de8c499445ef1098016bfce35b16415e4b1"
 
 

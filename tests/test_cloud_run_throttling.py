@@ -17,11 +17,16 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from devkit.cloudrun.instances import Instance, deployed_environment, start_instance
 from devkit.cloudrun.upload_copy import deploy_venv, deployed_copy
 from devkit.servers.processes import descendants, terminate
 from devkit.servers.waiting import wait_until
 from shared.postgres import SERVER_IDLE_FACTOR
+
+# In the slow lane: an instance of the deployed function, started, frozen and thawed.
+pytestmark = pytest.mark.slow
 
 POOL_IDLE_TIMEOUT_S = 1.0
 SERVER_IDLE_TIMEOUT_S = SERVER_IDLE_FACTOR * POOL_IDLE_TIMEOUT_S

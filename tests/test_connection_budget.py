@@ -15,6 +15,7 @@ from devkit.cloudrun.front import Front
 from devkit.cloudrun.instances import deployed_environment, instances_of_both
 from devkit.cloudrun.scratch_postgres import ConnectionSampler, scratch_servers
 from devkit.cloudrun.traffic import burst, request
+from devkit.servers import ServerStartError
 from devkit.servers.embedded import postgres_bin_dir
 from devkit.servers.ports import free_port
 from devkit.servers.waiting import wait_until
@@ -29,7 +30,7 @@ def small_postgres():
     for superusers), migrated: (admin URL, app URL, Redis URL)."""
     try:
         postgres_bin_dir()
-    except FileNotFoundError as exc:
+    except ServerStartError as exc:
         pytest.skip(f"needs PostgreSQL server binaries to start a server with a small max_connections: {exc}")
     with scratch_servers(max_connections=17) as urls:
         schema.migrate_database(parse_database_url(urls[1]), timeout_s=60)

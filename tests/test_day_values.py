@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from shared.cache import DayMemo
-from shared.facts import DayChoice, seconds_until_utc_midnight
+from shared.facts import DayChoice, DayMemo, seconds_until_utc_midnight
 
 CHOICE = {"fact_id": "0123456789abcdef", "fact": "Cats purr.", "language": "en", "source": "wiki"}
 

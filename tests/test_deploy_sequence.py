@@ -18,6 +18,9 @@ import pytest
 from .support.deploy_copy import BASE_ENV, SCRIPT, gcloud_env
 from .support.stub_revision import READY, REDIS_DOWN, stub_revision
 
+# In the slow lane: the deploy script run whole, its uploads staged by the gcloud CLI.
+pytestmark = pytest.mark.slow
+
 STUB_GCLOUD = """#!/bin/bash
 # A stub of the gcloud CLI for tests/test_deploy_sequence.py: records, answers, reaches nothing.
 printf '%s\\n' "$*" >>"$STUB_CALLS"

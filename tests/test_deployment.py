@@ -50,6 +50,9 @@ from .support.deploy_copy import (
 
 ACCOUNT = "facts-runtime@demo.iam.gserviceaccount.com"
 
+# In the slow lane: the deploy's dry run and the functions started from the upload set.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="session")
 def runtime_venv():

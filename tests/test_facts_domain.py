@@ -40,9 +40,9 @@ def _views(db, fact_id: str) -> int:
 def test_a_peek_counts_no_view_with_the_cache_cold_or_warm(servers, db):
     current = instance.state()
     now = datetime.now(UTC)
-    cold = fact_of_the_day(current.store, current.cache, "en", now, count_view=False)
+    cold = fact_of_the_day(current.store, current.cache, current.day_memo, "en", now, count_view=False)
     assert cold is not None and not cold.cache_hit
-    warm = fact_of_the_day(current.store, current.cache, "en", now, count_view=False)
+    warm = fact_of_the_day(current.store, current.cache, current.day_memo, "en", now, count_view=False)
     assert warm is not None and warm.cache_hit
     assert warm.fact.fact_id == cold.fact.fact_id
     assert _views(db, cold.fact.fact_id) == 0
@@ -51,8 +51,8 @@ def test_a_peek_counts_no_view_with_the_cache_cold_or_warm(servers, db):
 def test_a_call_counts_one_view_by_default(servers, db):
     current = instance.state()
     now = datetime.now(UTC)
-    first = fact_of_the_day(current.store, current.cache, "en", now)
-    second = fact_of_the_day(current.store, current.cache, "en", now)
+    first = fact_of_the_day(current.store, current.cache, current.day_memo, "en", now)
+    second = fact_of_the_day(current.store, current.cache, current.day_memo, "en", now)
     assert first is not None and second is not None
     assert (first.fact.views, second.fact.views) == (1, 2)
     assert _views(db, first.fact.fact_id) == 2

@@ -10,6 +10,9 @@ from .support.scripts import load_script
 
 gcloud_check = load_script("deploy/gcloud_check.py")
 
+# In the slow lane: the gcloud CLI, about a second a line.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def gcloud(tmp_path):

@@ -15,12 +15,17 @@ import secrets
 import signal
 from pathlib import Path
 
+import pytest
+
 from devkit.cloudrun.upload_copy import deploy_venv, deployed_copy
 from devkit.servers.ports import free_port
 from devkit.servers.processes import spawn, terminate
 from devkit.servers.waiting import wait_until
 
 from .support.deploy_copy import dry_run, flags
+
+# In the slow lane: a dry run and an instance started from the upload set.
+pytestmark = pytest.mark.slow
 
 
 def _get(port: int, path: str, trace: str | None) -> int:

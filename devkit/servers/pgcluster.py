@@ -1,6 +1,6 @@
 """Making a PostgreSQL data folder: initdb, or a copy of a cached template (tests start faster).
 
-initdb costs about a second; copying a fresh cluster costs a tenth of that. The template is
+Copying a fresh cluster is much quicker than initdb. The template is
 made once per machine and binaries (under a file lock, so parallel workers wait for one build)
 with a password nobody knows: a clone gets its own through the local socket once started.
 """

@@ -131,7 +131,7 @@ CATALOGUE: dict[str, FastPath] = {
 }
 # Also a speed-up, but through public parameters only (pg8000's sock= and ssl_context=, Postgres'
 # SSLRequest), so not switched: postgres.py makes one TLS context per process, not one per
-# connection (~20 ms of CPU a connection; tests/test_postgres_connect.py counts them).
+# connection (loading the CA certificates is CPU-heavy; tests/test_postgres_connect.py counts them).
 
 _SWITCH = "FACTS_FAST_PATHS"
 _chosen: dict[str, bool] = {}  # by fast path, and the switch itself

@@ -3,7 +3,7 @@
 pg8000 runs a prepared statement as Bind, Flush, Execute, Flush, Sync. Each Flush makes the server
 send what it has so far, so one statement costs Postgres three sends and the client up to three
 wake-ups to read them. Bind, Execute, Sync is the same exchange (the server answers at Sync), in one
-packet each way: 33-39 µs less CPU per statement in this process (bench/statement_cost.py), and
+packet each way: less CPU per statement in this process (bench/statement_cost.py measures it), and
 two sends fewer for the server.
 
 pg8000 prepares the statement and encodes the parameters. The answer of a statement that went as
@@ -87,8 +87,8 @@ class OneTripStatement:
         nothing consumed, for anything else.
 
         pg8000 reads each message with two calls into its socket file and a handler per message;
-        here the bytes that arrived are parsed in place: 38k fewer instructions per /random request
-        (bench/instructions.py), a sixth of what pg8000's run() costs it.
+        here the bytes that arrived are parsed in place, without a call per message
+        (bench/instructions.py counts the difference).
         """
         con = self._con
         if con._transaction_status == IN_FAILED_TRANSACTION:  # pg8000 answers those itself

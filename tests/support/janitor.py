@@ -6,18 +6,31 @@ add facts, count views, choose days and write cache keys.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import redis
 
-from shared.postgres import transaction
+from shared.postgres import StatementRunner, transaction
 
 
-def baseline(db: Any) -> dict[str, int]:
+def baseline(db: StatementRunner) -> dict[str, int]:
     return {language: n for language, n in db.run("SELECT language, n FROM fact_counts")}
 
 
-def reset(db: Any, cache: redis.Redis, prefix: str, counts: dict[str, int]) -> None:
+@dataclass(frozen=True)
+class Janitor:
+    """A worker's database and cache, and the state to put them back to: its seeded counts."""
+
+    db: StatementRunner
+    cache: redis.Redis
+    prefix: str
+    seeded_counts: dict[str, int]
+
+    def reset(self) -> None:
+        reset(self.db, self.cache, self.prefix, self.seeded_counts)
+
+
+def reset(db: StatementRunner, cache: redis.Redis, prefix: str, counts: dict[str, int]) -> None:
     languages, sizes = list(counts), list(counts.values())
     with transaction(db):
         db.run("DELETE FROM daily_facts")  # a few rows: cheaper than TRUNCATE's new file and lock

@@ -12,10 +12,10 @@ from devkit.servers import Servers
 from shared import logs
 
 
-def passwords_of(provided: Servers) -> list[str]:
+def passwords_of(servers: Servers) -> list[str]:
     """The passwords inside the worker's server URLs, as written and URL-decoded."""
     found = set()
-    for url in (provided.database_url, provided.redis_url):
+    for url in (servers.database_url, servers.redis_url):
         password = urlsplit(url).password
         if password:
             found |= {password, unquote(password)}
@@ -28,8 +28,8 @@ def rendered(records: Iterable[logging.LogRecord]) -> list[str]:
     return [line for record in records for line in (cloud.format(record), console.format(record))]
 
 
-def assert_no_password(lines: Iterable[str], provided: Servers) -> None:
-    passwords = passwords_of(provided)
+def assert_no_password(lines: Iterable[str], servers: Servers) -> None:
+    passwords = passwords_of(servers)
     leaked = [line for line in lines if any(password in line for password in passwords)]
     if leaked:
         example = leaked[0][:300]

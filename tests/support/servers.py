@@ -1,5 +1,7 @@
-"""Session fixtures for each xdist worker's own servers: `servers`, `db` and `redis_client`; and
-`empty_postgres`, a new database of a test's own with no schema yet, on a server of the worker's own.
+"""Session fixtures for each xdist worker's own servers: `servers`, `db`, `redis_client` and
+`seeded_counts`, with the worker's janitor in the session's stash (WORKER_JANITOR) for the autouse
+`clean_state`; and `empty_postgres`, a new database of a test's own with no schema yet, on a server
+of the worker's own.
 
 Loaded by tests/conftest.py through `pytest_plugins`."""
 
@@ -17,13 +19,22 @@ import pytest
 import redis
 
 from devkit.cloudrun.scratch_postgres import connect_url, scratch_servers, with_user
-from devkit.servers import AUTO_RULE, SERVER_KINDS, Servers, renamed_warning, resolve_kind, start_servers
+from devkit.servers import (
+    AUTO_RULE,
+    SERVER_KINDS,
+    Servers,
+    ServerStartError,
+    renamed_warning,
+    resolve_kind,
+    start_servers,
+)
 from devkit.servers.embedded import postgres_bin_dir
 from devkit.servers.external import TEST_URL_VARIABLES, configured_urls
 from shared import instance
 from shared.config import parse_database_url
 from shared.postgres import connect, is_connection_lost
 
+from .janitor import Janitor, baseline
 from .scratch import scratch_dir
 
 SERVERS_OPTION = "--servers"
@@ -49,6 +60,13 @@ def worker_name() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+# Where the servers fixture leaves its worker's start-up figures for the session's summary.
+SERVERS_REPORT = pytest.StashKey[dict[str, Any]]()
+# Where it leaves the worker's janitor, for tests/conftest.py's clean_state: set before any test
+# that uses the servers runs its function-scoped fixtures, since pytest sets up a session's first.
+WORKER_JANITOR = pytest.StashKey[Janitor]()
+
+
 @pytest.fixture(scope="session")
 def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
     """This worker's own Postgres and Redis, migrated, with the functions' environment set."""
@@ -58,22 +76,33 @@ def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
     with (
         pytest.MonkeyPatch.context() as environment,
         scratch_dir(worker) as scratch,
-        start_servers(kind, scratch, durable=False, namespace=worker) as provided,
+        start_servers(kind, scratch, durable=False, namespace=worker) as servers,
     ):
-        for name, value in provided.environ().items():
+        for name, value in servers.environ().items():
             environment.setenv(name, value)
         instance.reset()
         instance.state()  # migrate and seed once per worker
-        report = {"worker": worker, "kind": provided.kind, "startup_s": round(provided.startup_s, 2),
-                  "description": provided.description}  # fmt: skip
+        report = {"worker": worker, "kind": servers.kind, "startup_s": round(servers.startup_s, 2),
+                  "description": servers.description}  # fmt: skip
         config.stash[SERVERS_REPORT] = report
+        database = WorkerDatabase(servers.database_url)
+        cache = redis.Redis.from_url(servers.redis_url, decode_responses=True)
+        config.stash[WORKER_JANITOR] = Janitor(database, cache, servers.cache_prefix, baseline(database))
         try:
-            yield provided
+            yield servers
         finally:
             instance.reset()
+            cache.close()
+            database.close()
 
 
-SERVERS_REPORT = pytest.StashKey[dict[str, Any]]()
+@pytest.fixture(autouse=True)
+def clean_state(request: pytest.FixtureRequest) -> None:
+    """Tests that touch the servers start from the seeded state, whatever ran before on this worker.
+    Their session fixture `servers` is set up before any function-scoped one (pytest sets up the
+    wider scopes first), so its janitor is already in the stash; other tests start no servers."""
+    if "servers" in request.fixturenames:
+        request.config.stash[WORKER_JANITOR].reset()
 
 
 class WorkerDatabase:
@@ -104,17 +133,23 @@ class WorkerDatabase:
 
 
 @pytest.fixture(scope="session")
-def db(servers: Servers) -> Iterator[WorkerDatabase]:
-    database = WorkerDatabase(servers.database_url)
-    yield database
-    database.close()
+def db(servers: Servers, request: pytest.FixtureRequest) -> WorkerDatabase:
+    """The worker's own connection to its database (the janitor's)."""
+    database = request.config.stash[WORKER_JANITOR].db
+    assert isinstance(database, WorkerDatabase)
+    return database
 
 
 @pytest.fixture(scope="session")
-def redis_client(servers: Servers) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(servers.redis_url, decode_responses=True)
-    yield client
-    client.close()
+def redis_client(servers: Servers, request: pytest.FixtureRequest) -> redis.Redis:
+    """The worker's own Redis client, answers decoded (the janitor's)."""
+    return request.config.stash[WORKER_JANITOR].cache
+
+
+@pytest.fixture(scope="session")
+def seeded_counts(servers: Servers, request: pytest.FixtureRequest) -> dict[str, int]:
+    """Facts per language right after seeding, which every test that uses the servers starts from."""
+    return request.config.stash[WORKER_JANITOR].seeded_counts
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +158,7 @@ def empty_postgres_server() -> Iterator[tuple[str, str, str]]:
     One server for all its tests: a server start costs a second or more, a database milliseconds."""
     try:
         postgres_bin_dir()
-    except FileNotFoundError as exc:
+    except ServerStartError as exc:
         pytest.skip(f"needs PostgreSQL server binaries to start an empty server: {exc}")
     with scratch_servers(max_connections=20) as urls:
         yield urls

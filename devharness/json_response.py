@@ -1,4 +1,4 @@
-"""The JSON answers the harness gives itself (route table, health, 404s, the dashboard's data)."""
+"""The JSON responses the harness gives itself (route table, health, 404s, the dashboard's data)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from shared.web import JSON_TYPE
 
 
-def json_answer(
+def json_response(
     status: int,
     body: Any,
     headers: Iterable[tuple[str, str]] = (),
@@ -31,5 +31,5 @@ def json_answer(
     return response
 
 
-def json_error(status: int, code: str, message: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
-    return json_answer(status, {"error": {"code": code, "message": message}}, headers)
+def error_response(status: int, code: str, message: str, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    return json_response(status, {"error": {"code": code, "message": message}}, headers)
