@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from devkit.cloudrun.front import Front
 from devkit.cloudrun.deployed import deployed_environment
+from devkit.cloudrun.front import Front
 from devkit.cloudrun.instances import Fleet
 from devkit.cloudrun.rollout import deploy_verify_promote
 from devkit.cloudrun.traffic import request
