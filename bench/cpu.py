@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import resource
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,15 @@ def _machine() -> tuple[float, float]:
     total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
     idle = values[3] + values[4]
     return (total - idle) / _TICK, total / _TICK
+
+
+def idle_pct(seconds: float) -> float:
+    """The machine's idle share (all cores) over the next `seconds`: a measurement window."""
+    busy, total = _machine()
+    time.sleep(seconds)
+    busy_after, total_after = _machine()
+    spent = total_after - total
+    return 100 * (1 - (busy_after - busy) / spent) if spent else 100.0
 
 
 @dataclass

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import chart, dataset, report, stage, storage, suite
+from bench import chart, cold_start, dataset, handwritten, noise, report, stage, storage, suite
 from bench.app_processes import REFERENCE_DIR, cold_start_ms, http_status
 from bench.meter import Meter, describe
 from bench.stage import log
@@ -38,14 +38,20 @@ RESULTS_FILE = ROOT / "bench" / "results.json"
 # the references, and the two functions as Cloud Functions runs them (no dispatcher in front).
 FUNCTION_SERVERS = {  # name -> (target, source file)
     "hello": ("hello", REFERENCE_DIR / "ref_hello.py"),
+    "handwritten_random": ("handwritten_random", REFERENCE_DIR / "ref_handwritten.py"),
     "minimal_random": ("minimal_random", REFERENCE_DIR / "ref_minimal.py"),
     "random": ("random_fact", ROOT / "functions" / "random_fact.py"),
+    "handwritten_today": ("handwritten_today", REFERENCE_DIR / "ref_handwritten.py"),
     "minimal_today": ("minimal_today", REFERENCE_DIR / "ref_minimal.py"),
     "today": ("today_fact", ROOT / "functions" / "today_fact.py"),
 }
-# The alternation order of one round: each function right after its own floor, then the same
-# function behind the local harness (its dispatcher and dashboard log hub cost a little more).
-ORDER = ("hello", "minimal_random", "random", "random_harness", "minimal_today", "today", "today_harness")
+# The alternation order of one round: each function right after its two references (the one written
+# by hand, the same statements with nothing around them), then the same function behind the local
+# harness (its dispatcher and dashboard log hub cost a little more).
+ORDER = (
+    "hello", "handwritten_random", "minimal_random", "random", "random_harness",
+    "handwritten_today", "minimal_today", "today", "today_harness",
+)  # fmt: skip
 COLD_STARTS = {  # result key -> (target, source file)
     "hello": ("hello", REFERENCE_DIR / "ref_hello.py"),
     "random": ("random_fact", ROOT / "functions" / "random_fact.py"),
@@ -99,11 +105,15 @@ def storage_ceilings(database_url: str, workdir: Path, args: argparse.Namespace)
     return storage.storage_rounds(database_url, variables, args.rounds, load, workdir, log)
 
 
-def load_rounds(meter: Meter, urls: dict[str, str], args: argparse.Namespace) -> dict[str, list[dict]]:
+def load_rounds(
+    meter: Meter, urls: dict[str, str], args: argparse.Namespace, rounds: list[dict[str, Any]]
+) -> dict[str, list[dict]]:
+    """The alternating rounds; `rounds` gets the machine's state before and during each."""
     load = LoadSettings(args.duration, args.connections, args.threads)
     warmup = LoadSettings(1.0, args.connections, args.threads)
     runs: dict[str, list[dict]] = {name: [] for name in ORDER}
     for round_no in range(1, args.rounds + 1):
+        before = noise.before_round()
         for name in ORDER:
             # Right before each measured run, as every target idles while the others run: the pool
             # closes a connection unused for FACTS_POOL_IDLE_TIMEOUT (5 s), so without it each run of
@@ -113,7 +123,11 @@ def load_rounds(meter: Meter, urls: dict[str, str], args: argparse.Namespace) ->
             run = meter.run(name, urls[name], load)
             run["round"] = round_no
             runs[name].append(run)
-            log(f"round {round_no}/{args.rounds} {name:<15} {describe(run)}")
+            log(f"round {round_no}/{args.rounds} {name:<18} {describe(run)}")
+        rounds.append(
+            {"round": round_no, "before": before, "during": noise.during_round([r[-1] for r in runs.values()])}
+        )
+        log(f"round {round_no}: {noise.describe_round(rounds[-1])}")
     return runs
 
 
@@ -126,10 +140,12 @@ def cold_starts(env: dict[str, str], log_dir: Path, repeats: int) -> dict[str, A
             "median_ms": statistics.median(first),
             "samples_ms": [round(s, 1) for s in first],
             "listening_median_ms": statistics.median(s["listening"] for s in samples),
+            "breakdown_ms": cold_start.median_breakdown_ms(target, source, env, repeats),
         }
         done = result[key]
         log(f"cold start {key:<6} {done['median_ms']:6.0f} ms to the first 200"
-            f" ({done['listening_median_ms']:.0f} ms to listening; samples {done['samples_ms']})")  # fmt: skip
+            f" ({done['listening_median_ms']:.0f} ms to listening; samples {done['samples_ms']});"
+            f" {cold_start.describe(done['breakdown_ms'])}")  # fmt: skip
     return result
 
 
@@ -165,10 +181,12 @@ def bench_servers(wrk: str, workdir: Path, args: argparse.Namespace) -> dict[str
         harness = on.start_harness("harness")
         urls = {"random_harness": harness.base + "/random", "today_harness": harness.base + "/today"}
         http_status(urls["today_harness"], timeout_s=10)  # chooses and caches the day's fact
+        handwritten.prepare(on.servers.database_url, on.servers.redis_url)  # their table, the day's id
         for name, (target, source) in FUNCTION_SERVERS.items():
             urls[name] = on.start_function(name, target, source).base + "/"
         meter = Meter(wrk, on.cpu_roots(), SERVER_OF)
-        out["runs"] = load_rounds(meter, urls, args)
+        out["noise_rounds"] = []
+        out["runs"] = load_rounds(meter, urls, args, out["noise_rounds"])
         log("Postgres alone: the today and random view statements (pgbench) ...")
         out["storage"] = storage_ceilings(on.servers.database_url, workdir, args)
         log("cold starts of the functions-framework CLI ...")
@@ -199,9 +217,11 @@ def test_suite(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
         out["suite"] = {"skipped": "--quick" if args.quick else "--skip-suite"}
         return out
     out["suite"] = {}
-    for lane in suite.LANES:  # suite_s.fast: ./dev test; suite_s.full: ./dev test --all (both lanes)
-        log(f"test suite, {lane} lane (./dev test {' '.join(suite.LANES[lane])}, embedded) ...")
-        timed = out["suite"][lane] = suite.suite_wall_s(lane, log_dir)
+    for lane in suite.LANES:  # suite_s.default_lane: ./dev test; suite_s.all: ./dev test --all
+        log(
+            f"test suite, {lane} (./dev test {' '.join(suite.LANES[lane])}, embedded, fast paths {args.fast_paths}) ..."
+        )
+        timed = out["suite"][lane] = suite.suite_wall_s(lane, log_dir, args.fast_paths)
         log(f"  {lane}: {timed['wall_s']:.1f} s wall, {timed['cpu_s']:.1f} s CPU, {timed['summary']}")
     return out
 
@@ -229,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     # The chart beside the results: docs/bench.svg (shown in the README) for the default results file.
     drawn = chart.write_chart(doc, chart.CHART_FILE if args.output == RESULTS_FILE else args.output.with_suffix(".svg"))
     print(f"\nwritten: {args.output}, {drawn}")
+    if doc["noise"]["noisy"]:
+        print("NOISY RUN: taken on a busy machine (reasons above); record only a quiet run.")
     return 0 if all(n == 0 for n in doc["non2xx"].values()) else 1
 
 

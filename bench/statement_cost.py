@@ -1,4 +1,4 @@
-"""Client CPU of one view statement: pg8000's own run() against shared/fast/pg8000_statement.py, one connection.
+"""Client CPU of one view statement: pg8000's own run() against shared/fast/one_trip.py, one connection.
 
     python -m bench.statement_cost [--calls 3000] [--rounds 3]
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.stage import prepare_database
 from devkit.servers.embedded import embedded_servers
 from shared.config import parse_database_url
-from shared.fast.pg8000_statement import OneTripStatement
+from shared.fast.one_trip import OneTripStatement
 from shared.postgres import connect
 from shared.store import RANDOM_VIEW
 

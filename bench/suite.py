@@ -92,15 +92,18 @@ def _image_present(name: str) -> bool:
 
 
 # The suite's two lanes as `./dev test` runs them (README): the default lane, and both lanes.
-LANES = {"fast": [], "full": ["--all"]}
+# Named after the lanes, not "fast"/"full": results.json's modes are "fast" and "stock".
+LANES = {"default_lane": [], "all": ["--all"]}
 
 
-def suite_wall_s(lane: str, log_dir: Path, timeout_s: float = 900.0) -> dict:
-    """Wall and CPU time of `./dev test` (xdist's -n auto) for a lane of LANES, on embedded servers."""
+def suite_wall_s(lane: str, log_dir: Path, fast_paths: str, timeout_s: float = 900.0) -> dict:
+    """Wall and CPU time of `./dev test` (xdist's -n auto) for a lane of LANES, on embedded servers,
+    with FACTS_FAST_PATHS=`fast_paths` (the benchmark's mode)."""
     argv = [str(ROOT / "dev"), "test", *LANES[lane], "-p", "no:benchmark", "-q", "--servers=embedded"]
     log_path = log_dir / f"pytest-{lane}.log"
     # The suite must start its own servers: none of the benchmark's URLs may leak into it.
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "FACTS_CACHE_PREFIX")}
+    env["FACTS_FAST_PATHS"] = fast_paths
     # CPU time of every process the run started and waited for (pytest, its workers, their servers):
     # with the wall time it says how much of the run waits rather than computes.
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -5,7 +5,8 @@
 #
 # --dry-run prints every gcloud command (and the connection budget) instead of running it; it
 # still stages the uploads (local files only) and keeps them, so that its lines can be pasted.
-# The full checklist from an empty project is docs/deploy.md. In order, this script:
+# It cannot ask whether the services exist: DRY_RUN_AS=update (the default) prints a later
+# deploy, DRY_RUN_AS=first the first one. The full checklist is docs/deploy.md. In order:
 #   1. makes the runtime service account RUNTIME_ACCOUNT (if missing) and grants it
 #      roles/secretmanager.secretAccessor on exactly the two secrets (and roles/cloudsql.client
 #      when CLOUDSQL_INSTANCE is set, for the socket form of DATABASE_URL);
@@ -14,11 +15,13 @@
 #      are read once per instance, so `latest` would mix versions across instances);
 #   3. stages the uploads (deploy/stage-uploads.sh): the functions' files with a pinned Python,
 #      and the same files with a Procfile for the migration job;
-#   4. migrates: a Cloud Run job built from that upload by Google's buildpacks, run by their
-#      launcher (its Procfile's web process, `python -m shared.schema`), and waited for;
-#   5. deploys each function with `gcloud run deploy --function`: one revision carrying the
-#      account, the pinned secrets, Direct VPC egress, the Cloud SQL connection (socket form) and
-#      --max-instances computed from the connection budget below.
+#   4. migrates: builds the job's image on a named builder with a named Python (deploy/build-rules.toml
+#      says what each builder offers), deploys the job from that image, runs it and waits;
+#   5. deploys each function with `gcloud run deploy --function --base-image`: on the first deploy
+#      with traffic, later with no traffic under the tag CANDIDATE_TAG;
+#   6. verifies each new revision with a smoke request (devkit/cloudrun/smoke.py: a 200, and
+#      readiness of Postgres and Redis) before any traffic moves, then moves the traffic to it;
+#   7. checks the public invoker binding (allUsers, roles/run.invoker) and fails loudly without it.
 #
 # Connection budget: every instance opens at most WORKERS x POOL_SIZE Postgres connections; two
 # functions share the database; Cloud Run may briefly run up to twice max-instances; and for a
@@ -30,6 +33,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dry_run=0
+DRY_RUN_AS=${DRY_RUN_AS:-update}
+case "$DRY_RUN_AS" in
+    first | update) ;;
+    *) echo "DRY_RUN_AS must be first or update (got '$DRY_RUN_AS')" >&2; exit 2 ;;
+esac
 case "${1:-}" in
     --dry-run) dry_run=1 ;;
     "") ;;
@@ -57,6 +65,22 @@ if ! [[ "$RUNTIME" =~ ^python3([0-9]+)$ ]]; then
     exit 2
 fi
 PYTHON_VERSION="3.${BASH_REMATCH[1]}.*"
+# The migration job's image is built on this builder, named rather than left to gcloud's default
+# (the universal builder, whose Ubuntu 24 stack has no Python 3.12: deploy/build-rules.toml).
+JOB_BUILDER=${JOB_BUILDER:-gcr.io/buildpacks/builder:google-22}
+ARTIFACT_REPOSITORY=${ARTIFACT_REPOSITORY:-facts}
+IMAGE_TAG=${IMAGE_TAG:-$(date -u +%Y%m%d-%H%M%S)}
+JOB_IMAGE="$REGION-docker.pkg.dev/$PROJECT/$ARTIFACT_REPOSITORY/$MIGRATION_JOB:$IMAGE_TAG"
+# The tag a new revision gets while it is verified, before it takes traffic.
+CANDIDATE_TAG=${CANDIDATE_TAG:-candidate}
+# Where Cloud Run's startup probe and the smoke request ask for readiness (shared/readiness.py).
+READY_PATH=/_ready
+SMOKE_ATTEMPTS=${SMOKE_ATTEMPTS:-3}  # a revision just made ready may still be warming its connections
+# Settings a deploy adds to the functions' own: comma-separated NAME=VALUE pairs for
+# --set-env-vars, and NAME=SECRET:VERSION (or /path=SECRET:VERSION) pairs for --set-secrets
+# (e.g. the CA certificates the TLS settings of docs/deploy.md name).
+EXTRA_ENV_VARS=${EXTRA_ENV_VARS:-}
+EXTRA_SECRETS=${EXTRA_SECRETS:-}
 STAGE_DIR=${STAGE_DIR:-}
 CPU=${CPU:-2}
 # The server shape, from the one function the harness and the pool read too (shared/config.py's
@@ -67,8 +91,11 @@ shape=$(FACTS_POOL_SIZE="${POOL_SIZE:-${FACTS_POOL_SIZE:-}}" "${PYTHON:-python3}
 eval "$shape"  # WORKERS=n THREADS=n POOL_SIZE=n, numbers checked by server_shape
 CONCURRENCY=${CONCURRENCY:-$((WORKERS * THREADS))}
 MEMORY=${MEMORY:-512Mi}
-# Requests fail with a 503 after 1.5 s timeouts long before this; a first-use migration (the
-# fallback when the job did not run) is bounded by FACTS_MIGRATE_TIMEOUT (30 s) inside it.
+# Cloud Run's own bound on a request (--timeout). Requests fail with a 503 after 1.5 s timeouts
+# long before this; a first-use migration (the fallback when the job did not run) is bounded by
+# FACTS_MIGRATE_TIMEOUT (30 s) inside it. The instances get CLOUD_RUN_TIMEOUT_SECONDS=0: the
+# functions framework makes that gunicorn's worker timeout, and any other value lets the
+# arbiter kill every worker of an instance that wakes from a throttled idle longer than it.
 TIMEOUT=${TIMEOUT:-60}
 # The default: Cloud SQL for PostgreSQL with 2 vCPU and 7.5 GB (db-custom-2-7680), created with
 # max_connections=400, Cloud SQL's default for that memory size (docs/deploy.md).
@@ -181,6 +208,7 @@ database_secret+=$ca_mount
 secrets+=$ca_mount
 mount_ca REDIS_CA_SECRET /secrets/redis-ca/server-ca.pem
 secrets+=$ca_mount
+secrets+=${EXTRA_SECRETS:+,$EXTRA_SECRETS}
 
 # 3. The uploads, staged: a folder of our own unless STAGE_DIR names one (then it is kept). A dry
 #    run keeps its folder too, so that the printed --source paths exist when pasted.
@@ -195,31 +223,123 @@ echo "# uploads staged in $STAGE_DIR: functions/ (the .gcloudignore set + .pytho
     "migration-job/ (the same + Procfile)"
 network=(--network="$NETWORK" --subnet="$SUBNET" --vpc-egress=private-ranges-only)
 
-# 4. Migrations, before any new instance starts: a Cloud Run job from the same files, the same
-#    account, the same way to the database. No --command: the image's entrypoint is the buildpack
-#    launcher, which puts its Python and the installed lock on PATH and runs the Procfile's web
-#    process. The step waits for any other migrator and is idempotent, so it runs on every
-#    deploy. (--quiet: the first deploy from source offers to create the Artifact Registry
-#    repository for the image; accept, unasked.)
+# 4. Migrations, before any new instance starts: a Cloud Run job from an image built here on
+#    JOB_BUILDER with the functions' Python (GOOGLE_PYTHON_VERSION, which wins over the upload's
+#    .python-version), the same account, the same way to the database. No --command: the image's
+#    entrypoint is the buildpack launcher, which puts its Python and the installed packages on
+#    PATH and runs the Procfile's web process. The step waits for any other migrator and is
+#    idempotent, so it runs on every deploy.
+if [ "$dry_run" = 1 ] || ! gcloud artifacts repositories describe "$ARTIFACT_REPOSITORY" --project="$PROJECT" \
+    --location="$REGION" >/dev/null 2>&1; then
+    [ "$dry_run" = 1 ] && echo "# (only when the repository $ARTIFACT_REPOSITORY does not exist yet)"
+    run gcloud artifacts repositories create "$ARTIFACT_REPOSITORY" --project="$PROJECT" --location="$REGION" \
+        --repository-format=docker --description="facts-api images"
+fi
+run gcloud builds submit "$STAGE_DIR/migration-job" --project="$PROJECT" --region="$REGION" --quiet \
+    --pack="image=$JOB_IMAGE,builder=$JOB_BUILDER,env=GOOGLE_PYTHON_VERSION=$PYTHON_VERSION"
 run gcloud run jobs deploy "$MIGRATION_JOB" --project="$PROJECT" --region="$REGION" --quiet \
-    --source="$STAGE_DIR/migration-job" --service-account="$ACCOUNT_EMAIL" \
-    --set-secrets="$database_secret" "${network[@]}" ${cloudsql[@]+"${cloudsql[@]}"} \
-    --tasks=1 --max-retries=1 --task-timeout=600s
+    --image="$JOB_IMAGE" --service-account="$ACCOUNT_EMAIL" \
+    --set-secrets="$database_secret${EXTRA_SECRETS:+,$EXTRA_SECRETS}" --set-env-vars="GOOGLE_CLOUD_PROJECT=$PROJECT${EXTRA_ENV_VARS:+,$EXTRA_ENV_VARS}" \
+    "${network[@]}" ${cloudsql[@]+"${cloudsql[@]}"} --tasks=1 --max-retries=1 --task-timeout=600s
 run gcloud run jobs execute "$MIGRATION_JOB" --project="$PROJECT" --region="$REGION" --wait
 
-# 5. The functions: `gcloud run deploy --function` builds with the functions-framework buildpack
+# 5. The functions: `gcloud run deploy --function` builds on the base image RUNTIME (its stack
+#    and Python: deploy/build-rules.toml) with the functions-framework buildpack
 #    (GOOGLE_FUNCTION_SOURCE names each function's file, which puts the source root on sys.path
-#    itself, so that `shared` imports) and makes ONE revision with everything below, the Cloud SQL
-#    connection included.
-for entry in "${FUNCTIONS[@]}"; do
-    read -r name target source <<<"$entry"
+#    itself, so that `shared` imports) and makes ONE revision with everything below. The startup
+#    probe asks READY_PATH, which answers 200 only once Postgres answers: Direct VPC egress may
+#    take a minute or more to connect a new instance, and until then it gets no traffic.
+function_env="WORKERS=$WORKERS,THREADS=$THREADS,FACTS_POOL_SIZE=$POOL_SIZE,CLOUD_RUN_TIMEOUT_SECONDS=0"
+# The project, so that log lines carry projects/PROJECT/traces/TRACE (Cloud Run sets no such variable).
+function_env+=",GOOGLE_CLOUD_PROJECT=$PROJECT${EXTRA_ENV_VARS:+,$EXTRA_ENV_VARS}"
+deploy_function() {  # name target source, then flags of this deploy
+    local name=$1 target=$2 source=$3
+    shift 3
     run gcloud run deploy "$name" --project="$PROJECT" --region="$REGION" --quiet \
         --source="$STAGE_DIR/functions" --function="$target" --base-image="$RUNTIME" \
         --set-build-env-vars="GOOGLE_FUNCTION_SOURCE=$source" \
         --allow-unauthenticated --ingress="$INGRESS" \
         --service-account="$ACCOUNT_EMAIL" \
-        --set-env-vars="WORKERS=$WORKERS,THREADS=$THREADS,FACTS_POOL_SIZE=$POOL_SIZE,CLOUD_RUN_TIMEOUT_SECONDS=$TIMEOUT" \
+        --set-env-vars="$function_env" \
         --set-secrets="$secrets" "${network[@]}" ${cloudsql[@]+"${cloudsql[@]}"} \
+        --startup-probe="httpGet.path=$READY_PATH,timeoutSeconds=4,periodSeconds=5,failureThreshold=36" \
         --max-instances="$MAX_INSTANCES" --concurrency="$CONCURRENCY" --cpu="$CPU" --memory="$MEMORY" \
-        --timeout="${TIMEOUT}s"
+        --timeout="${TIMEOUT}s" "$@"
+}
+
+exists() {  # service: whether it is deployed already (a dry run prints the DRY_RUN_AS case)
+    if [ "$dry_run" = 1 ]; then
+        run gcloud run services describe "$1" --project="$PROJECT" --region="$REGION" "--format=value(metadata.name)"
+        [ "$DRY_RUN_AS" = update ]
+        return
+    fi
+    gcloud run services describe "$1" --project="$PROJECT" --region="$REGION" --format="value(metadata.name)" \
+        >/dev/null 2>&1
+}
+
+# 6. Verify each new revision before it takes traffic: GET / answers 200 and READY_PATH reports
+#    both servers ready, as the deployer (an identity token), so that a missing public binding
+#    cannot hide behind the check below. devkit/cloudrun/smoke.py reads the revision's URL (the
+#    tag's, or the service's) from the service's description and makes the requests; the
+#    loopback rehearsal (devkit/cloudrun/rollout.py) runs the same check. The first deploy has no
+#    older revision to keep serving: it takes traffic at once and is verified right after.
+smoke() {  # service, tag (empty: the service's own URL)
+    local describe=(gcloud run services describe "$1" --project="$PROJECT" --region="$REGION" --format=json)
+    if [ "$dry_run" = 1 ]; then
+        run "${describe[@]}"
+        run gcloud auth print-identity-token
+        echo "# smoke request to the ${2:-service} URL of $1 read from that description: GET / and" \
+            "GET $READY_PATH answer 200, postgres and redis ok, before any traffic moves"
+        return
+    fi
+    "${describe[@]}" | SMOKE_TOKEN=$(gcloud auth print-identity-token) \
+        "${PYTHON:-python3}" -m devkit.cloudrun.smoke --tag="$2" --ready-path="$READY_PATH" --attempts="$SMOKE_ATTEMPTS"
+}
+
+candidates=()
+for entry in "${FUNCTIONS[@]}"; do
+    read -r name target source <<<"$entry"
+    if exists "$name"; then
+        deploy_function "$name" "$target" "$source" --no-traffic --tag="$CANDIDATE_TAG"
+        candidates+=("$name")
+    else
+        deploy_function "$name" "$target" "$source"
+        if ! smoke "$name" ""; then
+            echo "FAILED: the first revision of $name does not answer; there is no older one to keep." \
+                "Its logs: gcloud run services logs read $name --project=$PROJECT --region=$REGION" >&2
+            exit 1
+        fi
+    fi
 done
+for name in ${candidates[@]+"${candidates[@]}"}; do
+    if ! smoke "$name" "$CANDIDATE_TAG"; then
+        echo "FAILED: the candidate revision of $name (tag $CANDIDATE_TAG) failed its smoke request; no traffic" \
+            "moved, the previous revisions of every function keep serving. Look at it:" \
+            "gcloud run services logs read $name --project=$PROJECT --region=$REGION; and" \
+            "gcloud run revisions list --service=$name --project=$PROJECT --region=$REGION" >&2
+        exit 1
+    fi
+done
+# Both verified: only now does traffic move, to the revision each deploy just made.
+for name in ${candidates[@]+"${candidates[@]}"}; do
+    run gcloud run services update-traffic "$name" --project="$PROJECT" --region="$REGION" --to-latest
+done
+
+# 7. The public invoker binding: --allow-unauthenticated only warns when an organisation policy
+#    (domain-restricted sharing) refuses it, and the API then answers 403 to everyone.
+for entry in "${FUNCTIONS[@]}"; do
+    read -r name _ _ <<<"$entry"
+    argv=(gcloud run services get-iam-policy "$name" --project="$PROJECT" --region="$REGION"
+        "--flatten=bindings[].members" "--filter=bindings.role=roles/run.invoker AND bindings.members=allUsers"
+        "--format=value(bindings.members)")
+    if [ "$dry_run" = 1 ]; then
+        run "${argv[@]}"
+        continue
+    fi
+    if [ "$("${argv[@]}")" != allUsers ]; then
+        echo "FAILED: $name is deployed but not public: allUsers lacks roles/run.invoker (an organisation policy?)." \
+            "Every request gets a 403. See docs/deploy.md, 'Public access'." >&2
+        exit 1
+    fi
+done
+echo "# deployed: ${#FUNCTIONS[@]} functions verified and serving"

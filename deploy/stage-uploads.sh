@@ -38,5 +38,6 @@ for folder in functions migration-job; do
     printf '%s\n' "$python_version" >"$dest/$folder/.python-version"
 done
 # The launcher runs the web process with `bash -c` in the app's folder, with the buildpack's
-# Python and the installed lock on PATH; the job keeps that launcher (no --command).
-printf 'web: python -m shared.schema\n' >"$dest/migration-job/Procfile"
+# Python and the installed lock on PATH; the job keeps that launcher (no --command). `python3`:
+# for 3.12 the buildpack installs with `pip --user` and makes no virtualenv, so no bare `python`.
+printf 'web: python3 -m shared.schema\n' >"$dest/migration-job/Procfile"

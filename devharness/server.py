@@ -47,6 +47,8 @@ class HarnessServer(gunicorn.app.base.BaseApplication):
     ) -> None:
         self.app_factory = app_factory
         self.shape = shape or harness_shape()
+        # The workers' pools size themselves by THREADS (shared.config.pool_size): say what they serve with.
+        os.environ["THREADS"] = str(self.shape.threads)
         self.options: dict[str, Any] = {
             "bind": bind,
             "workers": self.shape.workers,

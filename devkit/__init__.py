@@ -18,6 +18,8 @@ Two rooms, by job; `cloudrun` builds on `servers`, never the other way round (te
     - `cold_start`: a cold start timed from outside and from the instance's own log
     - `traffic`: a request, a bounded burst, a steady load
     - `scratch_postgres`: an empty Postgres with the max_connections asked for, and its sampler
+    - `smoke`: the smoke request a new revision passes before it takes traffic (the deploy runs it too)
+    - `rollout`: deploy with no traffic, verify, promote, on the instances and the front
 
 devkit imports neither tests/ nor bench/ nor devharness/, and imports absolutely (one style).
 """

@@ -29,6 +29,9 @@ MIGRATE_TIMEOUT_S = 30.0
 # gunicorn threads per worker: measured on 2 cores (bench/server_config.py), one worker per CPU
 # with 4 threads each beats fewer workers with more threads.
 THREADS_PER_WORKER = 4
+# functions-framework's CLI runs this many threads per CPU when THREADS is unset
+# (functions_framework/_http/gunicorn.py): a pool sized for fewer would make its threads queue.
+FRAMEWORK_THREADS_PER_CPU = 4
 
 
 # libpq's names for how a connection uses TLS (`?sslmode=` in DATABASE_URL); prefer is libpq's default.
@@ -83,7 +86,6 @@ class Settings:
     cache_prefix: str
     upstream_url: str | None
     upstream_timeout_s: float
-    fast_paths: bool = True
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,18 @@ def server_shape(environ: Mapping[str, str], cpus: int | None) -> ServerShape:
         threads=threads,
         pool_size=_whole(environ, "FACTS_POOL_SIZE", threads),
     )
+
+
+def served_threads(environ: Mapping[str, str], cpus: int | None) -> int:
+    """The threads of the gunicorn worker this process serves in: THREADS, as every server of this
+    project sets it (the harness, the deploy, the benchmark), else functions-framework's own default."""
+    return _whole(environ, "THREADS", FRAMEWORK_THREADS_PER_CPU * max(1, cpus or 1))
+
+
+def pool_size(environ: Mapping[str, str], cpus: int | None) -> int:
+    """Postgres connections per worker: FACTS_POOL_SIZE (an operator's budget), else one per thread
+    of the server, however it was started, so that no thread waits for a connection."""
+    return _whole(environ, "FACTS_POOL_SIZE", served_threads(environ, cpus))
 
 
 def mask_url(url: str) -> str:
@@ -242,19 +256,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
     if not languages:
         raise ConfigError("FACTS_LANGUAGES must name at least one language, e.g. 'en,de'")
+    server_shape(env, os.cpu_count())  # a malformed WORKERS is refused here too, as the server would
+    fast_paths_setting(env)  # refused here too; shared.fast is the switch's one reader
     return Settings(
         postgres=postgres,
         redis_url=redis_url,
         languages=languages,
         connect_timeout_s=_number(env, "FACTS_CONNECT_TIMEOUT", CONNECT_TIMEOUT_S),
         statement_timeout_ms=int(_number(env, "FACTS_STATEMENT_TIMEOUT_MS", STATEMENT_TIMEOUT_MS)),
-        pool_size=server_shape(env, os.cpu_count()).pool_size,
+        pool_size=pool_size(env, os.cpu_count()),
         pool_idle_timeout_s=_number(env, "FACTS_POOL_IDLE_TIMEOUT", POOL_IDLE_TIMEOUT_S),
         migrate_timeout_s=_number(env, "FACTS_MIGRATE_TIMEOUT", MIGRATE_TIMEOUT_S),
         cache_prefix=env.get("FACTS_CACHE_PREFIX") or DEFAULT_CACHE_PREFIX,
         upstream_url=_upstream_url(env.get("FACTS_UPSTREAM_URL")),
         upstream_timeout_s=_number(env, "FACTS_UPSTREAM_TIMEOUT", UPSTREAM_TIMEOUT_S),
-        fast_paths=fast_paths_setting(env),
     )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import flask
 
-from . import facts, instance, logs, web
+from . import facts, instance, logs, readiness, web
 
 # Where a function leaves what the day cache did, for the request's log line: the WSGI environ is
 # the request's own dict, reached directly (flask.g is a context-local proxy, a lookup each time).
@@ -54,6 +54,8 @@ def logged_path(request: flask.Request) -> str:
 
 def _logged(function: str, body: Callable[[flask.Request], flask.Response], request: flask.Request) -> flask.Response:
     """`body`'s answer to `request`, through web.serve, and the request line of `function`."""
+    if readiness.is_probe(request.environ):
+        return web.serve(request, readiness.answer)  # no view counted, no request line
     logs.configure()
     started = time.perf_counter()
     response = web.serve(request, body)

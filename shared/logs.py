@@ -131,13 +131,7 @@ def request_record(
     logger: logging.Logger, msg: str, args: tuple[Any, ...], fields: dict[str, Any]
 ) -> logging.LogRecord:
     """The record `logger.info(msg, *args, extra={"fields": fields})` makes, with this module as its
-    origin (the caller's stack is not walked; shared/fast makes it from a template where it may).
-
-    A record factory set by the host (logging.setLogRecordFactory) makes every record itself.
-    """
-    make = fast.record_maker()
-    if make is not None and logging.getLogRecordFactory() is logging.LogRecord:
-        return make(logger, __file__, msg, args, fields)
+    origin (the caller's stack is not walked)."""
     return logger.makeRecord(logger.name, logging.INFO, __file__, 0, msg, args, None, None, {"fields": fields})
 
 

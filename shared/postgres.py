@@ -21,6 +21,7 @@ import ssl
 import struct
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -142,7 +143,7 @@ def connect(
     sock = None
     try:
         sock = _socket_preferring_tls(settings, timeout_s)
-        return pg8000.native.Connection(
+        con = pg8000.native.Connection(
             user=settings.user,
             password=settings.password,
             host=settings.host,
@@ -161,6 +162,23 @@ def connect(
         if is_connection_lost(exc) or _sqlstate(exc).startswith(_CONNECT_REFUSED_CODES):
             raise StoreUnavailable(f"cannot connect to Postgres at {settings.describe()}: {_reason(exc)}") from None
         raise
+    if sock is not None:
+        _own_sockets[con] = sock
+    return con
+
+
+# The socket of each connection made on a socket of ours (sslmode prefer or allow, the default):
+# its timeout is ours to change. pg8000 takes one only when it connects.
+_own_sockets: weakref.WeakKeyDictionary[pg8000.native.Connection, socket.socket] = weakref.WeakKeyDictionary()
+
+
+def set_socket_timeout(con: pg8000.native.Connection, timeout_s: float) -> bool:
+    """Set the socket timeout of `con` where its socket is ours; False where only a new connection can."""
+    sock = _own_sockets.get(con)
+    if sock is None:
+        return False
+    sock.settimeout(timeout_s)
+    return True
 
 
 class StatementRunner(Protocol):
@@ -376,8 +394,10 @@ class PostgresPool:
     def _set_limits(self, conn: PooledConnection, socket_timeout_s: float, statement_timeout: str) -> None:
         """The socket timeout and the statement timeout of `conn`; DEFAULT is the session's own
         statement timeout, the one the pool gave at connect time."""
-        if not fast.set_socket_timeout(conn.con, socket_timeout_s):
-            # pg8000 takes a socket timeout only when it connects: the slot gets a new connection.
+        if not set_socket_timeout(conn.con, socket_timeout_s):
+            # A socket pg8000 made: the slot gets a new connection, the old one closed first so that
+            # the job never holds more server connections than the pool.
+            conn.close()
             conn.replace(connect(self.settings, socket_timeout_s, self._statement_timeout_ms, self._server_idle_ms))
         conn.con.run(f"SET statement_timeout = {statement_timeout}")
 

@@ -62,11 +62,12 @@ _JSON_KEYS = tuple(
 )
 _COLUMNS = ", ".join(f"f.{name}" for name in STORED_FIELDS)
 
+# Only a fact with other shards (a day's fact: shard 0's `spread`, migrations/0004) sums them.
 RANDOM_VIEW = f"""
 UPDATE view_shards v SET views = v.views + 1
 FROM facts f
 WHERE f.language = :language AND f.seq = {_PICK_SEQ} AND v.fact_id = f.fact_id AND v.shard = 0
-RETURNING {_COLUMNS}, v.views + {_OTHER_SHARDS}"""
+RETURNING {_COLUMNS}, CASE WHEN v.spread THEN v.views + {_OTHER_SHARDS} ELSE v.views END"""
 
 RANDOM_PEEK = f"""
 SELECT {_COLUMNS}, {_ALL_SHARDS}

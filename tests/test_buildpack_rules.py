@@ -1,15 +1,19 @@
 """The three builds of the deploy (the migration job and both functions) against the rules of
-Google's Python buildpacks, each rule encoded here with the file it comes from.
+Google's Python buildpacks: which builder or base image offers which Python is data
+(deploy/build-rules.toml, a source on every row); how a build picks its Python and its process is
+encoded here with the file it comes from.
 
 Source: GoogleCloudPlatform/buildpacks at commit 21f28de8c499445ef1098016bfce35b16415e4b1
 (BUILDPACKS below). Each upload is listed by gcloud itself from the folder the dry run staged, the
-build variables come from the dry run's own flags, and the job's entrypoint is then run for real.
+build variables come from the dry run's own flags, and the job's entrypoint is then run for real
+with Python laid out as the buildpack lays it out (tests/support/buildpack_layout.py).
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +22,8 @@ import pytest
 from devkit.cloudrun.scratch_postgres import connect_url
 from shared import schema
 
-from .support.deploy_copy import deploy_venv, dry_run, flags, gcloud_upload
+from .support.buildpack_layout import buildpack_python
+from .support.deploy_copy import ROOT, dry_run, flags, gcloud_upload
 
 # In the slow lane: the dry run's staged uploads listed by the gcloud CLI, the job run from one.
 pytestmark = pytest.mark.slow
@@ -26,15 +31,21 @@ pytestmark = pytest.mark.slow
 BUILDPACKS = "GoogleCloudPlatform/buildpacks@21f28de8c499445ef1098016bfce35b16415e4b1"
 
 
+RULES = tomllib.loads((ROOT / "deploy" / "build-rules.toml").read_text())
+IMAGES = {image["name"]: image for image in RULES["image"]}
+
+
 @dataclass(frozen=True)
 class Build:
-    """One source build: its upload folder, the files gcloud uploads from it, its build variables."""
+    """One source build: its upload folder, the files gcloud uploads from it, its build variables,
+    and the builder or base image it names (None: it names none, and gets gcloud's default)."""
 
     name: str
     argv: list[str]
     folder: Path
     files: list[str]
     build_env: dict[str, str]
+    builder: str | None = None
 
 
 def procfile_processes(text: str) -> dict[str, str]:
@@ -82,27 +93,59 @@ def pins_runtime(constraint: str | None, runtime: str) -> bool:
     return constraint is not None and minor is not None and constraint == f"3.{minor.group(1)}.*"
 
 
+def pack_settings(argv: list[str]) -> dict[str, str]:
+    """`--pack=image=...,builder=...,env=NAME=VALUE` of `gcloud builds submit` (gcloud's ArgDict:
+    comma-separated keys, each split at its first `=`)."""
+    return dict(item.split("=", 1) for item in flags(argv).get("pack", "").split(",") if item)
+
+
 def builds(tmp_path: Path, **env: str) -> list[Build]:
+    """Every build of the dry run: the functions' `run deploy --source` lines and the job's
+    `builds submit --pack` line (the job's `run jobs deploy` then builds nothing: --image)."""
     run = dry_run(tmp_path, **env)
     found = []
-    named = [(argv[4], argv) for argv in run.named("run", "jobs", "deploy")]
-    named += [(argv[3], argv) for argv in run.named("run", "deploy")]
-    for name, argv in named:
+    for argv in run.named("run", "deploy"):
         folder = Path(flags(argv)["source"])
         build_env = dict(pair.split("=", 1) for pair in flags(argv).get("set-build-env-vars", "").split(",") if pair)
-        if "function" in flags(argv):
-            build_env["GOOGLE_FUNCTION_TARGET"] = flags(argv)["function"]
-        found.append(Build(name, argv, folder, gcloud_upload(folder, tmp_path / "gcloud"), build_env))
+        build_env["GOOGLE_FUNCTION_TARGET"] = flags(argv)["function"]
+        files = gcloud_upload(folder, tmp_path / "gcloud")
+        found.append(Build(argv[3], argv, folder, files, build_env, flags(argv).get("base-image")))
+    for argv in run.named("builds", "submit"):
+        pack = pack_settings(argv)
+        folder = Path(argv[3])
+        build_env = dict([pack["env"].split("=", 1)]) if "env" in pack else {}
+        image_name = pack["image"].rsplit("/", 1)[1].split(":")[0]
+        found.append(Build(image_name, argv, folder, gcloud_upload(folder, tmp_path / "gcloud"), build_env,
+                           pack.get("builder")))  # fmt: skip
     return found
 
 
-@pytest.mark.parametrize("form", [{}, {"CLOUDSQL_INSTANCE": "demo:europe-west1:facts"}], ids=["ip", "socket"])
+def offered(build: Build) -> list[str]:
+    """What is wrong with a build under the rule table (empty: nothing): it must name a builder or
+    base image of the table, and pin a Python that one offers."""
+    if build.builder is None:
+        return [f"{build.name}: names no builder, so gets gcloud's default (deploy/build-rules.toml)"]
+    image = IMAGES.get(build.builder)
+    if image is None:
+        return [f"{build.name}: {build.builder} is not in deploy/build-rules.toml"]
+    constraint = python_constraint(build)
+    minor = re.fullmatch(r"(3\.\d+)\.\*", constraint or "")
+    if minor is None or minor.group(1) not in image["pythons"]:
+        return [f"{build.name}: Python {constraint} is not among {image['pythons']} of {build.builder}"]
+    return []
+
+
+DRY_RUNS = [{}, {"CLOUDSQL_INSTANCE": "demo:europe-west1:facts"}, {"DRY_RUN_AS": "first"}]
+
+
+@pytest.mark.parametrize("form", DRY_RUNS, ids=["ip", "socket", "first-deploy"])
 def test_every_build_of_the_dry_run_follows_the_buildpack_rules(tmp_path, form):
     found = builds(tmp_path, **form)
     assert sorted(b.name for b in found) == ["facts-migrate", "random-fact", "today-fact"]
     runtime = flags(next(b for b in found if b.name == "random-fact").argv)["base-image"]
     assert runtime == "python312"  # the functions' runtime, which every build must match
     for build in found:
+        assert offered(build) == []
         # Every build, the same way: Python pinned to the functions' runtime.
         assert pins_runtime(python_constraint(build), runtime), (build.name, python_constraint(build))
         if is_function_build(build):
@@ -115,10 +158,34 @@ def test_every_build_of_the_dry_run_follows_the_buildpack_rules(tmp_path, form):
         else:
             # The application order group's google.config.entrypoint is not optional (the same
             # builder.toml); python/missing_entrypoint fails a build without one.
-            assert default_process(build) == "python -m shared.schema", build.name
-            # Keep the launcher: `--command` would replace the image's entrypoint (the CNB
-            # launcher), and with it the buildpack's Python and packages on PATH.
-            assert not any(arg.startswith(("--command", "--args")) for arg in build.argv), build.argv
+            assert default_process(build) == "python3 -m shared.schema", build.name
+    (job,) = dry_run(tmp_path / "again", **form).named("run", "jobs", "deploy")
+    # The job runs the image built above, on its launcher: `--source` would rebuild it on the
+    # default builder, and `--command` would replace the launcher that puts Python on PATH.
+    image = pack_settings(next(b for b in found if b.name == "facts-migrate").argv)["image"]
+    assert flags(job)["image"].rsplit(":", 1)[0] == image.rsplit(":", 1)[0]
+    assert not any(arg.startswith(("--source", "--command", "--args")) for arg in job), job
+
+
+def test_the_rule_table_gives_a_source_for_every_row_and_a_default_for_every_command():
+    rows = RULES["image"] + RULES["command"] + [RULES["python"]]
+    assert all(row.get("source") for row in rows), [row for row in rows if not row.get("source")]
+    for command in RULES["command"]:
+        assert command["default"] in IMAGES, command
+    # The old job build: `gcloud run jobs deploy --source` names no builder, and its default has no 3.12.
+    (jobs,) = [c for c in RULES["command"] if c["words"] == ["run", "jobs", "deploy"]]
+    assert "3.12" not in IMAGES[jobs["default"]]["pythons"]
+
+
+def test_the_rule_table_tells_a_pinned_build_from_one_that_leans_on_a_default(tmp_path):
+    (tmp_path / ".python-version").write_text("3.12.*\n")
+    files = [".python-version"]
+    assert offered(Build("job", [], tmp_path, files, {}, "gcr.io/buildpacks/builder:google-22")) == []
+    assert offered(Build("job", [], tmp_path, files, {}, None))  # the default builder
+    assert offered(Build("job", [], tmp_path, files, {}, "gcr.io/buildpacks/builder:latest"))  # Ubuntu 24: no 3.12
+    assert offered(Build("job", [], tmp_path, files, {}, "gcr.io/buildpacks/builder:google-99"))  # not in the table
+    pinned_elsewhere = {"GOOGLE_PYTHON_VERSION": "3.14.*"}  # wins over .python-version
+    assert offered(Build("fn", [], tmp_path, files, pinned_elsewhere, "python312"))
 
 
 def test_the_rules_tell_a_working_upload_from_a_broken_one(tmp_path):
@@ -138,20 +205,28 @@ def test_the_rules_tell_a_working_upload_from_a_broken_one(tmp_path):
     assert default_process(Build("job", [], no_web, ["Procfile"], {})) is None
 
 
-def test_the_jobs_procfile_command_migrates_a_fresh_database_from_its_staged_upload(tmp_path, empty_postgres):
+def test_the_jobs_procfile_command_migrates_a_fresh_database_as_the_buildpack_lays_python_out(tmp_path, empty_postgres):
+    """As the launcher runs it: `bash -c COMMAND` in the app folder, with only `python3` and
+    `python3.12` on PATH, the lock installed by `pip install --user`, no virtualenv."""
     admin_url, app_url, _ = empty_postgres
     (job,) = [b for b in builds(tmp_path) if b.name == "facts-migrate"]
     command = default_process(job)
     assert command is not None
-    venv = deploy_venv()  # exactly the lock, as the pip buildpack installs it
-    # As the launcher runs it: `bash -c COMMAND` in the app folder, its Python first on PATH.
-    env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "DATABASE_URL": app_url}
-    result = subprocess.run(["bash", "-c", command], cwd=job.folder, env=env, capture_output=True, text=True,
-                            timeout=120)  # fmt: skip
+    layout = buildpack_python()
+    env = {**layout.environ(), "DATABASE_URL": app_url}
+    assert sorted(p.name for p in layout.bin_dir.iterdir()) == ["python3", "python3.12"]
+
+    def launch(line: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["/bin/bash", "-c", line], cwd=job.folder, env=env, capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+
+    # The bare name the Procfile once used does not exist there.
+    missing = launch(command.replace("python3 ", "python ", 1))
+    assert missing.returncode == 127 and "python: command not found" in missing.stderr
+    result = launch(command)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("applied: 0001_schema"), result.stdout
     with connect_url(admin_url) as con:
         assert int(con.run("SELECT count(*) FROM schema_migrations")[0][0]) == len(schema.migrations())
-    again = subprocess.run(["bash", "-c", command], cwd=job.folder, env=env, capture_output=True, text=True,
-                           timeout=120)  # fmt: skip
+    again = launch(command)
     assert again.returncode == 0 and "nothing to do" in again.stdout

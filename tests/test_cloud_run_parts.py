@@ -50,7 +50,10 @@ def test_the_modes_limits_are_the_deploy_scripts() -> None:
     assert deployed.max_instances >= 1
     # The deploy's own arithmetic: one request per thread of each worker.
     assert deployed.concurrency == int(deployed.env["WORKERS"]) * int(deployed.env["THREADS"])
-    assert deployed.timeout_s == float(deployed.env["CLOUD_RUN_TIMEOUT_SECONDS"])
+    # Cloud Run's --timeout bounds each request; the workers have no timeout of their own, which a
+    # long freeze between requests would otherwise trip (the deploy sets it to 0).
+    assert deployed.timeout_s >= 1
+    assert deployed.env["CLOUD_RUN_TIMEOUT_SECONDS"] == "0"
 
 
 class Recording:

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from devkit.cloudrun.deployed import deployed_environment
-from devkit.cloudrun.instances import start_instance
+from devkit.cloudrun.instances import Instance, start_instance
 from devkit.cloudrun.upload_copy import deploy_venv, deployed_copy
-from devkit.servers.processes import terminate
+from devkit.servers.processes import descendants, terminate
 from devkit.servers.waiting import wait_until
 from shared.postgres import SERVER_IDLE_FACTOR
 
@@ -113,3 +113,70 @@ def test_a_frozen_instance_has_written_its_lines_and_lets_go_of_postgres_and_tha
     finally:
         _thaw(pid)  # a frozen process ignores SIGTERM until thawed
         terminate(instance.process, signal.SIGTERM, whole_group=True)
+
+
+# The old deploy's setting, scaled down so that the test waits seconds, not a minute: the
+# mechanism (gunicorn's arbiter comparing each worker's heartbeat with the worker timeout) is the
+# same for any value above 0.
+OLD_WORKER_TIMEOUT_S = 2
+
+
+def _workers(instance: Instance) -> set[int]:
+    assert instance.process is not None
+    return set(descendants(instance.process.pid))
+
+
+def test_a_long_idle_kills_no_worker_of_the_deployed_environment(servers, tmp_path: Path) -> None:
+    """Cloud Run throttles an idle instance, and the clock goes on meanwhile. The functions
+    framework makes CLOUD_RUN_TIMEOUT_SECONDS gunicorn's worker timeout: with any value above 0,
+    an arbiter that wakes after a longer freeze than that finds every worker's heartbeat stale and
+    kills them all ("WORKER TIMEOUT"). The deploy gives 0, which gunicorn reads as no worker
+    timeout at all (its murder_workers returns at once), so no freeze is long enough.
+
+    Shown side by side, both instances frozen for the same time: one started with the deploy's
+    exact environment, and a control with the old setting at OLD_WORKER_TIMEOUT_S. After the
+    freeze each arbiter is thawed before its workers (on a thaw of the whole group the order is
+    the scheduler's, so a short freeze could hide the kill); the control's "WORKER TIMEOUT" line
+    is the event that says the arbiters have had their look. Then the deployed instance still has
+    its workers and answers every request with a 200.
+    """
+    deployed = {**deployed_environment(), "DATABASE_URL": servers.database_url, "REDIS_URL": servers.redis_url}
+    assert deployed["CLOUD_RUN_TIMEOUT_SECONDS"] == "0"
+    control_env = {**deployed, "CLOUD_RUN_TIMEOUT_SECONDS": str(OLD_WORKER_TIMEOUT_S)}
+    upload, venv = deployed_copy(tmp_path / "upload"), deploy_venv()
+    instance = start_instance("random", 0, upload, venv, deployed, tmp_path)
+    control = start_instance("random", 1, upload, venv, control_env, tmp_path)
+    both = (instance, control)
+    try:
+        for one in both:
+            wait_until(lambda one=one: _answers_200(one), 60, f"{one.name}'s first 200", one.log_path.read_text)
+        workers_before = _workers(instance)
+        assert len(workers_before) == int(deployed["WORKERS"])
+        for one in both:
+            one.freeze()
+        time.sleep(OLD_WORKER_TIMEOUT_S + 1.5)  # the idle itself: frozen, nothing to wait for
+        for one in both:
+            assert one.process is not None
+            os.kill(one.process.pid, signal.SIGCONT)  # the arbiter alone
+        wait_until(lambda: _timed_out(control), 30, "the control's arbiter killing its stale workers")
+        for one in both:
+            one.thaw()
+
+        assert "WORKER TIMEOUT" not in instance.log_path.read_text()
+        assert _workers(instance) == workers_before, "a worker of the deployed environment was replaced"
+        for _ in range(2 * int(deployed["WORKERS"])):
+            status, _ = _get(instance.port, "/")
+            assert status == 200
+    finally:
+        for one in both:
+            one.thaw()  # a frozen process ignores SIGTERM until thawed
+            terminate(one.process, signal.SIGTERM, whole_group=True)
+
+
+def _answers_200(instance: Instance) -> None:
+    assert instance.process is not None and instance.process.poll() is None, "the instance exited"
+    assert _get(instance.port, "/")[0] == 200
+
+
+def _timed_out(instance: Instance) -> None:
+    assert "WORKER TIMEOUT" in instance.log_path.read_text(), "no worker timed out yet"

@@ -69,10 +69,11 @@ def test_the_server_shape_is_one_worker_per_cpu_with_four_threads_each_holding_o
     assert server_shape({"WORKERS": " ", "THREADS": ""}, cpus=2) == ServerShape(2, 4, 4)  # empty: the default
 
 
-def test_the_pool_size_is_the_shape_s_whatever_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pool_has_a_connection_for_each_thread_of_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 16)
-    assert load_settings(BASE).pool_size == THREADS_PER_WORKER  # not 4 per CPU: one worker's threads
     assert load_settings({**BASE, "THREADS": "6"}).pool_size == 6
+    # THREADS unset: functions-framework's CLI runs 4 threads per CPU in its one worker.
+    assert load_settings(BASE).pool_size == 64
 
 
 @pytest.mark.parametrize("name", ["WORKERS", "THREADS", "FACTS_POOL_SIZE"])

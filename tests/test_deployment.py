@@ -7,8 +7,12 @@
 - The deploy script's dry run is held to the rules of a first deploy that works: a runtime
   service account with exactly the grants it needs, a migration step before the functions,
   pinned secret versions, --max-instances within the connection budget counted for two revisions
-  at twice max-instances, one revision per function and Direct VPC egress. (The buildpacks' rules
-  for the three builds: tests/test_buildpack_rules.py.)
+  at twice max-instances, one revision per function and Direct VPC egress.
+- The rollout: a later deploy's revisions come up with no traffic under a tag, are verified by a
+  smoke request, and only then take the traffic; the public binding is read after. The functions
+  get a startup probe on the readiness path, no worker timeout, and their project.
+(The buildpacks' rules for the three builds: tests/test_buildpack_rules.py; the rollout rehearsed
+with real instances: tests/test_rollout.py.)
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from devkit.servers.ports import free_port
 from devkit.servers.processes import spawn, terminate
 from devkit.servers.waiting import wait_until
 from shared.config import server_shape
+from shared.readiness import READY_PATH
 
 from .support.deploy_copy import (
     BASE_ENV,
@@ -143,16 +148,18 @@ def test_dry_run_makes_the_runtime_account_and_grants_exactly_the_two_secrets(tm
     assert len(deploys) == 3 and all(flags(argv)["service-account"] == ACCOUNT for argv in deploys)
 
 
-def test_dry_run_migrates_with_a_job_from_the_staged_upload_before_deploying_the_functions(tmp_path):
+def test_dry_run_migrates_with_a_job_built_from_the_staged_upload_before_deploying_the_functions(tmp_path):
     run = dry_run(tmp_path)
     order = [" ".join(argv[1:4]) for argv in run.commands]
+    (build,) = run.named("builds", "submit")
+    assert build[3] == str(run.stage / "migration-job")
     job = run.named("run", "jobs", "deploy")[0]
-    assert flags(job)["source"] == str(run.stage / "migration-job")
+    assert flags(job)["image"] in flags(build)["pack"]  # the image that build makes
     assert flags(job)["set-secrets"].startswith("DATABASE_URL=facts-database-url:")
     execute = order.index("run jobs execute")
     assert "--wait" in run.commands[execute]
-    assert order.index("run jobs deploy") < execute < order.index("run deploy random-fact")
-    assert execute < order.index("run deploy today-fact")
+    assert order.index("builds submit " + build[3]) < order.index("run jobs deploy") < execute
+    assert execute < order.index("run deploy random-fact") and execute < order.index("run deploy today-fact")
 
 
 def test_dry_run_pins_secret_versions_resolved_at_deploy_time_or_given(tmp_path):
@@ -239,7 +246,10 @@ def test_dry_run_makes_one_revision_per_function_with_direct_vpc_egress(tmp_path
     run = dry_run(tmp_path, **({"CLOUDSQL_INSTANCE": instance} if instance else {}))
     # One command per function, none after it to change the service (each would make a revision).
     assert sorted(argv[3] for argv in run.named("run", "deploy")) == FUNCTIONS
-    assert not run.named("run", "services") and not run.named("functions")
+    # Nothing after it changes a service's configuration (each change would make a revision):
+    # the rollout only reads services, moves traffic and reads the IAM policy.
+    assert {argv[3] for argv in run.named("run", "services")} == {"describe", "update-traffic", "get-iam-policy"}
+    assert not run.named("functions")
     for argv in run.named("run", "deploy") + run.named("run", "jobs", "deploy"):
         assert {"network", "subnet"} <= flags(argv).keys() and flags(argv)["vpc-egress"] == "private-ranges-only"
         assert not any(arg.startswith("--vpc-connector") for arg in argv)
@@ -260,3 +270,55 @@ def test_dry_run_entry_points_are_http_functions_of_their_uploaded_source(tmp_pa
         assert flags(argv)["source"] == str(run.stage / "functions")
         assert source in gcloud_upload(run.stage / "functions", tmp_path / "gcloud")
         assert flags(argv)["function"] in http_targets(ROOT / source)
+
+
+def _positions(run, *words: str) -> list[int]:
+    return [n for n, argv in enumerate(run.commands) if argv[1 : 1 + len(words)] == list(words)]
+
+
+def test_dry_run_of_a_later_deploy_verifies_each_tagged_candidate_before_any_traffic_moves(tmp_path):
+    run = dry_run(tmp_path)  # DRY_RUN_AS=update: the services exist
+    deploys = run.named("run", "deploy")
+    assert all("--no-traffic" in argv and flags(argv)["tag"] == "candidate" for argv in deploys)
+    smokes = [n for n in _positions(run, "run", "services", "describe") if "--format=json" in run.commands[n]]
+    promotions = _positions(run, "run", "services", "update-traffic")
+    bindings = _positions(run, "run", "services", "get-iam-policy")
+    assert len(smokes) == len(promotions) == len(bindings) == len(deploys) == 2
+    # Every candidate deployed, then every one verified, then traffic moved, then the binding read.
+    assert max(_positions(run, "run", "deploy")) < min(smokes) and max(smokes) < min(promotions)
+    assert max(promotions) < min(bindings)
+    assert all("--to-latest" in run.commands[n] for n in promotions)
+    assert sum("smoke request to the candidate URL" in line for line in run.comments) == 2
+    for n in bindings:
+        assert "bindings.members=allUsers" in flags(run.commands[n])["filter"]
+        assert "roles/run.invoker" in flags(run.commands[n])["filter"]
+
+
+def test_dry_run_of_a_first_deploy_takes_traffic_at_once_and_verifies_it_after(tmp_path):
+    run = dry_run(tmp_path, DRY_RUN_AS="first")
+    deploys = run.named("run", "deploy")
+    assert len(deploys) == 2 and not any("--no-traffic" in argv or "--tag" in " ".join(argv) for argv in deploys)
+    assert not run.named("run", "services", "update-traffic")  # nothing older to move it from
+    assert sum("smoke request to the service URL" in line for line in run.comments) == 2
+    assert len(run.named("run", "services", "get-iam-policy")) == 2
+
+
+def test_the_deployed_functions_have_a_startup_probe_no_worker_timeout_and_their_project(tmp_path):
+    for argv in dry_run(tmp_path).named("run", "deploy"):
+        probe = dict(item.split("=", 1) for item in flags(argv)["startup-probe"].split(","))
+        assert probe["httpGet.path"] == READY_PATH
+        # Direct VPC egress may take a minute or more to connect a new instance: the probe waits longer.
+        assert int(probe["periodSeconds"]) * int(probe["failureThreshold"]) >= 120
+        assert int(probe["timeoutSeconds"]) <= int(probe["periodSeconds"])
+        env = _deployed_env(argv)
+        assert env["CLOUD_RUN_TIMEOUT_SECONDS"] == "0"  # no gunicorn worker timeout: --timeout bounds requests
+        assert flags(argv)["timeout"] == "60s"
+        assert env["GOOGLE_CLOUD_PROJECT"] == flags(argv)["project"] == "demo"
+
+
+def test_extra_settings_reach_the_functions_and_the_job(tmp_path):
+    run = dry_run(tmp_path, EXTRA_ENV_VARS="A=1,B=2", EXTRA_SECRETS="/etc/ca/server.pem=facts-ca:3",
+                  DATABASE_SECRET_VERSION="7", REDIS_SECRET_VERSION="3")  # fmt: skip
+    for argv in run.named("run", "deploy") + run.named("run", "jobs", "deploy"):
+        assert flags(argv)["set-env-vars"].endswith(",A=1,B=2")
+        assert flags(argv)["set-secrets"].endswith(",/etc/ca/server.pem=facts-ca:3")

@@ -57,7 +57,7 @@ def test_the_summary_counts_per_module_and_fails_while_a_survivor_is_open(tmp_pa
 
 
 def _function_exists(mutant: str) -> bool:
-    """Whether mutmut's name of a mutant (shared.fast.pg8000_statement.xǁOneTripStatementǁrun__mutmut_5,
+    """Whether mutmut's name of a mutant (shared.fast.one_trip.xǁOneTripStatementǁrun__mutmut_5,
     shared.cache.x_get__mutmut_3) names a function or method that the module still defines."""
     *package, mangled = mutant.split(".")
     module = ROOT.joinpath(*package).with_suffix(".py")

@@ -1,4 +1,4 @@
-"""shared/fast/pg8000_statement.py against the worker's real Postgres: the same answers as pg8000's own run(),
+"""shared/fast/one_trip.py against the worker's real Postgres: the same answers as pg8000's own run(),
 errors included, from one write per statement."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pg8000.native
 import pytest
 
 from shared.config import parse_database_url
-from shared.fast import pg8000_statement as one_trip
-from shared.fast.pg8000_statement import OneTripStatement
+from shared.fast import one_trip
+from shared.fast.one_trip import OneTripStatement
 from shared.postgres import connect
 
 TYPED = """

@@ -150,7 +150,7 @@ def test_migration_moves_every_view_into_the_shards(scratch_database, monkeypatc
         con.run("INSERT INTO daily_facts (day, language, fact_id) VALUES (current_date, 'en', 'f7')")
         before = dict(con.run("SELECT fact_id, views FROM facts"))
 
-        assert schema.migrate(con) == ["0003_view_shards"]
+        assert schema.migrate(con) == [m.name for m in every if 3 <= m.version < SEED_STEP]
         assert schema.missing_versions(con) == set()
 
         assert dict(con.run("SELECT fact_id, views FROM fact_views")) == before

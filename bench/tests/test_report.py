@@ -32,14 +32,14 @@ def test_rounds_that_do_not_pair_up_are_refused() -> None:
 
 def test_the_stock_mode_s_throughput_target_is_0_9_and_the_fast_mode_s_1() -> None:
     doc = {
-        **_results(random_to_minimal=0.92),
-        "rps": dict.fromkeys(("random", "minimal_random", "today", "minimal_today"), 1.0),
+        **_results(random_to_handwritten=0.92),
+        "rps": dict.fromkeys(("random", "handwritten_random", "today", "handwritten_today"), 1.0),
     }
     fast = "\n".join(report.headline({**doc, "settings": {"fast_paths": "on"}}))
     stock = "\n".join(report.headline({**doc, "settings": {"fast_paths": "off"}}))
-    assert re.search(r"/random / minimal_random \(throughput\)\s+0.92x\s+>= 1\s+NOT met", fast)
-    assert re.search(r"/random / minimal_random \(throughput\)\s+0.92x\s+>= 0.9\s+met", stock)
-    assert re.search(r"CPU per request, /random / minimal_random\s+0.98x\s+<= 1.05", stock)
+    assert re.search(r"/random / handwritten_random \(throughput\)\s+0.92x\s+>= 1\s+NOT met", fast)
+    assert re.search(r"/random / handwritten_random \(throughput\)\s+0.92x\s+>= 0.9\s+met", stock)
+    assert re.search(r"CPU per request, /random / handwritten_random\s+0.98x\s+<= 1\s+met", stock)
 
 
 # The chart (bench/chart.py, docs/bench.svg): read back from the SVG it writes, panel by panel.
@@ -49,13 +49,13 @@ TARGET_STROKE = "stroke: #dc143c"  # crimson, the dashed target lines
 
 
 def _results(**ratio: float) -> dict:
-    ratios = {"random_to_minimal": 1.08, "today_to_minimal": 1.53, "random_cpu_to_minimal": 0.98,
-              "today_cpu_to_minimal": 0.70, "today_storage_to_random_storage": 0.69, **ratio}  # fmt: skip
+    ratios = {"random_to_handwritten": 1.08, "today_to_handwritten": 1.53, "random_cpu_to_handwritten": 0.98,
+              "today_cpu_to_handwritten": 0.70, "today_storage_to_random_storage": 0.69, **ratio}  # fmt: skip
     return {
         "machine": {"date": "2026-11-27T07:54:16+00:00", "cpu_count": 2},
         "settings": {"rounds": 3},
         "ratio": ratios,
-        "ratio_rounds": {"random_to_minimal": [0.9, 1.08, 1.4]},
+        "ratio_rounds": {"random_to_handwritten": [0.9, 1.08, 1.4]},
         "storage_tps": {"today": 4701.0, "random": 6645.0},
     }
 
@@ -99,15 +99,19 @@ def _dots(panel: ET.Element) -> int:
 
 def test_the_chart_has_a_panel_per_figure_with_its_values_and_targets() -> None:
     throughput, cpu, storage = _panels()
-    assert {"/random", "/today", "Throughput ÷ reference", "1.08", "1.53", "target ≥ 1"} <= set(_texts(throughput))
-    assert {"/random", "/today", "CPU per request ÷ reference", "0.98", "0.70", "target ≤ 1.05"} <= set(_texts(cpu))
+    assert {"/random", "/today", "Throughput ÷ hand-written reference", "1.08", "1.53", "target ≥ 1"} <= set(
+        _texts(throughput)
+    )
+    assert {"/random", "/today", "CPU per request ÷ hand-written reference", "0.98", "0.70", "target ≤ 1"} <= set(
+        _texts(cpu)
+    )
     assert {"today's view", "random's view", "4,701", "6,645", "(today ÷ random 0.69)"} <= set(_texts(storage))
     assert "target: today ≥ 0.5 × random" in _texts(storage)
 
 
 @pytest.mark.parametrize(
     ("panel", "values", "target"),
-    [(0, (1.08, 1.53), 1.0), (1, (0.98, 0.70), 1.05), (2, (4701.0, 6645.0), 0.5 * 6645.0)],
+    [(0, (1.08, 1.53), 1.0), (1, (0.98, 0.70), 1.0), (2, (4701.0, 6645.0), 0.5 * 6645.0)],
 )
 def test_bars_and_target_lines_stand_at_their_values(panel: int, values: tuple[float, float], target: float) -> None:
     drawn = _panels()[panel]
@@ -118,7 +122,7 @@ def test_bars_and_target_lines_stand_at_their_values(panel: int, values: tuple[f
 
 
 def test_other_values_draw_another_chart() -> None:
-    after = _results(random_to_minimal=0.84, today_cpu_to_minimal=1.2)
+    after = _results(random_to_handwritten=0.84, today_cpu_to_handwritten=1.2)
     assert _default_svg() != chart.chart_svg(after)
     throughput, cpu, _ = _panels(after)
     assert "0.84" in _texts(throughput) and "1.08" not in _texts(throughput)
@@ -129,7 +133,7 @@ def test_other_values_draw_another_chart() -> None:
 
 def test_every_round_is_a_dot_and_a_figure_not_measured_is_said_so() -> None:
     doc = _results()
-    del doc["ratio"]["today_cpu_to_minimal"]
+    del doc["ratio"]["today_cpu_to_handwritten"]
     throughput, cpu, _ = _panels(doc)
     assert _dots(throughput) == 3  # the three rounds of /random; /today has none recorded
     assert "not measured" in _texts(cpu) and len(_bars(cpu)) == 1
@@ -140,3 +144,15 @@ def test_the_same_results_draw_the_same_bytes_and_the_command_writes_them(tmp_pa
     results.write_text(json.dumps(_results()))
     assert chart.main([str(results), str(tmp_path / "chart.svg")]) == 0
     assert (tmp_path / "chart.svg").read_text() == _default_svg()
+
+
+def test_a_noisy_run_is_marked_in_the_chart_and_a_quiet_one_is_not() -> None:
+    quiet = {**_results(), "noise": {"noisy": False, "reasons": [], "thresholds": {}}}
+    noisy = {**_results(), "noise": {"noisy": True, "reasons": ["load average 1.7 at the start"], "thresholds": {}}}
+    assert "NOISY RUN" in chart.chart_svg(noisy) and "NOISY" not in chart.chart_svg(quiet)
+
+
+def test_the_recorded_chart_is_drawn_from_the_recorded_results() -> None:
+    # docs/bench.svg and bench/results.json are committed together: the chart must be the results'.
+    recorded = json.loads(chart.RESULTS_FILE.read_text())
+    assert chart.CHART_FILE.read_text() == chart.chart_svg(recorded), "re-draw it: python -m bench.chart"

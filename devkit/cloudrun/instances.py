@@ -134,10 +134,14 @@ class Fleet:
         self._venv = deploy_venv()
         return self
 
-    def start_revision(self, revision: int, per_function: int) -> list[Instance]:
-        """`per_function` instances of each function with K_REVISION of `revision`, all starting now."""
+    def start_revision(
+        self, revision: int, per_function: int, env_overrides: dict[str, str] | None = None
+    ) -> list[Instance]:
+        """`per_function` instances of each function with K_REVISION of `revision`, all starting now
+        (`env_overrides`: settings this revision alone changes, as a deploy with other values)."""
+        env = {**self._env, **(env_overrides or {})}
         started = [
-            start_instance(route, index, self._source_root, self._venv, self._env, self._logs, revision)
+            start_instance(route, index, self._source_root, self._venv, env, self._logs, revision)
             for index in range(per_function)
             for route in FUNCTIONS
         ]

@@ -5,11 +5,14 @@ Werkzeug, logging and json code: where one of them has a faster way, it asks thi
 hands back the fast implementation or the library's own (the "stock" one).
 
 Each entry of CATALOGUE names the library internals it relies on, the versions it was verified
-against (its pin: requirements.txt locks one version inside it), the gain measured with
-bench/instructions.py or py-spy, and the oracle test that holds it equal to the stock path.
+against (its pin: requirements.txt locks one version inside it), what it saves, and the oracle test
+that holds it equal to the stock path. What each one gains is measured, not written here:
+`python -m bench.instructions --gains` turns each off alone and writes the table into docs/design.md.
+A path stays only while that table shows it paying in the deployed shape.
 
-The switch: FACTS_FAST_PATHS=on|off (default on), read through shared.config the first time a
-fast path is asked for. On, each fast path first checks that its library still has the shape it
+The switch: FACTS_FAST_PATHS=on|off (default on), read here and only here (shared.config parses
+it; load_settings only refuses a bad value) the first time a fast path is asked for. Off is stock:
+nothing private of any library is touched. On, each fast path first checks that its library still has the shape it
 was verified against (the version within the pin, the attributes and signatures it uses). If not,
 the stock path is used and ONE warning is logged; nothing ever fails because a library moved.
 `reset()` forgets every choice (tests switch modes or fake a changed library with it).
@@ -40,12 +43,9 @@ class FastPath:
     name: str
     library: str  # the distribution (or "python") whose internals it uses
     pin: tuple[str, str]  # verified versions: at least the first, below the second
-    gain: str
+    saves: str  # in words; the figures are bench.instructions --gains' table in docs/design.md
     oracle: str
     shape: Callable[[], str | None]  # None when the library looks as verified; else what differs
-    # Off with the switch. Only a reach that buys no speed is not: with it off, the stock path would
-    # behave differently (another backend), where the switch must change nothing but the cost.
-    switched: bool = True
 
 
 def _shape_check(module: str, check: str = "shape_difference") -> Callable[[], str | None]:
@@ -61,9 +61,7 @@ def _shape_check(module: str, check: str = "shape_difference") -> Callable[[], s
 
 
 ONE_TRIP = "pg8000.one_trip"
-SOCKET_TIMEOUT = "pg8000.socket_timeout"
 PASS_THROUGH_RESPONSE = "werkzeug.pass_through_response"  # noqa: S105 - a name, not a password
-RECORD_TEMPLATE = "logging.record_template"
 C_ENCODER = "json.c_encoder"
 DIRECT_LINE = "logging.direct_line"
 
@@ -74,46 +72,23 @@ CATALOGUE: dict[str, FastPath] = {
             ONE_TRIP,
             "pg8000",
             ("1.31", "1.32"),
-            "Bind, Execute, Sync in one write and a plain answer parsed in place: ~38k instructions a "
-            "/random request (663k from 701k), 33-39 us less CPU a statement (bench/statement_cost.py)",
+            "Bind, Execute, Sync in one write, and a plain answer parsed in place of pg8000's message loop",
             "tests/test_one_trip.py",
-            _shape_check("pg8000_statement"),
-        ),
-        FastPath(
-            SOCKET_TIMEOUT,
-            "pg8000",
-            ("1.31", "1.32"),
-            "no speed: the migration's socket timeout set on one of the pool's connections, so the job "
-            "keeps its backend and needs no server connection beyond the pool's (stock, if pg8000 moves: "
-            "the slot's connection re-opened with the long timeout)",
-            "tests/test_postgres_pool.py (long jobs), tests/test_fast_paths.py",
-            _shape_check("pg8000_statement", "socket_shape_difference"),
-            switched=False,
+            _shape_check("one_trip"),
         ),
         FastPath(
             PASS_THROUGH_RESPONSE,
             "werkzeug",
             ("3.1", "3.2"),
-            "headers handed to the server as checked when set, one bytes body handed over as it is: "
-            "~55k instructions a /random request (641k -> 585k); common headers checked once (~7k)",
+            "headers handed to the server as checked when set, one bytes body handed over as it is",
             "tests/test_web_contract.py",
             _shape_check("werkzeug_response"),
-        ),
-        FastPath(
-            RECORD_TEMPLATE,
-            "python",
-            ("3.11", "3.13"),
-            "the request's LogRecord from a per-logger template, not LogRecord.__init__ and the "
-            "caller's stack walk (~10k instructions a request, with the C encoder: 752k -> 741k)",
-            "tests/test_logging.py::test_a_request_record_is_the_record_logger_info_would_make",
-            _shape_check("log_record"),
         ),
         FastPath(
             C_ENCODER,
             "python",
             ("3.11", "3.13"),
-            "json's C encoder built once, not once per call by JSONEncoder.encode: about half the "
-            "instructions of a small object (741k -> 731k for the body)",
+            "json's C encoder built once, not once per call by JSONEncoder.encode (the log line's fields)",
             "tests/test_json_text.py",
             _shape_check("json_encoder"),
         ),
@@ -122,16 +97,15 @@ CATALOGUE: dict[str, FastPath] = {
             "python",
             ("3.11", "3.13"),
             "the request line formatted from its parts and written under the handler's lock, without a "
-            "LogRecord, Logger.handle's walk or the handler's filters: ~27k instructions a log_request (82k -> 54k), "
-            "~33k a /random or /today request (bench.instructions: 642k -> 607k, 674k -> 641k)",
+            "LogRecord, Logger.handle's walk or the handler's filters",
             "tests/test_request_log_direct.py",
             direct_line.shape_difference,
         ),
     )
 }
 # Also a speed-up, but through public parameters only (pg8000's sock= and ssl_context=, Postgres'
-# SSLRequest), so not switched: postgres.py makes one TLS context per process, not one per
-# connection (loading the CA certificates is CPU-heavy; tests/test_postgres_connect.py counts them).
+# SSLRequest), so not here: postgres.py makes one TLS context per process, not one per connection
+# (tests/test_postgres_connect.py counts them).
 
 _SWITCH = "FACTS_FAST_PATHS"
 _chosen: dict[str, bool] = {}  # by fast path, and the switch itself
@@ -148,7 +122,7 @@ def uses(name: str) -> bool:
 
 def _decide(name: str) -> bool:
     path = CATALOGUE[name]
-    on, warning = _switch_on() or not path.switched, None
+    on, warning = _switch_on(), None
     if on:
         difference = _difference(path)
         if difference is not None:
@@ -218,20 +192,10 @@ class Statement(Protocol):
 def prepare(con: pg8000.native.Connection, sql: str) -> Statement:
     """A statement prepared on `con`: run in one trip (fast), or pg8000's own PreparedStatement."""
     if uses(ONE_TRIP):
-        from .pg8000_statement import OneTripStatement
+        from .one_trip import OneTripStatement
 
         return OneTripStatement(con, sql)
     return con.prepare(sql)
-
-
-def set_socket_timeout(con: pg8000.native.Connection, timeout_s: float) -> bool:
-    """Set the socket timeout of an open connection; False when only a new connection can have one."""
-    if not uses(SOCKET_TIMEOUT):
-        return False
-    from .pg8000_statement import set_socket_timeout as set_on_socket
-
-    set_on_socket(con, timeout_s)
-    return True
 
 
 def response_class() -> type[flask.Response]:
@@ -250,18 +214,6 @@ def copy_headers(checked: Headers) -> Headers:
 
         return copy_checked(checked)
     return checked.copy()
-
-
-RecordMaker = Callable[[logging.Logger, str, str, tuple[Any, ...], dict[str, Any]], logging.LogRecord]
-
-
-def record_maker() -> RecordMaker | None:
-    """A maker of request records from a per-logger template, or None: logging's own makeRecord."""
-    if uses(RECORD_TEMPLATE):
-        from .log_record import request_record
-
-        return request_record
-    return None
 
 
 LineWriter = Callable[[str, tuple[Any, ...], dict[str, Any]], bool]

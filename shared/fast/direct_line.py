@@ -85,7 +85,7 @@ class _Choice:
     """The choice for one logger, and the state it was made in, checked again on every line: a
     handler or filter added or taken away (in place or not), a propagation or parent changed, the
     one handler's level, filters or formatter changed, or a record factory set makes the next line
-    choose again. (Plain attribute reads and list comparisons: a few hundred instructions a line.)"""
+    choose again. (Plain attribute reads and list comparisons, cheap beside what they skip.)"""
 
     __slots__ = ("factory", "filters", "handler", "handler_state", "links", "logger", "writer")
 

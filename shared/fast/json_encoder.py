@@ -2,7 +2,7 @@
 
 `json.JSONEncoder.encode` builds a new C encoder (and a closure) on every call before it encodes
 anything. For the small flat objects of every request (the response body, the log line) that is
-most of the work, so an encoder is made once and called directly.
+most of the work: an encoder made once is called directly.
 `json.encoder.c_make_encoder` is not public: shape_difference() checks that it exists and writes
 what json.dumps writes. tests/test_json_text.py holds the two equal.
 """

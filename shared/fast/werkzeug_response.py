@@ -2,8 +2,8 @@
 
 Before every answer Werkzeug copies the headers through Headers' checks again, although each
 value was checked when it was set (Headers refuses a line break on add and set), and wraps the
-body in a generator and a closing iterator: work on every request with the contract's seven
-headers (bench/instructions.py counts it). A response that Werkzeug
+body in a generator and a closing iterator: for the contract's seven headers, the larger part of
+what Werkzeug adds to a /random request. A response that Werkzeug
 would change on the way out (a Location to make absolute, a Content-Length to add, a HEAD, 1xx,
 204 or 304 without a body, something to close, a body that is not one bytes object) takes
 Werkzeug's own path. tests/test_web_contract.py holds the two equal.

@@ -87,8 +87,7 @@ class OneTripStatement:
         nothing consumed, for anything else.
 
         pg8000 reads each message with two calls into its socket file and a handler per message;
-        here the bytes that arrived are parsed in place, without a call per message
-        (bench/instructions.py counts the difference).
+        here the bytes that arrived are parsed in place.
         """
         con = self._con
         if con._transaction_status == IN_FAILED_TRANSACTION:  # pg8000 answers those itself
@@ -165,13 +164,3 @@ def _assigned(init: Any, names: tuple[str, ...]) -> str | None:
     }
     absent = [name for name in names if f"self.{name}" not in targets]
     return f"{init.__qualname__} no longer sets {', '.join(absent)}" if absent else None
-
-
-def socket_shape_difference() -> str | None:
-    """Whether a connection still keeps its socket as `_usock` (the socket timeout is set on it)."""
-    return _assigned(CoreConnection.__init__, ("_usock",))
-
-
-def set_socket_timeout(con: pg8000.native.Connection, timeout_s: float) -> None:
-    """pg8000 takes a socket timeout only when it connects; it lives on its socket."""
-    con._usock.settimeout(timeout_s)
