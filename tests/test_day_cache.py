@@ -115,6 +115,8 @@ def _pings(redis_client) -> int:
 
 def test_a_read_after_an_idle_spell_is_one_round_trip_with_no_health_check(servers, redis_client):
     """A request's cache read costs one round trip: no PING first, however long the connection idled."""
+    if servers.kind == "external":
+        pytest.skip("the external Redis is shared by every worker: its PING count is not this test's alone")
     cache = DayCache(servers.redis_url, servers.cache_prefix)
     try:
         cache.get("en", date(2024, 1, 1))  # connects

@@ -33,7 +33,7 @@ def _served_by(front: Front, fleet: Fleet, count: int) -> set[int]:
 
 @pytest.mark.slow  # three revisions of gunicorn instances
 def test_a_candidate_that_fails_its_smoke_request_never_takes_traffic(servers, tmp_path):
-    env = {**deployed_environment(), "DATABASE_URL": servers.database_url, "REDIS_URL": servers.redis_url}
+    env = {**deployed_environment(), **servers.environ()}  # the worker's own key prefix too
     with Fleet(env, tmp_path) as fleet:
         first = fleet.start_revision(1, 1)
         with Front(first, time.monotonic()) as front:
