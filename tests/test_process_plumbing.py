@@ -123,8 +123,9 @@ def test_embedded_redis_moves_to_another_port_when_its_own_is_taken(tmp_path):
             client.close()
         finally:
             server.stop()
-        # The lost port is given up at the first check after its server exits, not at the deadline.
-        assert checks.count(True) == 1 and checks[-1] is True, checks
+        # The lost port is given up once its server has exited, at the first check after the exit at
+        # the latest (the waiter may see the exit itself, between checks), never retried to the deadline.
+        assert checks.count(True) <= 1, checks
 
 
 def test_embedded_redis_readiness_gives_up_on_a_silent_port_at_its_own_deadline(tmp_path):
