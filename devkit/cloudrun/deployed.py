@@ -37,7 +37,8 @@ def _dry_run() -> str:
         ).stdout  # fmt: skip
 
 
-def _flags(argv: list[str]) -> dict[str, str]:
+def flags(argv: list[str]) -> dict[str, str]:
+    """--name=value flags of a command line (a flag without a value is not in it)."""
     return dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
 
 
@@ -48,15 +49,15 @@ def deployed_service() -> DeployedService:
         # one with --max-instances, which the migration job's line has not.
         if not (line.startswith("gcloud ") and "--max-instances=" in line):
             continue
-        flags = _flags(shlex.split(line))
-        if "set-env-vars" not in flags:
+        deploy_flags = flags(shlex.split(line))
+        if "set-env-vars" not in deploy_flags:
             break
-        env = dict(pair.split("=", 1) for pair in flags["set-env-vars"].split(","))
+        env = dict(pair.split("=", 1) for pair in deploy_flags["set-env-vars"].split(","))
         return DeployedService(
             env=env,
-            max_instances=int(flags["max-instances"]),
-            concurrency=int(flags.get("concurrency", "80")),  # Cloud Run's default
-            timeout_s=float(flags.get("timeout", "300s").rstrip("s")),  # Cloud Run's default
+            max_instances=int(deploy_flags["max-instances"]),
+            concurrency=int(deploy_flags.get("concurrency", "80")),  # Cloud Run's default
+            timeout_s=float(deploy_flags.get("timeout", "300s").rstrip("s")),  # Cloud Run's default
         )
     raise RuntimeError("deploy/cloud-functions.sh --dry-run printed no function deploy with --set-env-vars")
 

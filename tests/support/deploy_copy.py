@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.cloudrun.deployed import flags
 from devkit.cloudrun.upload_copy import ROOT, deploy_venv, deployed_copy, upload_set
 
 __all__ = ["BASE_ENV", "ROOT", "SCRIPT", "DryRun", "deploy_venv", "deployed_copy", "dry_run", "flags", "gcloud_env",
@@ -74,8 +75,3 @@ def dry_run(workdir: Path, **env: str) -> DryRun:
     commands = [shlex.split(line) for line in lines if not line.startswith("#")]
     assert all(argv[0] == "gcloud" for argv in commands), commands
     return DryRun(commands, [line for line in lines if line.startswith("#")], stage)
-
-
-def flags(argv: list[str]) -> dict[str, str]:
-    """--name=value flags of a command line (a flag without a value is not in it)."""
-    return dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
