@@ -8,18 +8,19 @@ from typing import Any, NamedTuple, get_type_hints
 from .json_text import string
 from .postgres import PostgresPool
 
-# A fact's views are the sum of its counter shards (migrations/0003_view_shards.sql): every fact
-# has shard 0, where random picks count (their rows are spread over the catalogue anyway), and the
-# day's fact also has shards 1..DAY_SHARDS-1, one of them chosen at random per /today view, so the
-# views of the day do not all queue on one row's lock. `fact_views` is the read path for totals.
-DAY_SHARDS = 16
-_RANDOM_SHARD = f"(SELECT floor(random() * {DAY_SHARDS})::smallint)"
-# The total a view answers: its shard's new count plus the other shards as of the statement's
-# snapshot. It includes this view; it may miss views still in flight on other shards; and it never
-# goes below an answer given before this statement began (those are committed, so in the snapshot).
-_SHARD_SUM = "(SELECT CAST(coalesce(sum(o.views), 0) AS bigint) FROM view_shards o WHERE o.fact_id = {}.fact_id{})"
-_OTHER_SHARDS = _SHARD_SUM.format("v", " AND o.shard <> v.shard")
-_ALL_SHARDS = _SHARD_SUM.format("f", "")
+# A fact's views are its own row's count (`facts.row_views`: random views, upstream views and a day's
+# first views) plus its shards' in `view_shards` (migrations/0003, 0005): the day's fact has shards
+# 1..DAY_SHARDS-1, one of them chosen at random per /today view, so the views of the day do not all
+# queue on one row's lock; shard 0 holds what releases before 0005 counted there (read, never
+# written). `fact_views` is the read path for totals.
+DAY_SHARDS = 16  # counters of a day's fact: its row and its day shards
+_RANDOM_DAY_SHARD = f"(SELECT 1 + floor(random() * {DAY_SHARDS - 1})::smallint)"
+# The total a view answers: its counter's new count plus the others as of the statement's snapshot.
+# It includes this view; it may miss views still in flight on other counters; and it never goes
+# below an answer given before this statement began (those are committed, so in the snapshot).
+_SHARDS_SUM = "(SELECT CAST(coalesce(sum(o.views), 0) AS bigint) FROM view_shards o WHERE o.fact_id = {}{})"
+_OTHER_SHARDS = _SHARDS_SUM.format("v.fact_id", " AND o.shard <> v.shard")
+_ROW_AND_SHARDS = "f.row_views + " + _SHARDS_SUM.format("f.fact_id", "")
 # `seq` is dense per language (1..n), so a uniform pick is one index lookup whatever the
 # catalogue size; the uncorrelated subquery runs once per statement.
 _PICK_SEQ = "(SELECT 1 + floor(random() * n)::integer FROM fact_counts WHERE language = :language)"
@@ -62,15 +63,14 @@ _JSON_KEYS = tuple(
 )
 _COLUMNS = ", ".join(f"f.{name}" for name in STORED_FIELDS)
 
-# Only a fact with other shards (a day's fact: shard 0's `spread`, migrations/0004) sums them.
+# One row of one table; only a fact with counts in shards (`spread`, migrations/0005) sums them.
 RANDOM_VIEW = f"""
-UPDATE view_shards v SET views = v.views + 1
-FROM facts f
-WHERE f.language = :language AND f.seq = {_PICK_SEQ} AND v.fact_id = f.fact_id AND v.shard = 0
-RETURNING {_COLUMNS}, CASE WHEN v.spread THEN v.views + {_OTHER_SHARDS} ELSE v.views END"""
+UPDATE facts f SET row_views = f.row_views + 1
+WHERE f.language = :language AND f.seq = {_PICK_SEQ}
+RETURNING {_COLUMNS}, CASE WHEN f.spread THEN {_ROW_AND_SHARDS} ELSE f.row_views END"""
 
 RANDOM_PEEK = f"""
-SELECT {_COLUMNS}, {_ALL_SHARDS}
+SELECT {_COLUMNS}, {_ROW_AND_SHARDS}
 FROM facts f WHERE f.language = :language AND f.seq = {_PICK_SEQ}"""
 
 # The day's choice: the stored one if any, else a random fact inserted for the day. Concurrent
@@ -94,32 +94,28 @@ WITH existing AS (
     ON CONFLICT DO NOTHING
 )"""
 
-# A day's first requests (and those of an instance that does not know the choice yet) count in
-# shard 0; the others use the statement after this one.
-TODAY_VIEW = f"""{_DAY_CHOICE}, counted AS (
-    UPDATE view_shards v SET views = v.views + 1 FROM choice
-    WHERE v.fact_id = choice.fact_id AND v.shard = 0
-    RETURNING v.fact_id, v.views + {_OTHER_SHARDS} AS views
-)
-SELECT {_COLUMNS}, counted.views FROM facts f JOIN counted USING (fact_id)"""
+# A day's first requests (and those of an instance that does not know the choice yet) count in the
+# fact's row; the others use the statement after this one.
+TODAY_VIEW = f"""{_DAY_CHOICE}
+UPDATE facts f SET row_views = f.row_views + 1 FROM choice WHERE f.fact_id = choice.fact_id
+RETURNING {_COLUMNS}, {_ROW_AND_SHARDS}"""
 
 TODAY_PEEK = f"""{_DAY_CHOICE}
-SELECT {_COLUMNS}, {_ALL_SHARDS} FROM facts f JOIN choice USING (fact_id)"""
+SELECT {_COLUMNS}, {_ROW_AND_SHARDS} FROM facts f JOIN choice USING (fact_id)"""
 
-# Counting a view of the day's fact when the instance already knows which it is: one shard at
+# Counting a view of the day's fact when the instance already knows which it is: one day shard at
 # random, and only if `fact_id` is still the day's choice (Postgres stays the truth, so a stale memo
 # or cache entry answers no rows and the caller asks TODAY_VIEW).
 KNOWN_DAY_VIEW = f"""
 UPDATE view_shards v SET views = v.views + 1
-FROM daily_facts d
+FROM daily_facts d JOIN facts f USING (fact_id)
 WHERE d.day = :day AND d.language = :language AND d.fact_id = :fact_id
-  AND v.fact_id = d.fact_id AND v.shard = {_RANDOM_SHARD}
-RETURNING v.views + {_OTHER_SHARDS}"""
+  AND v.fact_id = d.fact_id AND v.shard = {_RANDOM_DAY_SHARD}
+RETURNING f.row_views + v.views + {_OTHER_SHARDS}"""
 
-KNOWN_DAY_PEEK = """
-SELECT CAST(coalesce(sum(o.views), 0) AS bigint) FROM daily_facts d JOIN view_shards o USING (fact_id)
-WHERE d.day = :day AND d.language = :language AND d.fact_id = :fact_id
-HAVING count(*) > 0"""
+KNOWN_DAY_PEEK = f"""
+SELECT {_ROW_AND_SHARDS} FROM daily_facts d JOIN facts f USING (fact_id)
+WHERE d.day = :day AND d.language = :language AND d.fact_id = :fact_id"""
 
 # The function's parameters are its own (migrations/0002): a new column changes it in its migration.
 VIEW_EXTERNAL = f"SELECT {', '.join(Fact._fields)} FROM view_external_fact(:fact_id, :fact, :language, :source)"

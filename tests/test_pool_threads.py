@@ -66,7 +66,7 @@ def test_the_cli_s_default_threads_each_get_a_connection(servers):
     settings = parse_database_url(servers.database_url)
     with framework_cli(env) as url, connect(settings, 10.0, statement_timeout_ms=None) as holder:
         holder.run("BEGIN")
-        holder.run("LOCK TABLE view_shards IN SHARE MODE")  # every view now waits, holding its connection
+        holder.run("LOCK TABLE facts IN SHARE MODE")  # every view now waits, holding its connection
         answers: list[int] = []
         clients = [threading.Thread(target=lambda: answers.append(http_get(url)[0])) for _ in range(threads)]
         for client in clients:

@@ -1,4 +1,5 @@
-"""Views in counter shards (migrations/0003): exact under concurrency, never lower for a client, migrated whole."""
+"""Views in the facts' rows and the days' counter shards (migrations/0003, 0005): exact under concurrency,
+never lower for a client, migrated whole."""
 
 from __future__ import annotations
 

@@ -50,9 +50,11 @@ def reset(db: StatementRunner, cache: redis.Redis, prefix: str, counts: dict[str
             languages=languages,
             sizes=sizes,
         )
-        # Views live in counter shards (shared/migrations/0003): the day shards go, shard 0 is zeroed.
+        # Views live in the facts' rows and in shards (shared/migrations/0003, 0005): the day shards go,
+        # shard 0 and the rows are zeroed.
         db.run("DELETE FROM view_shards WHERE shard > 0")
         db.run("UPDATE view_shards SET views = 0 WHERE views <> 0")
+        db.run("UPDATE facts SET row_views = 0, spread = false WHERE row_views <> 0 OR spread")
     keys = list(cache.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         cache.delete(*keys)
