@@ -50,9 +50,14 @@ TESTS = {
     "shared.instance": "tests/test_instance_state.py tests/test_migrate.py tests/test_faults.py",
     "shared.logs": "tests/test_logging.py tests/test_request_log.py",
     "shared.json_text": "tests/test_json_text.py tests/test_web_contract.py tests/test_logging.py",
-    # shared/fast/*: every fast path's oracle tests and the fallback's (a key is a module or a package)
+    # shared/fast/*: each fast path's oracle tests, then the switch's and the fallback's (a key is a
+    # module or a package: the package's own entry judges shared/fast/__init__.py)
     "shared.fast": "tests/test_fast_paths.py tests/test_one_trip.py tests/test_postgres_pool.py "
-    "tests/test_web_contract.py tests/test_json_text.py tests/test_logging.py",
+    "tests/test_web_contract.py tests/test_json_text.py tests/test_logging.py tests/test_request_log_direct.py",
+    "shared.fast._shape": "tests/test_fast_paths.py",
+    "shared.fast.direct_line": "tests/test_request_log_direct.py tests/test_fast_paths.py tests/test_logging.py",
+    "shared.fast.one_trip": "tests/test_one_trip.py tests/test_fast_paths.py tests/test_postgres_pool.py",
+    "shared.fast.werkzeug_response": "tests/test_web_contract.py tests/test_fast_paths.py",
     "shared.postgres": "tests/test_postgres_pool.py tests/test_postgres_connect.py tests/test_postgres_errors.py "
     "tests/test_faults.py tests/test_instance_state.py",
     "shared.schema": "tests/test_migrate.py tests/test_instance_state.py tests/test_catalogue_import.py "

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import flask
+import pg8000.core
 import pg8000.native
 import pytest
 
@@ -100,7 +101,6 @@ def test_switched_off_every_path_is_the_librarys_own(monkeypatch, caplog) -> Non
     assert [name for name, on in used.items() if on] == []  # off is stock: nothing private touched
     response = web.json_text_response(200, '{"a":1}', {"Cache-Control": "no-store"})
     assert type(response) is flask.Response and response.get_data() == b'{"a":1}'
-    assert fast.compact_encoder(None) is None
     alone = _alone_with_our_handler(monkeypatch, io.StringIO())
     assert fast.line_writer(alone, logs.LineHandler, logs.__file__) is None
     assert _warnings(caplog) == []
@@ -113,14 +113,14 @@ def test_a_switch_that_is_neither_on_nor_off_is_refused_by_the_settings_and_turn
     monkeypatch.setenv("FACTS_FAST_PATHS", "fast")
     with pytest.raises(ConfigError, match="FACTS_FAST_PATHS must be on or off, got 'fast'"):
         load_settings({"DATABASE_URL": "postgresql://u@h/d", "REDIS_URL": "redis://h", "FACTS_FAST_PATHS": "fast"})
-    assert not fast.uses(fast.ONE_TRIP) and not fast.uses(fast.C_ENCODER)
+    assert not fast.uses(fast.ONE_TRIP) and not fast.uses(fast.DIRECT_LINE)
     assert _warnings(caplog) == ["fast paths off: FACTS_FAST_PATHS must be on or off, got 'fast'"]
 
 
 @pytest.mark.parametrize(
     ("library", "version", "path"),
     [("werkzeug", "3.2.0", fast.PASS_THROUGH_RESPONSE), ("pg8000", "1.32.0", fast.ONE_TRIP),
-     ("python", "3.13.1", fast.C_ENCODER), ("python", "3.13.1", fast.DIRECT_LINE)],
+     ("python", "3.13.1", fast.DIRECT_LINE)],
 )  # fmt: skip
 def test_an_upgraded_library_gets_the_stock_path_and_one_warning(monkeypatch, caplog, library, version, path) -> None:
     _upgraded(monkeypatch, library, version)
@@ -133,12 +133,11 @@ def test_an_upgraded_library_gets_the_stock_path_and_one_warning(monkeypatch, ca
 
 
 def test_a_missing_internal_gets_the_stock_path_and_one_warning(monkeypatch, caplog) -> None:
-    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
-    assert fast.compact_encoder(None) is None
-    assert web.json_response(200, {"fact": "Grüße"}).get_data() == '{"fact":"Grüße"}'.encode()
+    monkeypatch.delattr(pg8000.core.CoreConnection, "prepare_statement")
+    assert not fast.uses(fast.ONE_TRIP)
     assert _warnings(caplog) == [
-        "fast path json.c_encoder off, the stock path used instead: json.encoder.c_make_encoder is missing "
-        "(a Python built without the _json accelerator) (verified with python >=3.11,<3.13)"
+        "fast path pg8000.one_trip off, the stock path used instead: CoreConnection has no prepare_statement "
+        f"(verified with pg8000 >={fast.CATALOGUE[fast.ONE_TRIP].pin[0]},<{fast.CATALOGUE[fast.ONE_TRIP].pin[1]})"
     ]
 
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from shared import fast
 from shared.json_text import compact_encoder, string
 from shared.store import Fact
 
@@ -32,17 +31,9 @@ def _json(value: Any, default: Any = None) -> str:
         None,
     ],
 )
-def test_the_compact_encoder_writes_what_json_dumps_writes(value, monkeypatch):
+def test_the_compact_encoder_writes_what_json_dumps_writes(value):
     assert compact_encoder()(value) == _json(value)
     assert compact_encoder(default=str)(value) == _json(value, default=str)
-    monkeypatch.setattr(json.encoder, "c_make_encoder", None)  # a Python built without the accelerator
-    fast.reset()
-    try:
-        assert not fast.uses(fast.C_ENCODER)
-        assert compact_encoder()(value) == _json(value)  # json's own encoder
-    finally:
-        monkeypatch.undo()
-        fast.reset()
 
 
 def test_a_key_json_cannot_write_is_a_type_error_as_with_json():

@@ -1,7 +1,7 @@
 """THE ROOM: every speed-up that reaches under a library lives in this package, and only here.
 
-Outside it, `postgres.py`, `web.py`, `logs.py`, `json_text.py` and `store.py` are plain pg8000,
-Werkzeug, logging and json code: where one of them has a faster way, it asks this package, which
+Outside it, `postgres.py`, `web.py`, `logs.py` and `store.py` are plain pg8000, Werkzeug and
+logging code: where one of them has a faster way, it asks this package, which
 hands back the fast implementation or the library's own (the "stock" one).
 
 Each entry of CATALOGUE names the library internals it relies on, the versions it was verified
@@ -62,7 +62,6 @@ def _shape_check(module: str, check: str = "shape_difference") -> Callable[[], s
 
 ONE_TRIP = "pg8000.one_trip"
 PASS_THROUGH_RESPONSE = "werkzeug.pass_through_response"  # noqa: S105 - a name, not a password
-C_ENCODER = "json.c_encoder"
 DIRECT_LINE = "logging.direct_line"
 
 CATALOGUE: dict[str, FastPath] = {
@@ -83,14 +82,6 @@ CATALOGUE: dict[str, FastPath] = {
             "headers handed to the server as checked when set, one bytes body handed over as it is",
             "tests/test_web_contract.py",
             _shape_check("werkzeug_response"),
-        ),
-        FastPath(
-            C_ENCODER,
-            "python",
-            ("3.11", "3.13"),
-            "json's C encoder built once, not once per call by JSONEncoder.encode (the log line's fields)",
-            "tests/test_json_text.py",
-            _shape_check("json_encoder"),
         ),
         FastPath(
             DIRECT_LINE,
@@ -227,13 +218,4 @@ def line_writer(
     wrote nothing and the stock path must."""
     if uses(DIRECT_LINE):
         return direct_line.line_writer(logger, handler_type, pathname)
-    return None
-
-
-def compact_encoder(default: Callable[[Any], Any] | None) -> Callable[[Any], str] | None:
-    """json's C encoder built once, as a function of a value; None: JSONEncoder.encode."""
-    if uses(C_ENCODER):
-        from .json_encoder import compact_encoder as c_encoder
-
-        return c_encoder(default)
     return None
