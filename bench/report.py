@@ -256,6 +256,8 @@ def cold_start_lines(doc: dict[str, Any]) -> list[str]:
     """The cold start against hello's (target: within 1.25x), and its stages in a fresh process."""
     first, stages = doc["cold_start_ms"], doc.get("cold_start_breakdown_ms", {})
     lines = [f"  {key} / hello {first[key] / first['hello']:.2f} (target <= {COLD_START_TARGET:g})"
+             + (f";  / handwritten_{key} {first[key] / first[f'handwritten_{key}']:.2f}"
+                if first.get(f"handwritten_{key}") else "")
              for key in ("random", "today") if key in first and first.get("hello")]  # fmt: skip
     lines += [f"  {key:<6} stages (ms): " + ", ".join(f"{k.removesuffix('_ms')} {v:.0f}" for k, v in parts.items())
               for key, parts in stages.items()]  # fmt: skip

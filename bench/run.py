@@ -54,7 +54,9 @@ ORDER = (
 )  # fmt: skip
 COLD_STARTS = {  # result key -> (target, source file)
     "hello": ("hello", REFERENCE_DIR / "ref_hello.py"),
+    "handwritten_random": ("handwritten_random", REFERENCE_DIR / "ref_handwritten.py"),
     "random": ("random_fact", ROOT / "functions" / "random_fact.py"),
+    "handwritten_today": ("handwritten_today", REFERENCE_DIR / "ref_handwritten.py"),
     "today": ("today_fact", ROOT / "functions" / "today_fact.py"),
 }
 SCALES = {"random_10k": 10_000, "random_1m": 1_000_000}
