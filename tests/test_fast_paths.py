@@ -3,21 +3,25 @@ when a library moved (faked here by an upgrade's version, or an attribute gone).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import flask
 import pg8000.native
 import pytest
+from werkzeug.datastructures import Headers
 
 from shared import fast, logs, web
 from shared.config import ConfigError, load_settings
-from shared.fast import _shape
+from shared.fast import _shape, werkzeug_response
 from shared.fast.one_trip import OneTripStatement
 from shared.fast.werkzeug_response import PassThroughResponse
 from shared.postgres import PostgresPool
@@ -124,12 +128,110 @@ def test_a_switch_that_is_neither_on_nor_off_is_refused_by_the_settings_and_turn
 )  # fmt: skip
 def test_an_upgraded_library_gets_the_stock_path_and_one_warning(monkeypatch, caplog, library, version, path) -> None:
     _upgraded(monkeypatch, library, version)
-    assert not fast.uses(path)
-    assert not fast.uses(path)  # decided once
+    assert fast.uses(path) is False
+    assert fast.uses(path) is False  # decided once, and a bool as report() promises
     assert _warnings(caplog) == [
         f"fast path {path} off, the stock path used instead: version {version} is outside the pin "
         f"(verified with {library} >={fast.CATALOGUE[path].pin[0]},<{fast.CATALOGUE[path].pin[1]})"
     ]
+
+
+def test_each_fast_path_checks_its_library_once_and_keeps_its_choice(monkeypatch) -> None:
+    checks: list[str] = []
+    for name, path in fast.CATALOGUE.items():
+
+        def counted(shape: Callable[[], str | None] = path.shape, name: str = name) -> str | None:
+            checks.append(name)
+            return shape()
+
+        monkeypatch.setitem(fast.CATALOGUE, name, dataclasses.replace(path, shape=counted))
+    first = fast.report()
+    assert fast.report() == first and all(fast.uses(name) is first[name] for name in fast.CATALOGUE)
+    for name, path in fast.CATALOGUE.items():  # a library outside its pin is not looked at closer
+        assert checks.count(name) == _shape.within(_shape.version_of(path.library), path.pin), name
+
+
+class _Built(flask.Response):
+    """flask.Response, knowing when its __init__ is done (a fake below moves something after it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.built = True
+
+
+class _HeadersElsewhere(_Built):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.headers = SimpleNamespace(pairs=[*self.headers.items()])  # type: ignore[assignment]
+
+
+class _HeadersAsLists(_Built):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.headers._list = [list(pair) for pair in self.headers._list]  # type: ignore[misc]
+
+
+class _ClosersElsewhere(_Built):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_close = ()  # type: ignore[assignment]
+
+
+class _NoLengthSwitch(_Built):
+    def __getattribute__(self, name: str) -> Any:
+        if name == "automatically_set_content_length" and vars(self).get("built"):
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+class _HeadersFromRequest(_Built):
+    def get_wsgi_headers(self, request_environ: Any) -> Headers:
+        return super().get_wsgi_headers(request_environ)
+
+
+class _BodyFromRequest(_Built):
+    def get_app_iter(self, request_environ: Any) -> Any:
+        return super().get_app_iter(request_environ)
+
+
+class _CopiedOtherwise(Headers):
+    def copy(self) -> _CopiedOtherwise:
+        return type(self)(self.items())
+
+
+_RENAMED = "('self', 'request_environ'), not ('self', 'environ')"
+
+
+@pytest.mark.parametrize(
+    ("response", "headers", "reason"),
+    [(_HeadersElsewhere, Headers, "Headers keeps no _list of pairs"),
+     (_HeadersAsLists, Headers, "Headers keeps no _list of pairs"),
+     (_ClosersElsewhere, Headers, "a response keeps no _on_close list"),
+     (_NoLengthSwitch, Headers, "_NoLengthSwitch has no automatically_set_content_length"),
+     (_HeadersFromRequest, Headers, f"_HeadersFromRequest.get_wsgi_headers takes {_RENAMED}"),
+     (_BodyFromRequest, Headers, f"_BodyFromRequest.get_app_iter takes {_RENAMED}"),
+     (_Built, _CopiedOtherwise, "Headers.copy no longer copies _list")],
+)  # fmt: skip
+def test_each_internal_the_pass_through_response_uses_is_checked_and_named_when_it_moved(
+    monkeypatch, caplog, response: type[flask.Response], headers: type[Headers], reason: str
+) -> None:
+    """A Werkzeug inside the pin that moved one of the internals: the stock response, and the
+    warning says which (each check stands alone: the others pass on these fakes)."""
+    _upgraded(monkeypatch, "werkzeug", fast.CATALOGUE[fast.PASS_THROUGH_RESPONSE].pin[0])
+    monkeypatch.setattr(werkzeug_response, "flask", SimpleNamespace(Response=response))
+    monkeypatch.setattr(werkzeug_response, "Headers", headers)
+    assert fast.uses(fast.PASS_THROUGH_RESPONSE) is False
+    assert type(web.json_text_response(200, "{}")) is flask.Response
+    assert _warnings(caplog) == [
+        f"fast path {fast.PASS_THROUGH_RESPONSE} off, the stock path used instead: {reason} (verified with werkzeug "
+        f">={fast.CATALOGUE[fast.PASS_THROUGH_RESPONSE].pin[0]},<{fast.CATALOGUE[fast.PASS_THROUGH_RESPONSE].pin[1]})"
+    ]
+
+
+def test_the_pass_through_responses_checks_pass_on_an_unmoved_werkzeug(monkeypatch) -> None:
+    # The fakes above each differ from this one in one internal only.
+    monkeypatch.setattr(werkzeug_response, "flask", SimpleNamespace(Response=_Built))
+    assert werkzeug_response.shape_difference() is None
 
 
 def test_a_missing_internal_gets_the_stock_path_and_one_warning(monkeypatch, caplog) -> None:

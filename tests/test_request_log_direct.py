@@ -180,3 +180,28 @@ def test_a_failing_stream_is_reported_as_the_stock_path_reports_it_and_the_next_
     assert [line.split('"message":')[1].split(",")[0] for line in stream.getvalue().splitlines()] == [
         '"GET /written 200"'
     ]
+
+
+def test_a_failing_stream_hands_handle_error_the_record_the_stock_path_would(monkeypatch, logger) -> None:
+    """handleError is logging's place to report a failed write otherwise: it gets the stock
+    path's record from either path, its origin (this module's file, as logger.info's) included."""
+
+    def reported(switch: str) -> logging.LogRecord:
+        _mode(monkeypatch, switch)
+        handler = logs.LineHandler(FailsFirstWrite(), logs.CloudJsonFormatter())
+        records: list[logging.LogRecord] = []
+        handler.handleError = records.append  # type: ignore[method-assign]
+        logger.addHandler(handler)
+        try:
+            assert _direct(logger) is (switch == "on")
+            logs.log_request("random_fact", "GET", "/lost", 200, 1.9, logger=logger)
+        finally:
+            logger.removeHandler(handler)
+        [record] = records
+        return record
+
+    seen = ("name", "levelno", "pathname", "filename", "module", "lineno", "funcName", "msg", "args", "fields",
+            "created", "exc_info", "stack_info")  # fmt: skip
+    stock, direct = reported("off"), reported("on")
+    assert stock.pathname == logs.__file__ and stock.module == "logs"
+    assert {name: getattr(direct, name) for name in seen} == {name: getattr(stock, name) for name in seen}
