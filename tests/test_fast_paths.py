@@ -15,6 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import flask
+import pg8000.converters
+import pg8000.core
 import pg8000.native
 import pytest
 from werkzeug.datastructures import Headers
@@ -232,6 +234,119 @@ def test_the_pass_through_responses_checks_pass_on_an_unmoved_werkzeug(monkeypat
     # The fakes above each differ from this one in one internal only.
     monkeypatch.setattr(werkzeug_response, "flask", SimpleNamespace(Response=_Built))
     assert werkzeug_response.shape_difference() is None
+
+
+class _ConnectionWithoutHandleMessages:
+    __init__ = pg8000.core.CoreConnection.__init__
+    prepare_statement = pg8000.core.CoreConnection.prepare_statement
+
+
+class _SocketFileRenamed(pg8000.core.CoreConnection):
+    def __init__(self) -> None:
+        self._sock_file = None
+        self._usock = None
+        self._client_encoding, self._transaction_status, self.py_types = "utf8", None, {}
+
+
+class _ColumnsRenamed(pg8000.native.PreparedStatement):
+    def __init__(self) -> None:
+        self.statement, self.make_vals, self.name_bin, self.input_funcs = "", None, b"", []
+        self.columns = None
+
+
+class _ContextOfCols(pg8000.core.Context):
+    def __init__(self, statement: str, stream: Any = None, cols: Any = None, input_funcs: Any = None) -> None:
+        super().__init__(statement, stream, cols, input_funcs)
+
+
+def _params_of(types: Any, values: Any) -> Any:
+    return pg8000.converters.make_params(types, values)
+
+
+@pytest.mark.parametrize(
+    ("internal", "moved", "reason"),
+    [("CoreConnection", _ConnectionWithoutHandleMessages, "_ConnectionWithoutHandleMessages has no handle_messages"),
+     ("CoreConnection", _SocketFileRenamed, "_SocketFileRenamed.__init__ no longer sets _sock"),
+     ("PreparedStatement", _ColumnsRenamed, "_ColumnsRenamed.__init__ no longer sets cols"),
+     ("Context", _ContextOfCols, "_ContextOfCols takes ('statement', 'stream', 'cols', 'input_funcs'), not "
+                                 "('statement', 'stream', 'columns', 'input_funcs')"),
+     ("make_params", _params_of, "_params_of takes ('types', 'values'), not ('py_types', 'values')"),
+     ("IN_FAILED_TRANSACTION", b"F", "IN_FAILED_TRANSACTION is no longer b'E'")],
+)  # fmt: skip
+def test_each_internal_of_pg8000_the_one_trip_uses_is_checked_and_named_when_it_moved(
+    monkeypatch, internal: str, moved: Any, reason: str
+) -> None:
+    from shared.fast import one_trip
+
+    assert one_trip.shape_difference() is None  # each fake below differs from the real pg8000 in one internal
+    monkeypatch.setattr(one_trip, internal, moved)
+    assert one_trip.shape_difference() == reason
+
+
+def _writes_without_terminator(handler: logging.StreamHandler, record: logging.LogRecord) -> None:  # type: ignore[type-arg]
+    handler.stream.write(handler.format(record))
+    handler.flush()
+
+
+def _flushes_twice(handler: logging.StreamHandler, record: logging.LogRecord) -> None:  # type: ignore[type-arg]
+    handler.stream.write(handler.format(record) + handler.terminator)
+    handler.flush()
+    handler.flush()
+
+
+class _LoggerWithoutDisabled(logging.Logger):
+    """A Logger that keeps `disabled` on its class, not on each logger (as a release might)."""
+
+    disabled = False  # type: ignore[assignment]
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        del self.disabled
+
+
+_UNFAITHFUL_STREAM = "a StreamHandler no longer writes format(record) + terminator and flushes once"
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "moved", "reason"),
+    [(logging.Handler, "handleError", None, "StreamHandler has no handleError"),
+     (logging, "getLogRecordFactory", None, "logging has no getLogRecordFactory"),
+     (logging.StreamHandler, "emit", _writes_without_terminator, _UNFAITHFUL_STREAM),
+     (logging.StreamHandler, "emit", _flushes_twice, _UNFAITHFUL_STREAM),
+     (logging, "Logger", _LoggerWithoutDisabled, "a Logger keeps its handlers, filters, propagate, parent or disabled "
+                                                 "elsewhere")],
+)  # fmt: skip
+def test_each_part_of_logging_the_direct_line_uses_is_checked_and_named_when_it_moved(
+    monkeypatch, owner: Any, name: str, moved: Any, reason: str
+) -> None:
+    from shared.fast import direct_line
+
+    assert direct_line.shape_difference() is None  # each fake below differs from the real logging in one part
+    # Only parts that logging does not call while it logs are taken away, and only for the check.
+    with monkeypatch.context() as moving:
+        if moved is None:
+            moving.delattr(owner, name)
+        else:
+            moving.setattr(owner, name, moved)
+        difference = direct_line.shape_difference()
+    assert difference == reason
+
+
+def test_a_c_encoder_that_writes_otherwise_than_json_dumps_gets_the_stock_path_and_says_so(monkeypatch, caplog) -> None:
+    real = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+
+    def ascii_unless_checking(markers: Any, default: Any, encoder: Any, *rest: Any) -> Any:
+        # One that reads its arguments otherwise: json.dumps (which checks for cycles) is unchanged,
+        # the built-once encoder (which does not) escapes what is not ASCII.
+        return real(markers, default, encoder if markers is not None else json.encoder.encode_basestring_ascii, *rest)
+
+    _upgraded(monkeypatch, "python", fast.CATALOGUE[fast.C_ENCODER].pin[0])  # the shape is checked inside the pin
+    monkeypatch.setattr(json.encoder, "c_make_encoder", ascii_unless_checking)
+    assert fast.compact_encoder(None) is None
+    assert web.json_response(200, {"fact": "Grüße"}).get_data() == '{"fact":"Grüße"}'.encode()
+    assert [message.split(": ", 1)[1] for message in _warnings(caplog)] == [
+        "json.encoder.c_make_encoder no longer writes what json.dumps writes (verified with python >=3.11,<3.13)"
+    ]
 
 
 def test_a_missing_internal_gets_the_stock_path_and_one_warning(monkeypatch, caplog) -> None:
