@@ -241,11 +241,12 @@ class _ConnectionWithoutHandleMessages:
     prepare_statement = pg8000.core.CoreConnection.prepare_statement
 
 
-class _SocketFileRenamed(pg8000.core.CoreConnection):
+class _SocketsRenamed(pg8000.core.CoreConnection):
     def __init__(self) -> None:
         self._sock_file = None
-        self._usock = None
-        self._client_encoding, self._transaction_status, self.py_types = "utf8", None, {}
+        self._raw_sock = None
+        self._client_encoding = "utf8"  # until the server's ParameterStatus says client_encoding = x
+        self._transaction_status, self.py_types = None, {}
 
 
 class _ColumnsRenamed(pg8000.native.PreparedStatement):
@@ -266,7 +267,7 @@ def _params_of(types: Any, values: Any) -> Any:
 @pytest.mark.parametrize(
     ("internal", "moved", "reason"),
     [("CoreConnection", _ConnectionWithoutHandleMessages, "_ConnectionWithoutHandleMessages has no handle_messages"),
-     ("CoreConnection", _SocketFileRenamed, "_SocketFileRenamed.__init__ no longer sets _sock"),
+     ("CoreConnection", _SocketsRenamed, "_SocketsRenamed.__init__ no longer sets _sock, _usock"),
      ("PreparedStatement", _ColumnsRenamed, "_ColumnsRenamed.__init__ no longer sets cols"),
      ("Context", _ContextOfCols, "_ContextOfCols takes ('statement', 'stream', 'cols', 'input_funcs'), not "
                                  "('statement', 'stream', 'columns', 'input_funcs')"),
