@@ -74,7 +74,8 @@ def test_the_locked_versions_are_inside_the_pins() -> None:
 @pytest.mark.parametrize(
     ("version", "pin", "inside"),
     [("3.1.9", ("3.1", "3.2"), True), ("3.1", ("3.1", "3.2"), True), ("3.2.0", ("3.1", "3.2"), False),
-     ("3.0.9", ("3.1", "3.2"), False), ("1.31.6rc1", ("1.31", "1.32"), True), ("unknown", ("1", "2"), False)],
+     ("3.0.9", ("3.1", "3.2"), False), ("1.31.6rc1", ("1.31", "1.32"), True), ("unknown", ("1", "2"), False),
+     ("3.2", ("3.1", "3.2"), False)],
 )  # fmt: skip
 def test_a_version_is_inside_a_pin_from_its_first_to_below_its_second(version: str, pin: tuple, inside: bool) -> None:
     assert _shape.within(version, pin) is inside
@@ -236,9 +237,8 @@ def test_the_pass_through_responses_checks_pass_on_an_unmoved_werkzeug(monkeypat
     assert werkzeug_response.shape_difference() is None
 
 
-class _ConnectionWithoutHandleMessages:
+class _ConnectionWithoutItsMethods:
     __init__ = pg8000.core.CoreConnection.__init__
-    prepare_statement = pg8000.core.CoreConnection.prepare_statement
 
 
 class _SocketsRenamed(pg8000.core.CoreConnection):
@@ -264,14 +264,26 @@ def _params_of(types: Any, values: Any) -> Any:
     return pg8000.converters.make_params(types, values)
 
 
+class _ParamsMaker:
+    """make_params as a callable object, which has no __qualname__ of its own."""
+
+    def __call__(self, types: Any, values: Any) -> Any:
+        return pg8000.converters.make_params(types, values)
+
+    def __repr__(self) -> str:
+        return "a params maker"
+
+
 @pytest.mark.parametrize(
     ("internal", "moved", "reason"),
-    [("CoreConnection", _ConnectionWithoutHandleMessages, "_ConnectionWithoutHandleMessages has no handle_messages"),
+    [("CoreConnection", _ConnectionWithoutItsMethods, "_ConnectionWithoutItsMethods has no handle_messages, "
+                                                      "prepare_statement"),
      ("CoreConnection", _SocketsRenamed, "_SocketsRenamed.__init__ no longer sets _sock, _usock"),
      ("PreparedStatement", _ColumnsRenamed, "_ColumnsRenamed.__init__ no longer sets cols"),
      ("Context", _ContextOfCols, "_ContextOfCols takes ('statement', 'stream', 'cols', 'input_funcs'), not "
                                  "('statement', 'stream', 'columns', 'input_funcs')"),
      ("make_params", _params_of, "_params_of takes ('types', 'values'), not ('py_types', 'values')"),
+     ("make_params", _ParamsMaker(), "a params maker takes ('types', 'values'), not ('py_types', 'values')"),
      ("IN_FAILED_TRANSACTION", b"F", "IN_FAILED_TRANSACTION is no longer b'E'")],
 )  # fmt: skip
 def test_each_internal_of_pg8000_the_one_trip_uses_is_checked_and_named_when_it_moved(
@@ -348,6 +360,32 @@ def test_a_c_encoder_that_writes_otherwise_than_json_dumps_gets_the_stock_path_a
     assert [message.split(": ", 1)[1] for message in _warnings(caplog)] == [
         "json.encoder.c_make_encoder no longer writes what json.dumps writes (verified with python >=3.11,<3.13)"
     ]
+
+
+def test_a_library_without_its_metadata_is_of_an_unknown_version_and_gets_the_stock_path(monkeypatch, caplog) -> None:
+    real = metadata.version
+
+    def version(name: str) -> str:
+        if name == "werkzeug":
+            raise metadata.PackageNotFoundError(name)  # a copy of the library without its dist-info
+        return real(name)
+
+    monkeypatch.setattr(_shape.metadata, "version", version)
+    pin = fast.CATALOGUE[fast.PASS_THROUGH_RESPONSE].pin
+    assert fast.uses(fast.PASS_THROUGH_RESPONSE) is False
+    assert _warnings(caplog) == [
+        f"fast path {fast.PASS_THROUGH_RESPONSE} off, the stock path used instead: version unknown is outside the pin "
+        f"(verified with werkzeug >={pin[0]},<{pin[1]})"
+    ]
+
+
+def test_a_c_encoder_gone_from_json_is_named_missing(monkeypatch) -> None:
+    from shared.fast import json_encoder
+
+    monkeypatch.delattr(json.encoder, "c_make_encoder")  # renamed or removed, not only None as without _json
+    assert json_encoder.shape_difference() == (
+        "json.encoder.c_make_encoder is missing (a Python built without the _json accelerator)"
+    )
 
 
 def test_a_missing_internal_gets_the_stock_path_and_one_warning(monkeypatch, caplog) -> None:
