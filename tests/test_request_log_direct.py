@@ -210,12 +210,18 @@ def test_a_failing_stream_hands_handle_error_the_record_the_stock_path_would(mon
     assert {name: getattr(direct, name) for name in seen} == {name: getattr(stock, name) for name in seen}
 
 
+def _json_lines_of(logger: logging.Logger) -> io.StringIO:
+    """The stream of our JSON handler, added to `logger`."""
+    stream = io.StringIO()
+    logger.addHandler(logs.LineHandler(stream, logs.CloudJsonFormatter()))
+    return stream
+
+
 def test_fields_only_a_records_line_can_carry_are_left_to_the_stock_path_with_nothing_written(
     monkeypatch, logger
 ) -> None:
     _mode(monkeypatch, "on")
-    stream = io.StringIO()
-    logger.addHandler(logs.LineHandler(stream, logs.CloudJsonFormatter()))
+    stream = _json_lines_of(logger)
     write = fast.line_writer(logger, logs.LineHandler, logs.__file__)
     assert write is not None
     assert write("%s %s %s", ("GET", "/", 200), {"message": "a field that replaces the message"}) is False
