@@ -3,22 +3,27 @@ when a library moved (faked here by an upgrade's version, or an attribute gone).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import flask
+import pg8000.converters
 import pg8000.core
 import pg8000.native
 import pytest
+from werkzeug.datastructures import Headers
 
 from shared import fast, logs, web
 from shared.config import ConfigError, load_settings
-from shared.fast import _shape
+from shared.fast import _shape, werkzeug_response
 from shared.fast.one_trip import OneTripStatement
 from shared.fast.werkzeug_response import PassThroughResponse
 from shared.postgres import PostgresPool
@@ -69,7 +74,8 @@ def test_the_locked_versions_are_inside_the_pins() -> None:
 @pytest.mark.parametrize(
     ("version", "pin", "inside"),
     [("3.1.9", ("3.1", "3.2"), True), ("3.1", ("3.1", "3.2"), True), ("3.2.0", ("3.1", "3.2"), False),
-     ("3.0.9", ("3.1", "3.2"), False), ("1.31.6rc1", ("1.31", "1.32"), True), ("unknown", ("1", "2"), False)],
+     ("3.0.9", ("3.1", "3.2"), False), ("1.31.6rc1", ("1.31", "1.32"), True), ("unknown", ("1", "2"), False),
+     ("3.2", ("3.1", "3.2"), False)],
 )  # fmt: skip
 def test_a_version_is_inside_a_pin_from_its_first_to_below_its_second(version: str, pin: tuple, inside: bool) -> None:
     assert _shape.within(version, pin) is inside
@@ -124,11 +130,234 @@ def test_a_switch_that_is_neither_on_nor_off_is_refused_by_the_settings_and_turn
 )  # fmt: skip
 def test_an_upgraded_library_gets_the_stock_path_and_one_warning(monkeypatch, caplog, library, version, path) -> None:
     _upgraded(monkeypatch, library, version)
-    assert not fast.uses(path)
-    assert not fast.uses(path)  # decided once
+    assert fast.uses(path) is False
+    assert fast.uses(path) is False  # decided once, and a bool as report() promises
     assert _warnings(caplog) == [
         f"fast path {path} off, the stock path used instead: version {version} is outside the pin "
         f"(verified with {library} >={fast.CATALOGUE[path].pin[0]},<{fast.CATALOGUE[path].pin[1]})"
+    ]
+
+
+def test_each_fast_path_checks_its_library_once_and_keeps_its_choice(monkeypatch) -> None:
+    checks: list[str] = []
+    for name, path in fast.CATALOGUE.items():
+
+        def counted(shape: Callable[[], str | None] = path.shape, name: str = name) -> str | None:
+            checks.append(name)
+            return shape()
+
+        monkeypatch.setitem(fast.CATALOGUE, name, dataclasses.replace(path, shape=counted))
+    first = fast.report()
+    assert fast.report() == first and all(fast.uses(name) is first[name] for name in fast.CATALOGUE)
+    for name, path in fast.CATALOGUE.items():  # a library outside its pin is not looked at closer
+        assert checks.count(name) == _shape.within(_shape.version_of(path.library), path.pin), name
+
+
+class _Built(flask.Response):
+    """flask.Response, knowing when its __init__ is done (a fake below moves something after it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.built = True
+
+
+class _HeadersElsewhere(_Built):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.headers = SimpleNamespace(pairs=[*self.headers.items()])  # type: ignore[assignment]
+
+
+class _HeadersAsLists(_Built):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.headers._list = [list(pair) for pair in self.headers._list]  # type: ignore[misc]
+
+
+class _ClosersElsewhere(_Built):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_close = ()  # type: ignore[assignment]
+
+
+class _NoLengthSwitch(_Built):
+    def __getattribute__(self, name: str) -> Any:
+        if name == "automatically_set_content_length" and vars(self).get("built"):
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+class _HeadersFromRequest(_Built):
+    def get_wsgi_headers(self, request_environ: Any) -> Headers:
+        return super().get_wsgi_headers(request_environ)
+
+
+class _BodyFromRequest(_Built):
+    def get_app_iter(self, request_environ: Any) -> Any:
+        return super().get_app_iter(request_environ)
+
+
+class _CopiedOtherwise(Headers):
+    def copy(self) -> _CopiedOtherwise:
+        return type(self)(self.items())
+
+
+_RENAMED = "('self', 'request_environ'), not ('self', 'environ')"
+
+
+@pytest.mark.parametrize(
+    ("response", "headers", "reason"),
+    [(_HeadersElsewhere, Headers, "Headers keeps no _list of pairs"),
+     (_HeadersAsLists, Headers, "Headers keeps no _list of pairs"),
+     (_ClosersElsewhere, Headers, "a response keeps no _on_close list"),
+     (_NoLengthSwitch, Headers, "_NoLengthSwitch has no automatically_set_content_length"),
+     (_HeadersFromRequest, Headers, f"_HeadersFromRequest.get_wsgi_headers takes {_RENAMED}"),
+     (_BodyFromRequest, Headers, f"_BodyFromRequest.get_app_iter takes {_RENAMED}"),
+     (_Built, _CopiedOtherwise, "Headers.copy no longer copies _list")],
+)  # fmt: skip
+def test_each_internal_the_pass_through_response_uses_is_checked_and_named_when_it_moved(
+    monkeypatch, caplog, response: type[flask.Response], headers: type[Headers], reason: str
+) -> None:
+    """A Werkzeug inside the pin that moved one of the internals: the stock response, and the
+    warning says which (each check stands alone: the others pass on these fakes)."""
+    _upgraded(monkeypatch, "werkzeug", fast.CATALOGUE[fast.PASS_THROUGH_RESPONSE].pin[0])
+    monkeypatch.setattr(werkzeug_response, "flask", SimpleNamespace(Response=response))
+    monkeypatch.setattr(werkzeug_response, "Headers", headers)
+    assert fast.uses(fast.PASS_THROUGH_RESPONSE) is False
+    assert type(web.json_text_response(200, "{}")) is flask.Response
+    assert _warnings(caplog) == [
+        f"fast path {fast.PASS_THROUGH_RESPONSE} off, the stock path used instead: {reason} (verified with werkzeug "
+        f">={fast.CATALOGUE[fast.PASS_THROUGH_RESPONSE].pin[0]},<{fast.CATALOGUE[fast.PASS_THROUGH_RESPONSE].pin[1]})"
+    ]
+
+
+def test_the_pass_through_responses_checks_pass_on_an_unmoved_werkzeug(monkeypatch) -> None:
+    # The fakes above each differ from this one in one internal only.
+    monkeypatch.setattr(werkzeug_response, "flask", SimpleNamespace(Response=_Built))
+    assert werkzeug_response.shape_difference() is None
+
+
+class _ConnectionWithoutItsMethods:
+    __init__ = pg8000.core.CoreConnection.__init__
+
+
+class _SocketsRenamed(pg8000.core.CoreConnection):
+    def __init__(self) -> None:
+        self._sock_file = None
+        self._raw_sock = None
+        self._client_encoding = "utf8"  # until the server's ParameterStatus says client_encoding = x
+        self._transaction_status, self.py_types = None, {}
+
+
+class _ColumnsRenamed(pg8000.native.PreparedStatement):
+    def __init__(self) -> None:
+        self.statement, self.make_vals, self.name_bin, self.input_funcs = "", None, b"", []
+        self.columns = None
+
+
+class _ContextOfCols(pg8000.core.Context):
+    def __init__(self, statement: str, stream: Any = None, cols: Any = None, input_funcs: Any = None) -> None:
+        super().__init__(statement, stream, cols, input_funcs)
+
+
+def _params_of(types: Any, values: Any) -> Any:
+    return pg8000.converters.make_params(types, values)
+
+
+class _ParamsMaker:
+    """make_params as a callable object, which has no __qualname__ of its own."""
+
+    def __call__(self, types: Any, values: Any) -> Any:
+        return pg8000.converters.make_params(types, values)
+
+    def __repr__(self) -> str:
+        return "a params maker"
+
+
+@pytest.mark.parametrize(
+    ("internal", "moved", "reason"),
+    [("CoreConnection", _ConnectionWithoutItsMethods, "_ConnectionWithoutItsMethods has no handle_messages, "
+                                                      "prepare_statement"),
+     ("CoreConnection", _SocketsRenamed, "_SocketsRenamed.__init__ no longer sets _sock, _usock"),
+     ("PreparedStatement", _ColumnsRenamed, "_ColumnsRenamed.__init__ no longer sets cols"),
+     ("Context", _ContextOfCols, "_ContextOfCols takes ('statement', 'stream', 'cols', 'input_funcs'), not "
+                                 "('statement', 'stream', 'columns', 'input_funcs')"),
+     ("make_params", _params_of, "_params_of takes ('types', 'values'), not ('py_types', 'values')"),
+     ("make_params", _ParamsMaker(), "a params maker takes ('types', 'values'), not ('py_types', 'values')"),
+     ("IN_FAILED_TRANSACTION", b"F", "IN_FAILED_TRANSACTION is no longer b'E'")],
+)  # fmt: skip
+def test_each_internal_of_pg8000_the_one_trip_uses_is_checked_and_named_when_it_moved(
+    monkeypatch, internal: str, moved: Any, reason: str
+) -> None:
+    from shared.fast import one_trip
+
+    assert one_trip.shape_difference() is None  # each fake below differs from the real pg8000 in one internal
+    monkeypatch.setattr(one_trip, internal, moved)
+    assert one_trip.shape_difference() == reason
+
+
+def _writes_without_terminator(handler: logging.StreamHandler, record: logging.LogRecord) -> None:  # type: ignore[type-arg]
+    handler.stream.write(handler.format(record))
+    handler.flush()
+
+
+def _flushes_twice(handler: logging.StreamHandler, record: logging.LogRecord) -> None:  # type: ignore[type-arg]
+    handler.stream.write(handler.format(record) + handler.terminator)
+    handler.flush()
+    handler.flush()
+
+
+class _LoggerWithoutDisabled(logging.Logger):
+    """A Logger that keeps `disabled` on its class, not on each logger (as a release might)."""
+
+    disabled = False  # type: ignore[assignment]
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        del self.disabled
+
+
+_UNFAITHFUL_STREAM = "a StreamHandler no longer writes format(record) + terminator and flushes once"
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "moved", "reason"),
+    [(logging.Handler, "handleError", None, "StreamHandler has no handleError"),
+     (logging, "getLogRecordFactory", None, "logging has no getLogRecordFactory"),
+     (logging.StreamHandler, "emit", _writes_without_terminator, _UNFAITHFUL_STREAM),
+     (logging.StreamHandler, "emit", _flushes_twice, _UNFAITHFUL_STREAM),
+     (logging, "Logger", _LoggerWithoutDisabled, "a Logger keeps its handlers, filters, propagate, parent or disabled "
+                                                 "elsewhere")],
+)  # fmt: skip
+def test_each_part_of_logging_the_direct_line_uses_is_checked_and_named_when_it_moved(
+    monkeypatch, owner: Any, name: str, moved: Any, reason: str
+) -> None:
+    from shared.fast import direct_line
+
+    assert direct_line.shape_difference() is None  # each fake below differs from the real logging in one part
+    # Only parts that logging does not call while it logs are taken away, and only for the check.
+    with monkeypatch.context() as moving:
+        if moved is None:
+            moving.delattr(owner, name)
+        else:
+            moving.setattr(owner, name, moved)
+        difference = direct_line.shape_difference()
+    assert difference == reason
+
+
+def test_a_library_without_its_metadata_is_of_an_unknown_version_and_gets_the_stock_path(monkeypatch, caplog) -> None:
+    real = metadata.version
+
+    def version(name: str) -> str:
+        if name == "werkzeug":
+            raise metadata.PackageNotFoundError(name)  # a copy of the library without its dist-info
+        return real(name)
+
+    monkeypatch.setattr(_shape.metadata, "version", version)
+    pin = fast.CATALOGUE[fast.PASS_THROUGH_RESPONSE].pin
+    assert fast.uses(fast.PASS_THROUGH_RESPONSE) is False
+    assert _warnings(caplog) == [
+        f"fast path {fast.PASS_THROUGH_RESPONSE} off, the stock path used instead: version unknown is outside the pin "
+        f"(verified with werkzeug >={pin[0]},<{pin[1]})"
     ]
 
 

@@ -9,6 +9,7 @@ a deployed instance's.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import time
@@ -159,6 +160,8 @@ def test_records_that_reach_an_ancestors_handler_or_a_quieter_handler_get_the_st
     logger.propagate = False
     handler.setLevel(logging.WARNING)
     assert not _direct(logger)
+    handler.setLevel(logging.INFO)  # takes the request lines still
+    assert _direct(logger)
     handler.setLevel(logging.NOTSET)
     assert _direct(logger)
     assert not fast.line_writer(logs.REQUEST_LOG, logs.LineHandler, logs.__file__), "caplog's handlers see our lines"
@@ -180,3 +183,122 @@ def test_a_failing_stream_is_reported_as_the_stock_path_reports_it_and_the_next_
     assert [line.split('"message":')[1].split(",")[0] for line in stream.getvalue().splitlines()] == [
         '"GET /written 200"'
     ]
+
+
+def test_a_failing_stream_hands_handle_error_the_record_the_stock_path_would(monkeypatch, logger) -> None:
+    """handleError is logging's place to report a failed write otherwise: it gets the stock
+    path's record from either path, its origin (this module's file, as logger.info's) included."""
+
+    def reported(switch: str) -> logging.LogRecord:
+        _mode(monkeypatch, switch)
+        handler = logs.LineHandler(FailsFirstWrite(), logs.CloudJsonFormatter())
+        records: list[logging.LogRecord] = []
+        handler.handleError = records.append  # type: ignore[method-assign]
+        logger.addHandler(handler)
+        try:
+            assert _direct(logger) is (switch == "on")
+            logs.log_request("random_fact", "GET", "/lost", 200, 1.9, logger=logger)
+        finally:
+            logger.removeHandler(handler)
+        [record] = records
+        return record
+
+    seen = ("name", "levelno", "pathname", "filename", "module", "lineno", "funcName", "msg", "args", "fields",
+            "created", "exc_info", "stack_info")  # fmt: skip
+    stock, direct = reported("off"), reported("on")
+    assert stock.pathname == logs.__file__ and stock.module == "logs"
+    assert {name: getattr(direct, name) for name in seen} == {name: getattr(stock, name) for name in seen}
+
+
+def _json_lines_of(logger: logging.Logger) -> io.StringIO:
+    """The stream of our JSON handler, added to `logger`."""
+    stream = io.StringIO()
+    logger.addHandler(logs.LineHandler(stream, logs.CloudJsonFormatter()))
+    return stream
+
+
+def test_fields_only_a_records_line_can_carry_are_left_to_the_stock_path_with_nothing_written(
+    monkeypatch, logger
+) -> None:
+    _mode(monkeypatch, "on")
+    stream = _json_lines_of(logger)
+    write = fast.line_writer(logger, logs.LineHandler, logs.__file__)
+    assert write is not None
+    assert write("%s %s %s", ("GET", "/", 200), {"message": "a field that replaces the message"}) is False
+    assert stream.getvalue() == ""
+    assert write("%s %s %s", ("GET", "/", 200), {"status": 200}) is True
+    assert json.loads(stream.getvalue())["message"] == "GET / 200"
+
+
+class _WriteOnly:
+    """A stream with no flush, which a StreamHandler writes to without flushing."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+
+@pytest.mark.parametrize("formatter", [logs.CloudJsonFormatter, logs.ConsoleFormatter])
+def test_a_stream_without_flush_gets_the_stock_paths_lines_and_no_error(monkeypatch, logger, capsys, formatter) -> None:
+    lines = {}
+    for switch in ("off", "on"):
+        _mode(monkeypatch, switch)
+        stream = _WriteOnly()
+        handler = logs.LineHandler(stream, formatter())  # type: ignore[arg-type]
+        logger.addHandler(handler)
+        try:
+            assert _direct(logger) is (switch == "on")
+            for request in REQUESTS:
+                logs.log_request(started=1.9876543, logger=logger, **request)
+        finally:
+            logger.removeHandler(handler)
+        lines[switch] = stream.text
+    assert lines["on"] == lines["off"] and lines["on"].count("\n") >= len(REQUESTS)
+    assert capsys.readouterr().err == ""
+
+
+def test_the_writer_is_chosen_once_and_kept_until_the_handlers_formatter_changes(monkeypatch, logger) -> None:
+    _mode(monkeypatch, "on")
+    stream = io.StringIO()
+    handler = logs.LineHandler(stream, logs.CloudJsonFormatter())
+    logger.addHandler(handler)
+    first = fast.line_writer(logger, logs.LineHandler, logs.__file__)
+    assert first is not None
+    for _ in range(3):
+        logs.log_request("random_fact", "GET", "/", 200, 1.9, logger=logger)
+        assert fast.line_writer(logger, logs.LineHandler, logs.__file__) is first
+    handler.setFormatter(logs.ConsoleFormatter())
+    again = fast.line_writer(logger, logs.LineHandler, logs.__file__)
+    assert again is not None and again is not first
+    logs.log_request("random_fact", "GET", "/console", 200, 1.9, logger=logger)
+    assert stream.getvalue().splitlines()[-1].endswith("GET /console -> 200 100.0 ms [random_fact]")
+
+
+class _Teeing(logging.StreamHandler):  # type: ignore[type-arg]
+    """A host's StreamHandler of its own type, whose emit does more than write."""
+
+    def __init__(self, stream: io.StringIO, seen: list[logging.LogRecord]) -> None:
+        super().__init__(stream)
+        self.seen = seen
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record)
+        super().emit(record)
+
+
+def test_a_handler_of_another_type_or_a_formatter_without_fields_gets_the_stock_path(monkeypatch, logger) -> None:
+    _mode(monkeypatch, "on")
+    stream, seen = io.StringIO(), []
+    tee = _Teeing(stream, seen)
+    tee.setFormatter(logs.CloudJsonFormatter())
+    logger.addHandler(tee)
+    logs.log_request("random_fact", "GET", "/", 200, 1.9, logger=logger)
+    assert not _direct(logger) and [record.getMessage() for record in seen] == ["GET / 200"]
+    logger.removeHandler(tee)
+
+    plain = logs.LineHandler(stream, logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(plain)
+    logs.log_request("random_fact", "GET", "/plain", 200, 1.9, logger=logger)
+    assert not _direct(logger) and stream.getvalue().splitlines()[-1] == "INFO GET /plain 200"
