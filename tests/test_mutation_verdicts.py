@@ -61,6 +61,8 @@ def _function_exists(mutant: str) -> bool:
     shared.cache.x_get__mutmut_3) names a function or method that the module still defines."""
     *package, mangled = mutant.split(".")
     module = ROOT.joinpath(*package).with_suffix(".py")
+    if not module.exists():  # a package's own functions (shared.fast.x_uses__mutmut_1)
+        module = ROOT.joinpath(*package, "__init__.py")
     if not module.exists():
         return False
     function = mangled.rsplit("__mutmut_", 1)[0]
