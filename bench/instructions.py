@@ -104,8 +104,8 @@ def gains(valgrind: str, env: dict[str, str], calls: int) -> int:
         floors.append(f"/{function} {every / 1000:.0f} k and {again / 1000:.0f} k")
         for path in CATALOGUE:
             without = per_request(valgrind, function, calls, env, path)
-            pays = "yes" if without - every > floor else "no: within the spread of all on"
             gain = without - every
+            pays = "yes" if gain > floor else "no: within the spread of all on"
             rows.append(f"| {path} | /{function} | {without / 1000:.0f} k | {every / 1000:.0f} k | "
                         f"{gain / 1000:+.0f} k ({gain / without:+.1%}) | {pays} |")  # fmt: skip
             print(rows[-1], flush=True)

@@ -12,9 +12,9 @@ from shared.postgres import PostgresPool, connect
 from shared.store import FactStore
 
 from .support import release_0_5_0 as previous
+from .support.older_schema import migrate_as_released_before
 from .test_storage import scratch_database  # noqa: F401  (the fixture)
 
-SEED_STEP = 1000  # the version of the migration that seeds the bundled catalogue
 DAY = date(2026, 12, 7)
 
 
@@ -25,13 +25,7 @@ def _totals(con) -> dict[str, int]:
 def test_both_releases_count_every_view_across_migration_0005(scratch_database, monkeypatch):  # noqa: F811
     settings = parse_database_url(scratch_database)
     with connect(settings, 10.0, statement_timeout_ms=None) as con:
-        every = schema.migrations()
-        released = [m for m in every if m.version < 5] + [
-            m._replace(apply=lambda con: None) for m in every if m.version == SEED_STEP
-        ]
-        with monkeypatch.context() as older_code:
-            older_code.setattr(schema, "migrations", lambda: released)
-            schema.migrate(con)
+        migrate_as_released_before(con, monkeypatch, 5)
         con.run("INSERT INTO facts (fact_id, fact, language, seq) SELECT 'f' || g, 'fact ' || g, 'en', g"
                 " FROM generate_series(1, 50) g")  # fmt: skip
         con.run("INSERT INTO facts (fact_id, fact, language, seq) VALUES ('x1', 'the only fact of xx', 'xx', 1)")
@@ -42,7 +36,7 @@ def test_both_releases_count_every_view_across_migration_0005(scratch_database, 
             con.run(previous.KNOWN_DAY_VIEW, day=DAY, language="en", fact_id=day_fact)
         before = _totals(con)
 
-        assert schema.migrate(con) == [m.name for m in every if m.version == 5]
+        assert schema.migrate(con) == [m.name for m in schema.migrations() if m.version == 5]
         assert _totals(con) == before
 
         # The previous release, still serving: its statements find what they count in.

@@ -18,6 +18,7 @@ from shared.config import parse_database_url
 from shared.postgres import PostgresPool, connect
 from shared.store import DAY_SHARDS, FactStore
 
+from .support.older_schema import SEED_STEP, migrate_as_released_before
 from .test_storage import scratch_database  # noqa: F401  (the fixture)
 
 
@@ -128,21 +129,13 @@ def test_a_remembered_choice_that_postgres_no_longer_holds_is_dropped(today_clie
     assert db.run("SELECT fact_id FROM daily_facts") == [[only]]
 
 
-SEED_STEP = 1000  # the version of the migration that seeds the bundled catalogue
-
-
 def test_migration_moves_every_view_into_the_shards(scratch_database, monkeypatch):  # noqa: F811
     settings = parse_database_url(scratch_database)
     with connect(settings, 10.0, statement_timeout_ms=None) as con:
-        # A database as the previous version left it, made by the code's own migrate(): migrations 1
-        # and 2 applied, and the seed step recorded (its facts are the 50 below instead).
+        # Migrations 1 and 2 applied, and the seed step recorded (its facts are the 50 below instead).
         every = schema.migrations()
-        previous = [m for m in every if m.version < 3] + [
-            m._replace(apply=lambda con: None) for m in every if m.version == SEED_STEP
-        ]
-        with monkeypatch.context() as older_code:
-            older_code.setattr(schema, "migrations", lambda: previous)
-            assert schema.migrate(con) == [m.name for m in previous]
+        previous = [m.name for m in every if m.version < 3 or m.version == SEED_STEP]
+        assert migrate_as_released_before(con, monkeypatch, 3) == previous
         con.run(
             "INSERT INTO facts (fact_id, fact, language, seq, views)"
             " SELECT 'f' || g, 'fact ' || g, 'en', g, g * 1000 + 7 FROM generate_series(1, 50) g"
