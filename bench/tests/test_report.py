@@ -156,3 +156,25 @@ def test_the_recorded_chart_is_drawn_from_the_recorded_results() -> None:
     # docs/bench.svg and bench/results.json are committed together: the chart must be the results'.
     recorded = json.loads(chart.RESULTS_FILE.read_text())
     assert chart.CHART_FILE.read_text() == chart.chart_svg(recorded), "re-draw it: python -m bench.chart"
+
+
+def test_a_cold_start_ratio_pairs_each_round_with_the_same_rounds_hello() -> None:
+    # Round 2 ran on a slow moment of the machine; within each round random takes 1.2x hello's time.
+    cold = {
+        key: {"median_ms": 0, "samples_ms": samples, "listening_median_ms": 0, "breakdown_ms": {}}
+        for key, samples in {
+            "hello": [200, 400, 250],
+            "random": [240, 480, 300],
+            "handwritten_random": [300, 600, 375],
+            "today": [300, 600, 375],
+            "handwritten_today": [240, 480, 300],
+        }.items()
+    }
+    doc: dict = {"ratio": {}, "ratio_rounds": {}}
+    report._add_cold_start(doc, cold)
+    assert doc["ratio"]["cold_start_random_to_hello"] == pytest.approx(1.2)
+    assert doc["ratio_rounds"]["cold_start_today_to_hello"] == pytest.approx([1.5, 1.5, 1.5])
+    assert doc["ratio"]["cold_start_random_to_handwritten"] == pytest.approx(0.8)
+    assert doc["ratio"]["cold_start_today_to_handwritten"] == pytest.approx(1.25)
+    lines = "\n".join(report.cold_start_lines(doc))
+    assert "random / hello 1.20 (rounds 1.20-1.20) (target <= 1.25)" in lines
