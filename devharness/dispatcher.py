@@ -121,7 +121,7 @@ class Dispatcher:
     def _own_paths(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Every path no function is mounted at: the dashboard, the route table, health, 404s."""
         path = environ.get("PATH_INFO") or "/"
-        method = environ.get("REQUEST_METHOD", "GET")
+        method = environ["REQUEST_METHOD"]  # PEP 3333: always set (PATH_INFO may be empty)
         if self.dashboard is not None:
             if path.startswith(DASHBOARD_PREFIX):
                 return self.dashboard(environ, start_response)  # not logged: the page polls

@@ -29,8 +29,13 @@ class PlatformState(Protocol):
 
 
 def _same_origin(environ: dict[str, Any]) -> bool:
+    """No Origin (curl, a same-origin GET) or one naming the host asked; `Origin: null` (a sandboxed
+    frame, a file:// page) names no host, so it never matches, even a request without a Host."""
     origin = environ.get("HTTP_ORIGIN")
-    return origin is None or urlsplit(origin).netloc == environ.get("HTTP_HOST", "")
+    if origin is None:
+        return True
+    host = urlsplit(origin).netloc
+    return bool(host) and host == environ.get("HTTP_HOST")
 
 
 def _body(environ: dict[str, Any]) -> dict[str, Any] | None:
