@@ -1,0 +1,174 @@
+"""The dashboard's WSGI app answered in-process (devharness/dashboard.py), every answer whole: the
+Host check against DNS rebinding, the page and its two assets, the read-only JSON, the servers'
+answer from this worker's real Postgres and Redis (no password), and the live log's stream limits.
+tests/test_dashboard_server.py checks the same over real HTTP, through a harness process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from werkzeug.test import Client
+
+from devharness import dashboard
+from devharness.dashboard import Dashboard, DashboardSetup, EventStream
+from devharness.livelog import RequestLog
+
+FUNCTIONS = [{"path": "/random", "state": "loaded"}]
+
+
+def _dashboard(bind_host: str = "127.0.0.1", max_streams: int = 2, workers: int = 1, **more: Any) -> Dashboard:
+    setup = DashboardSetup(
+        "external", "servers the test suite started", bind_host, workers=workers, max_streams=max_streams
+    )
+    return Dashboard(setup, lambda: FUNCTIONS, lambda: (200, {"status": "ok", "postgres": "ok", "redis": "ok"}), **more)
+
+
+def _get(app: Any, path: str, host: str = "127.0.0.1:8080", method: str = "GET", **headers: str) -> Any:
+    return Client(app).open(path, method=method, headers={"Host": host, **headers})
+
+
+def _refused(answer: Any) -> bool:
+    body = json.loads(answer.get_data())
+    message = "the dashboard answers only requests addressed to the host the harness binds to"
+    return (answer.status_code, body) == (403, {"error": {"code": "host_not_allowed", "message": message}})
+
+
+@pytest.mark.parametrize(
+    ("bind_host", "host", "allowed"),
+    [
+        ("127.0.0.1", "127.0.0.1:8080", True),
+        ("127.0.0.1", "localhost:8080", True),
+        ("127.0.0.1", "[::1]:8080", True),
+        ("127.0.0.1", "attacker.example:8080", False),
+        ("127.0.0.1", "", False),
+        ("127.0.0.1", "[::1", False),  # not a host at all
+        ("192.0.2.7", "192.0.2.7:8080", True),  # the host the harness binds to
+        ("[fe80::1]", "[fe80::1]:8080", True),
+        ("0.0.0.0", "attacker.example", True),  # noqa: S104 - serving every interface was the user's choice
+        ("::", "anything", True),
+        ("", "anything", True),
+    ],
+)
+def test_the_dashboard_answers_only_its_own_host(bind_host: str, host: str, allowed: bool) -> None:
+    app = _dashboard(bind_host)
+    assert app.host_allowed({"HTTP_HOST": host}) is allowed
+    answer = _get(app, "/_dashboard/api/functions", host=host)
+    assert answer.status_code == 200 if allowed else _refused(answer)
+    page = Client(app.page).get("/", headers={"Host": host})
+    assert page.status_code == 200 if allowed else _refused(page)
+
+
+def test_the_page_and_its_assets_with_their_security_headers() -> None:
+    app = _dashboard()
+    page = Client(app.page).get("/", headers={"Host": "127.0.0.1"})
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8" and page.headers["Vary"] == "Accept"
+    assert page.get_data() == (dashboard.STATIC_DIR / "index.html").read_bytes()
+    for name, content_type in (("dashboard.css", "text/css"), ("dashboard.js", "text/javascript")):
+        asset = _get(app, f"/_dashboard/{name}")
+        assert asset.get_data() == (dashboard.STATIC_DIR / name).read_bytes()
+        assert asset.headers["Content-Type"] == f"{content_type}; charset=utf-8"
+    for answer in (page, _get(app, "/_dashboard/dashboard.js")):
+        assert {name: answer.headers[name] for name, _ in dashboard.PAGE_HEADERS} == dict(dashboard.PAGE_HEADERS)
+
+
+def test_the_json_is_read_only_never_cached_and_only_what_exists() -> None:
+    app = _dashboard()
+    functions = _get(app, "/_dashboard/api/functions")
+    assert json.loads(functions.get_data()) == {"functions": FUNCTIONS, "reload": False, "mode": "one-process"}
+    assert functions.headers["X-Content-Type-Options"] == "nosniff"
+    assert functions.headers["Cache-Control"] == "no-store"
+    assert "Access-Control-Allow-Origin" not in functions.headers
+    for method in ("POST", "PUT", "DELETE"):
+        answer = _get(app, "/_dashboard/api/functions", method=method)
+        body = {"error": {"code": "method_not_allowed", "message": "the dashboard is read-only"}}
+        assert (answer.status_code, json.loads(answer.get_data())) == (405, body)
+    long_name = "x" * 200
+    missing = _get(app, f"/_dashboard/{long_name}")
+    message = f"the dashboard has nothing at /_dashboard/{long_name[:80]}"
+    assert (missing.status_code, json.loads(missing.get_data())["error"]) == (
+        404,
+        {"code": "not_found", "message": message},
+    )
+    assert _get(app, "/_dashboard/index.html").status_code == 404  # only the page's own assets
+    assert _get(app, "/_dashboard/api/platform").get_data() == b'{"mode": "one-process"}'
+
+
+def test_the_servers_answer_reads_this_workers_postgres_and_redis(servers: Any) -> None:
+    answer = _get(_dashboard(), "/_dashboard/api/servers")
+    body = json.loads(answer.get_data())
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store"
+    assert (body["kind"], body["description"], body["status"]) == ("external", "servers the test suite started", "ok")
+    assert body["postgres"]["health"] == body["redis"]["health"] == "ok"
+    assert body["redis"]["where"] == dashboard.redis_where(servers.redis_url)
+    data = body["data"]
+    assert data["languages"] == ["en", "de"] and len(data["day"]) == 10
+    assert data["catalogue"]["en"] > 0 and "postgres_error" not in data and "redis_error" not in data
+
+
+def test_a_redis_url_is_shown_without_password_or_query() -> None:
+    assert dashboard.redis_where("redis://:s3cret@cache:6380/2?password=x") == "redis://:***@cache:6380/2"
+    assert dashboard.redis_where("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("accept", "page"),
+    [
+        ("text/html,application/xhtml+xml,*/*;q=0.8", True),
+        ("application/json", False),
+        ("*/*", False),
+        (None, False),
+        ("application/json, text/html;q=0.5", False),
+    ],
+)
+def test_only_a_browser_navigating_wants_the_page(accept: str | None, page: bool) -> None:
+    assert dashboard.wants_page({"HTTP_ACCEPT": accept} if accept else {}) is page
+
+
+@pytest.mark.parametrize(
+    ("environ", "after"),
+    [
+        ({}, 0),
+        ({"QUERY_STRING": "after=41"}, 41),
+        ({"HTTP_LAST_EVENT_ID": "7", "QUERY_STRING": "after=41"}, 7),  # a reconnect's own last line
+        ({"QUERY_STRING": "after=-5"}, 0),
+        ({"QUERY_STRING": "after=x"}, 0),
+        ({"HTTP_LAST_EVENT_ID": ""}, 0),
+    ],
+)
+def test_a_stream_starts_after_the_last_line_the_browser_has(environ: dict[str, str], after: int) -> None:
+    assert dashboard._after(environ) == after
+
+
+def test_the_live_log_answers_head_without_a_stream_and_holds_at_most_its_slots() -> None:
+    app = _dashboard(max_streams=1, requests=RequestLog())
+    head = _get(app, "/_dashboard/api/events", method="HEAD")
+    assert (head.status_code, head.headers["Content-Type"]) == (200, "text/event-stream; charset=utf-8")
+    assert head.headers["Cache-Control"] == "no-store"
+    captured: list[Any] = []
+    environ = {"PATH_INFO": "/_dashboard/api/events", "REQUEST_METHOD": "GET", "HTTP_HOST": "127.0.0.1",
+               "QUERY_STRING": "after=3"}  # fmt: skip
+    stream = app(environ, lambda status, headers: captured.append((status, headers)))
+    assert isinstance(stream, EventStream) and stream.after == 3 and stream.scope is None
+    assert captured[0][0] == "200 OK"
+    busy = _get(app, "/_dashboard/api/events")  # the one slot is this stream's
+    body = {"error": {"code": "too_many_streams", "message": "every live-log slot of this worker is taken"}}
+    assert (busy.status_code, json.loads(busy.get_data()), busy.headers["Retry-After"]) == (503, body, "2")
+    stream.close()
+    again = app(environ, lambda status, headers: None)
+    assert isinstance(again, EventStream)
+    again.close()
+    assert _get(app, "/_dashboard/api/events", host="attacker.example").status_code == 403
+
+
+def test_a_server_without_a_live_log_says_so_and_several_workers_scope_the_stream() -> None:
+    missing = _get(_dashboard(), "/_dashboard/api/events")
+    body = {"error": {"code": "no_log_stream", "message": "this server has no live log"}}
+    assert (missing.status_code, json.loads(missing.get_data())) == (404, body)
+    app = _dashboard(workers=3, requests=RequestLog())
+    environ = {"PATH_INFO": "/_dashboard/api/events", "REQUEST_METHOD": "GET", "HTTP_HOST": "127.0.0.1"}
+    stream = app(environ, lambda status, headers: None)
+    assert isinstance(stream, EventStream) and stream.scope is not None
+    assert stream.scope.startswith("worker ") and stream.scope.endswith(" only (1 of 3)")
+    stream.close()

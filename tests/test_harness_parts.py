@@ -1,0 +1,127 @@
+"""The harness's parts answered in-process: the dashboard's data from this worker's real Postgres and
+Redis (devharness/dashboard_data.py), /healthz (devharness/app.py), and how functions/ becomes
+routes (devharness/routes.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devharness import app, dashboard_data, routes
+from devharness.dashboard import DashboardSetup
+from shared import instance
+from shared.cache import today_key
+
+DAY = date(2031, 5, 17)
+
+
+def test_todays_facts_are_the_days_choices_by_language_with_their_views(servers: Any) -> None:
+    store = instance.state().store
+    de, en = store.of_the_day(DAY, "de"), store.of_the_day(DAY, "en")
+    store.of_the_day(DAY, "en")
+    assert de is not None and en is not None
+    assert dashboard_data.todays_facts(store.pool, DAY) == [
+        {"language": "de", "fact_id": de.fact_id, "fact": de.fact, "views": 1},
+        {"language": "en", "fact_id": en.fact_id, "fact": en.fact, "views": 2},
+    ]
+    assert dashboard_data.todays_facts(store.pool, date(2031, 5, 18)) == []
+
+
+def test_the_most_viewed_are_ordered_by_views_then_id_and_limited(db: Any) -> None:
+    store = instance.state().store
+    ids = ["00000000000000a2", "00000000000000a1", "00000000000000a3"]
+    for views, fact_id in zip((3, 2, 2), ids, strict=True):
+        for _ in range(views):
+            store.view_external(fact_id, f"Fact {fact_id}.", "en", "test")
+    found = dashboard_data.most_viewed(store.pool, limit=2)
+    assert found == [
+        {"fact_id": "00000000000000a2", "language": "en", "fact": "Fact 00000000000000a2.", "views": 3},
+        {"fact_id": "00000000000000a1", "language": "en", "fact": "Fact 00000000000000a1.", "views": 2},
+    ]
+    assert [row["fact_id"] for row in dashboard_data.most_viewed(store.pool)] == ids  # no unviewed fact
+    assert dashboard_data.MOST_VIEWED == 10
+
+
+def test_catalogue_sizes_are_the_stored_counts_by_language(db: Any) -> None:
+    stored = {language: int(n) for language, n in db.run("SELECT language, count(*) FROM facts GROUP BY language")}
+    assert dashboard_data.catalogue_sizes(instance.state().store.pool) == stored
+
+
+def test_todays_cache_keys_show_each_cached_language_with_its_ttl_and_fact(redis_client: Any) -> None:
+    client, prefix = instance.state().cache.client, instance.state().settings.cache_prefix
+    en, de, fr = (today_key(prefix, language, DAY) for language in ("en", "de", "fr"))
+    redis_client.set(en, json.dumps({"fact_id": "00000000000000e1"}), ex=600)
+    redis_client.set(de, "not json", ex=90)
+    redis_client.set(fr, json.dumps(["a list"]), ex=30)
+    found = dashboard_data.todays_cache_keys(client, prefix, ("en", "de", "fr", "it"), DAY)
+    assert [(row["key"], row["fact_id"]) for row in found] == [(en, "00000000000000e1"), (de, None), (fr, None)]
+    assert [row["ttl_s"] for row in found] == pytest.approx([600, 90, 30], abs=5)
+    assert all(type(row["ttl_s"]) is int for row in found)
+
+
+def test_health_is_200_while_postgres_answers_and_names_each_check(servers: Any) -> None:
+    assert app.health() == (200, {"status": "ok", "postgres": "ok", "redis": "ok"})
+
+
+def test_health_says_what_is_misconfigured_without_the_url(servers: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance.reset()
+    monkeypatch.setenv("DATABASE_URL", "mysql://app:hunter22@db/facts")
+    try:
+        status, body = app.health()
+    finally:
+        monkeypatch.undo()
+        instance.reset()
+    assert status == 503 and body["status"] == "down" and "DATABASE_URL" in body["error"]
+    assert "hunter22" not in body["error"]
+
+
+def test_build_app_serves_the_functions_with_or_without_the_dashboard(servers: Any) -> None:
+    plain = app.build_app()
+    assert [r.path for r in plain.routes] == ["/random", "/today"] and plain.dashboard is None
+    setup = DashboardSetup("external", "the suite's servers", "127.0.0.1")
+    with_dashboard = app.build_app(setup)
+    assert with_dashboard.dashboard is not None and with_dashboard.dashboard.setup is setup
+    live_log = with_dashboard.dashboard.requests
+    assert live_log is not None
+    live_log.detach()  # it collects this process's lines: let go before the next test
+    assert [f["path"] for f in with_dashboard.dashboard.functions()] == ["/random", "/today"]
+
+
+def _functions(folder: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+HTTP = "import functions_framework\n\n@functions_framework.http\ndef {}(request):\n    return 'ok'\n"
+
+
+def test_routes_come_from_the_decorated_functions_and_the_table(tmp_path: Path) -> None:
+    folder = _functions(
+        tmp_path,
+        {
+            "alpha.py": HTTP.format("alpha"),
+            "beta.py": "from functions_framework import http\n\n@http\ndef beta(request):\n    return 'ok'\n",
+            "helper.py": "def not_http(request):\n    return 'no'\n\n@other.http\ndef also_not(request):\n    pass\n",
+            "broken.py": "def broken(:\n",
+            "routes.toml": 'alpha = "/a/"\nbroken = "b"\nmissing = "/m"\n',
+        },
+    )
+    found = [(r.path, r.target, r.source.name) for r in routes.discover(folder)]
+    assert found == [("/a", "alpha", "alpha.py"), ("/b", "broken", "broken.py"), ("/beta", "beta", "beta.py")]
+
+
+def test_two_functions_claiming_one_path_are_refused(tmp_path: Path) -> None:
+    table = 'one = "/x"\ntwo = "x"\n'
+    folder = _functions(tmp_path, {"one.py": HTTP.format("one"), "two.py": HTTP.format("two"), "routes.toml": table})
+    with pytest.raises(ValueError, match=r"^two.py:two and one.py:one both claim /x$"):
+        routes.discover(folder)
+
+
+def test_the_shipped_functions_are_found_where_the_table_mounts_them() -> None:
+    assert [(r.path, r.target) for r in routes.discover()] == [("/random", "random_fact"), ("/today", "today_fact")]
+    assert routes.http_targets(routes.FUNCTIONS_DIR / "random_fact.py") == ["random_fact"]
