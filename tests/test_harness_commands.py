@@ -1,0 +1,156 @@
+"""The harness's commands run in-process against this worker's servers (`--servers external`, the
+URLs the suite set): invoke, import and migrate's refusals (devharness/commands.py), and how a
+function is loaded and mounted (devharness/dispatcher.py). tests/test_harness.py runs them as the
+command a user types."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.test import Client
+
+from devharness import commands
+from devharness.dispatcher import Dispatcher, load_function
+from devharness.routes import Route
+
+
+def _invoke(*argv: str) -> argparse.Namespace:
+    parsed = {"query": [], "method": "GET", "header": [], "data": None, "servers": "external"}
+    options = dict(zip(argv[1::2], argv[2::2], strict=True))
+    for option, value in options.items():
+        key = option.removeprefix("--")
+        parsed[key] = [*parsed[key], value] if isinstance(parsed[key], list) else value
+    return argparse.Namespace(function=argv[0], **parsed)
+
+
+@pytest.fixture(autouse=True)
+def environment_kept() -> Any:
+    """The commands point os.environ at the servers they run against (FACTS_CACHE_PREFIX too): put back
+    this worker's own afterwards."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def text_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACTS_LOG_FORMAT", "text")
+
+
+def test_invoke_prints_the_status_and_the_pretty_answer(servers: Any, text_logs: None, capsys: Any) -> None:
+    assert commands.invoke(_invoke("random", "--query", "language=de")) == 0
+    out = capsys.readouterr().out
+    status, body = out.split("\n", 1)
+    assert status == "HTTP 200"
+    fact = json.loads(body)
+    assert fact["language"] == "de" and fact["views"] == 1
+    assert body == json.dumps(fact, ensure_ascii=False, indent=2) + "\n"
+
+
+def test_invoke_finds_a_function_by_path_or_target_and_fails_on_an_error_status(
+    servers: Any, text_logs: None, capsys: Any
+) -> None:
+    assert commands.invoke(_invoke("today_fact", "--header", "Accept : application/json")) == 0
+    assert capsys.readouterr().out.startswith("HTTP 200\n{")
+    assert commands.invoke(_invoke("today", "--query", "language=xx")) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("HTTP 400\n") and json.loads(out.split("\n", 1)[1])["error"]["code"]
+    assert commands.invoke(_invoke("random", "--method", "DELETE")) == 1
+    assert capsys.readouterr().out.startswith("HTTP 405\n")
+
+
+def test_invoke_refuses_an_unknown_function_and_malformed_pairs(servers: Any) -> None:
+    known = "random, random_fact, today, today_fact"
+    with pytest.raises(SystemExit, match=f"^unknown function 'nope'; known: {known}$"):
+        commands.invoke(_invoke("nope"))
+    with pytest.raises(SystemExit, match=r"^--query 'language' must look like key=value$"):
+        commands.invoke(_invoke("random", "--query", "language"))
+    with pytest.raises(SystemExit, match=r"^--header 'X-Token' must look like key:value$"):
+        commands.invoke(_invoke("random", "--header", "X-Token"))
+
+
+def test_pairs_split_at_the_first_separator_headers_trimmed() -> None:
+    assert commands._parse_pairs([" a = b=c "], "=", "--query") == [("a", " b=c ")]
+    assert commands._parse_pairs(["X-A : 1:2 ", "B:"], ":", "--header") == [("X-A", "1:2"), ("B", "")]
+    assert commands._parse_pairs([], ":", "--header") == []
+
+
+def test_import_adds_new_facts_once_and_says_how_many(servers: Any, tmp_path: Path, capsys: Any) -> None:
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text(json.dumps({"fact": "Honey never spoils in a sealed jar."}) + "\n")
+    args = argparse.Namespace(file=str(facts), language="en", source=None, servers="external")
+    assert commands.import_file(args) == 0
+    assert capsys.readouterr().out == f"imported 1 new facts from {facts}\n"
+    assert commands.import_file(args) == 0
+    assert capsys.readouterr().out == f"imported 0 new facts from {facts}\n"
+
+
+def test_import_refuses_a_missing_or_bad_file(servers: Any, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(SystemExit, match=f"^no such file: {missing}$"):
+        commands.import_file(argparse.Namespace(file=str(missing), language="en", source=None, servers="external"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"language": "en"}\n')
+    with pytest.raises(SystemExit, match=r"^import failed: "):
+        commands.import_file(argparse.Namespace(file=str(bad), language="en", source=None, servers="external"))
+
+
+def test_migrate_against_external_servers_needs_a_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(SystemExit, match=r"^migrate --servers external needs DATABASE_URL$"):
+        commands.migrate(argparse.Namespace(servers="external", timeout=5.0))
+
+
+def test_serve_like_cloud_run_takes_no_workers_option() -> None:
+    args = argparse.Namespace(like="cloud-run", workers=2, servers="external")
+    with pytest.raises(
+        SystemExit, match=r"^--workers does not apply to --like cloud-run: the deploy's WORKERS is used$"
+    ):
+        commands.serve(args)
+
+
+def _route(folder: Path, name: str, text: str) -> Route:
+    (folder / f"{name}.py").write_text(text)
+    return Route(f"/{name}", name, folder / f"{name}.py")
+
+
+OK = "import functions_framework\n\n@functions_framework.http\ndef {}(request):\n    return request.path\n"
+
+
+def test_a_loaded_function_is_mounted_at_its_path_and_sees_the_root(tmp_path: Path) -> None:
+    route = _route(tmp_path, "alpha", OK.format("alpha"))
+    loaded = load_function(route)
+    assert loaded.error is None
+    assert loaded.state() == {"path": "/alpha", "target": "alpha", "source": "functions/alpha.py", "loaded": True}
+    client = Client(Dispatcher([route], health=lambda: (200, {})))
+    for path in ("/alpha", "/alpha/"):
+        answer = client.get(path)
+        assert (answer.status_code, answer.get_data()) == (200, b"/"), path  # no redirect to /alpha/
+
+
+@pytest.mark.parametrize(
+    ("text", "detail", "line"),
+    [
+        ("def alpha(:\n", "SyntaxError: invalid syntax (alpha.py, line 1)", 1),
+        ("import functions_framework\n\n\nraise RuntimeError('no config')\n", "RuntimeError: no config", 4),
+    ],
+)
+def test_a_function_that_fails_to_load_answers_its_error_with_the_line(
+    tmp_path: Path, text: str, detail: str, line: int
+) -> None:
+    route = _route(tmp_path, "alpha", text)
+    loaded = load_function(route)
+    error = {"code": "function_failed_to_load", "message": detail, "source": "alpha.py", "line": line}
+    assert loaded.error == error
+    assert loaded.state() == {
+        "path": "/alpha", "target": "alpha", "source": "functions/alpha.py", "loaded": False, "error": error,
+    }  # fmt: skip
+    answer = Client(Dispatcher([route], health=lambda: (200, {}))).get("/alpha")
+    assert (answer.status_code, json.loads(answer.get_data())) == (500, {"error": error})
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
