@@ -4,6 +4,7 @@ ci/judge_mutants.py writes it with: no server needed."""
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,11 @@ def test_the_summary_counts_per_module_and_fails_while_a_survivor_is_open(tmp_pa
     assert subprocess.run(command, capture_output=True, text=True, timeout=60).returncode == 0
 
 
+@functools.cache
+def _module_tree(module: Path) -> ast.Module:
+    return ast.parse(module.read_text())
+
+
 def _function_exists(mutant: str) -> bool:
     """Whether mutmut's name of a mutant (shared.fast.one_trip.xǁOneTripStatementǁrun__mutmut_5,
     shared.cache.x_get__mutmut_3) names a function or method that the module still defines."""
@@ -67,7 +73,7 @@ def _function_exists(mutant: str) -> bool:
         return False
     function = mangled.rsplit("__mutmut_", 1)[0]
     owner, name = function[2:].split("ǁ") if function.startswith("xǁ") else (None, function[2:])
-    tree = ast.parse(module.read_text())
+    tree = _module_tree(module)
     scopes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == owner] if owner else [tree]
     return any(isinstance(node, ast.FunctionDef) and node.name == name for scope in scopes for node in scope.body)
 
