@@ -57,8 +57,14 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     p_serve = sub.add_parser("serve", help="serve every function on one port")
-    p_serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    p_serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8080)))
+    p_serve.add_argument(
+        "--host",
+        default=os.environ.get("HOST", "127.0.0.1"),
+        help="the address to listen on (default: HOST, else 127.0.0.1)",
+    )
+    p_serve.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT", 8080)), help="the port (default: PORT, else 8080)"
+    )
     p_serve.add_argument("--reload", action="store_true", help="restart on code changes in functions/ and shared/")
     p_serve.add_argument(
         "--workers",
