@@ -6,23 +6,32 @@ tests/test_dashboard_server.py checks the same over real HTTP, through a harness
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 import pytest
 from werkzeug.test import Client
 
-from devharness import dashboard
+from devharness import dashboard, dashboard_data
+from devharness.app import health
 from devharness.dashboard import Dashboard, DashboardSetup, EventStream
 from devharness.livelog import RequestLog
+from shared import instance
+from shared.facts import utc_day
 
 FUNCTIONS = [{"path": "/random", "state": "loaded"}]
 
 
-def _dashboard(bind_host: str = "127.0.0.1", max_streams: int = 2, workers: int = 1, **more: Any) -> Dashboard:
+def _dashboard(
+    bind_host: str = "127.0.0.1", max_streams: int = 2, workers: int = 1, checks: Any = None, **more: Any
+) -> Dashboard:
     setup = DashboardSetup(
         "external", "servers the test suite started", bind_host, workers=workers, max_streams=max_streams
     )
-    return Dashboard(setup, lambda: FUNCTIONS, lambda: (200, {"status": "ok", "postgres": "ok", "redis": "ok"}), **more)
+    checks = checks or (lambda: (200, {"status": "ok", "postgres": "ok", "redis": "ok"}))
+    return Dashboard(setup, lambda: FUNCTIONS, checks, **more)
 
 
 def _get(app: Any, path: str, host: str = "127.0.0.1:8080", method: str = "GET", **headers: str) -> Any:
@@ -172,3 +181,70 @@ def test_a_server_without_a_live_log_says_so_and_several_workers_scope_the_strea
     assert isinstance(stream, EventStream) and stream.scope is not None
     assert stream.scope.startswith("worker ") and stream.scope.endswith(" only (1 of 3)")
     stream.close()
+
+
+def _control(servers: Any, which: str) -> Any:
+    server = getattr(servers, which)
+    if server is None:
+        pytest.skip(f"{servers.kind} servers are not ours to stop; run with --servers=embedded or containers")
+    return server
+
+
+@contextmanager
+def _stopped(server: Any) -> Iterator[None]:
+    server.stop()
+    try:
+        yield
+    finally:
+        server.start()
+
+
+def _servers_answer() -> tuple[Any, dict[str, Any]]:
+    answer = _get(_dashboard(checks=health), "/_dashboard/api/servers")  # /healthz's own checks
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    return answer, json.loads(answer.get_data())
+
+
+def test_the_servers_answer_names_where_each_server_is_and_what_it_holds(servers: Any) -> None:
+    settings = instance.state().settings
+    instance.state().store.of_the_day(utc_day(instance.state().clock()), "en")
+    _, body = _servers_answer()
+    assert body["postgres"] == {"where": settings.postgres.describe(), "health": "ok"}
+    assert body["redis"] == {"where": dashboard.redis_where(settings.redis_url), "health": "ok",
+                             "key_prefix": settings.cache_prefix}  # fmt: skip
+    data, pool = body["data"], instance.state().store.pool
+    assert [row["language"] for row in data["today"]] == ["en"]
+    assert data["today"] == dashboard_data.todays_facts(pool, date.fromisoformat(data["day"]))
+    assert data["most_viewed"] == dashboard_data.most_viewed(pool) and len(data["most_viewed"]) == 1
+    assert data["cache_keys"] == []  # of_the_day counts in Postgres; only /today caches
+
+
+@pytest.mark.usefixtures("fresh_instance")
+def test_with_redis_down_the_answer_says_so_and_keeps_postgres_s_data(servers: Any) -> None:
+    with _stopped(_control(servers, "redis")):
+        assert health() == (200, {"status": "degraded", "postgres": "ok", "redis": "down"})
+        _, body = _servers_answer()
+    assert (body["status"], body["redis"]["health"], body["postgres"]["health"]) == ("degraded", "down", "ok")
+    assert body["data"]["redis_error"] == "Redis unavailable (ConnectionError)"
+    assert "cache_keys" not in body["data"] and "postgres_error" not in body["data"]
+    assert body["data"]["catalogue"]["en"] > 0
+
+
+@pytest.mark.usefixtures("fresh_instance")
+def test_with_postgres_down_the_answer_says_so_and_keeps_redis_s_data(servers: Any) -> None:
+    with _stopped(_control(servers, "postgres")):
+        assert health() == (503, {"status": "down", "postgres": "down", "redis": "ok"})
+        _, body = _servers_answer()
+    assert (body["status"], body["postgres"]["health"], body["redis"]["health"]) == ("down", "down", "ok")
+    assert body["data"]["postgres_error"].startswith("Postgres unavailable (")
+    assert body["data"]["cache_keys"] == []
+    assert not {"today", "most_viewed", "catalogue"} & body["data"].keys()
+
+
+@pytest.mark.usefixtures("fresh_instance")
+def test_a_configuration_error_is_named_without_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://app:hunter22@db/facts")
+    answer, body = _servers_answer()
+    assert answer.status_code == 200
+    assert set(body) == {"kind", "description", "error"} and "DATABASE_URL" in body["error"]
+    assert "hunter22" not in answer.get_data().decode()
