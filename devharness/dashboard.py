@@ -110,7 +110,7 @@ class Dashboard:
             name = urlsplit("//" + environ.get("HTTP_HOST", "")).hostname
         except ValueError:
             return False
-        return name is not None and name in LOOPBACK_NAMES | {self.setup.bind_host.strip("[]")}
+        return name is not None and name in LOOPBACK_NAMES | {self.setup.bind_host.strip("[]").lower()}  # as urlsplit
 
     def page(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if self.host_allowed(environ):

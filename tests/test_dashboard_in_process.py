@@ -6,6 +6,9 @@ tests/test_dashboard_server.py checks the same over real HTTP, through a harness
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -248,3 +251,117 @@ def test_a_configuration_error_is_named_without_its_value(monkeypatch: pytest.Mo
     assert answer.status_code == 200
     assert set(body) == {"kind", "description", "error"} and "DATABASE_URL" in body["error"]
     assert "hunter22" not in answer.get_data().decode()
+
+
+class StubPlatform:
+    """serve --like cloud-run's platform as the panel reads it (its own tests: test_cloud_run_platform.py)."""
+
+    def view(self) -> dict[str, Any]:
+        return {"mode": "cloud-run", "revision": 3}
+
+    def evict(self, name: str) -> bool:
+        return False
+
+    def fault(self, server: str, action: str) -> str:
+        raise ValueError("no faults here")
+
+
+def _nosniff_error(answer: Any, status: int, code: str) -> None:
+    assert (answer.status_code, json.loads(answer.get_data())["error"]["code"]) == (status, code)
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_every_refusal_is_nosniff_json_and_head_reads_like_get() -> None:
+    app = _dashboard()
+    _nosniff_error(_get(app, "/_dashboard/api/functions", method="POST"), 405, "method_not_allowed")
+    _nosniff_error(_get(app, "/_dashboard/nothing"), 404, "not_found")
+    _nosniff_error(_get(app, "/_dashboard/api/functions", host="evil.example"), 403, "host_not_allowed")
+    _nosniff_error(_get(app, "/_dashboard/api/events"), 404, "no_log_stream")
+    head = _get(app, "/_dashboard/api/functions", method="HEAD")
+    assert (head.status, head.get_data()) == ("200 OK", b"")
+
+
+def test_the_platform_panel_and_its_buttons_are_reached_through_the_dashboard() -> None:
+    app = _dashboard(platform=StubPlatform())
+    assert json.loads(_get(app, "/_dashboard/api/platform").get_data()) == {"mode": "cloud-run", "revision": 3}
+    evict = Client(app).post("/_dashboard/api/platform/evict", json={"instance": "x"}, headers={"Host": "127.0.0.1"})
+    _nosniff_error(evict, 404, "no_such_instance")  # the platform's own answer, not the read-only 405
+    without = Client(_dashboard()).post("/_dashboard/api/platform/fault", json={}, headers={"Host": "127.0.0.1"})
+    _nosniff_error(without, 409, "not_cloud_run")
+
+
+def test_a_host_is_matched_without_regard_to_case() -> None:
+    assert _dashboard("Xeon.local").host_allowed({"HTTP_HOST": "XEON.local:8080"}) is True
+    assert _dashboard("Xeon.local").host_allowed({"HTTP_HOST": "eon.local:8080"}) is False
+    assert _dashboard("127.0.0.1").host_allowed({}) is False  # no Host at all
+
+
+def test_text_wildcards_want_the_page_too() -> None:
+    assert dashboard.wants_page({"HTTP_ACCEPT": "text/*"}) is True  # a media range, not a literal type
+
+
+def test_a_stream_sets_its_send_timeout_and_answers_its_own_headers() -> None:
+    app = _dashboard(requests=RequestLog(), workers=2)
+    sock, other = socket.socketpair()
+    captured: list[Any] = []
+    environ = {"PATH_INFO": "/_dashboard/api/events", "REQUEST_METHOD": "GET", "HTTP_HOST": "127.0.0.1",
+               "gunicorn.socket": sock}  # fmt: skip
+    try:
+        stream = app(environ, lambda status, headers: captured.append((status, headers)))
+        assert sock.gettimeout() == dashboard.SEND_TIMEOUT_S
+    finally:
+        sock.close()
+        other.close()
+    stream_headers = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-store")]
+    assert captured == [("200 OK", stream_headers)]
+    assert isinstance(stream, EventStream) and stream.scope is not None and stream.scope.endswith("(1 of 2)")
+    stream.close()
+    head_status: list[str] = []
+    assert app({**environ, "REQUEST_METHOD": "HEAD"}, lambda status, headers: head_status.append(status)) == []
+    assert head_status == ["200 OK"]
+
+
+def _line(n: int, fact: str = "") -> logging.LogRecord:
+    record = logging.LogRecord("facts.requests", logging.INFO, __file__, 1, "GET /random 200", None, None)
+    record.fields = {"function": "random_fact", "method": "GET", "path": f"/random{fact}", "status": 200,
+                     "latency_ms": float(n)}  # fmt: skip
+    return record
+
+
+def _rounds(count: int) -> Any:
+    rounds = iter([False] * count + [True])
+    return lambda: next(rounds)
+
+
+def test_a_stream_sends_each_line_once_its_status_when_it_changes_and_idles_between() -> None:
+    ring = RequestLog()
+    ring.handle(_line(1, "?ä=ü"))
+    ring.handle(_line(2))
+    chunks = list(EventStream(ring, 0, lambda: None, _rounds(2)))
+    assert chunks[0] == b"retry: 1000\n\n"
+    lines = chunks[1].decode().split("\n")
+    events = [json.loads(line[len("data: ") :]) for line in lines if line.startswith('data: {"time')]
+    assert [e["seq"] for e in events] == [1, 2] and events[0]["path"] == "/random?ä=ü"
+    assert "ä=ü".encode() in chunks[1]  # UTF-8 as it is, not \\u escapes
+    first = chunks[1].decode()
+    assert first.count("id: ") == 2 and "\n\nid: 2\n" in first  # one event after the other, nothing between
+    assert first.endswith('event: status\ndata: {"missed": 0}\n\n')  # no scope: one worker's log is all
+    assert chunks[2] == b": idle\n\n"  # the same status is not sent again
+
+
+def test_an_idle_stream_wakes_about_once_a_second() -> None:
+    stream = iter(EventStream(RequestLog(), 0, lambda: None, _rounds(3)))
+    next(stream)
+    next(stream)  # the first round: its status
+    started = time.monotonic()
+    assert next(stream) == b": idle\n\n"
+    assert 0.9 <= time.monotonic() - started < 1.9  # the ring's 1 s wait, not more: a closed tab frees its thread
+
+
+def test_a_stream_ends_after_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dashboard, "STREAM_BYTES", 300)
+    ring = RequestLog()
+    for n in range(3):
+        ring.handle(_line(n))
+    chunks = list(EventStream(ring, 0, lambda: None, lambda: False))  # never stopping: ends by its byte bound
+    assert len(chunks) == 2 and len(chunks[1]) > 300
