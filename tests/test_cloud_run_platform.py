@@ -125,3 +125,10 @@ def test_reload_watches_the_python_and_toml_files_of_functions_and_shared(tmp_pa
     os.utime(tmp_path / "shared/b.py", ns=(1, 1))
     changed = cloudrun_mode.source_stamp(tmp_path)
     assert changed != stamp and changed[-1] == (str(tmp_path / "shared/b.py"), 1)
+
+
+def test_a_revision_launches_from_the_source_root_given_without_copying_the_upload_set(tmp_path: Path) -> None:
+    platform = _platform(tmp_path, None)
+    launch = platform.launcher(2)
+    assert callable(launch)
+    assert not (tmp_path / "upload-00002").exists()  # a copy of the upload set is made only without a source root
