@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from werkzeug.test import Client
@@ -154,3 +155,58 @@ def test_a_function_that_fails_to_load_answers_its_error_with_the_line(
     answer = Client(Dispatcher([route], health=lambda: (200, {}))).get("/alpha")
     assert (answer.status_code, json.loads(answer.get_data())) == (500, {"error": error})
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
+
+
+class GunicornStandIn:
+    """Takes what `serve` hands gunicorn and returns at once: the server itself is run by
+    tests/test_harness.py; here the wiring is checked."""
+
+    made: ClassVar[list[GunicornStandIn]] = []
+
+    def __init__(self, app_factory: Any, bind: str, reload: bool = False, shape: Any = None) -> None:
+        self.app_factory, self.bind, self.reload, self.shape = app_factory, bind, reload, shape
+        GunicornStandIn.made.append(self)
+
+    def run(self) -> None:
+        self.ran = True
+
+
+@pytest.mark.parametrize(("reload", "workers", "served_workers"), [(False, None, 1), (False, 3, 3), (True, 3, 1)])
+def test_serve_hands_gunicorn_the_shape_and_the_dashboard_its_setup(
+    servers: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, reload: bool, workers: int | None, served_workers: int
+) -> None:
+    monkeypatch.setattr(commands, "HarnessServer", GunicornStandIn)
+    monkeypatch.delenv("FACTS_LOG_FORMAT", raising=False)
+    monkeypatch.delenv("WORKERS", raising=False)
+    monkeypatch.setenv("THREADS", "6")
+    GunicornStandIn.made.clear()
+    previous = signal.getsignal(signal.SIGTERM)
+    args = argparse.Namespace(like="one-process", workers=workers, reload=reload, servers="external",
+                              host="127.0.0.1", port=8123)  # fmt: skip
+    try:
+        assert commands.serve(args) == 0
+        with pytest.raises(SystemExit) as stopped:  # SIGTERM before gunicorn runs: a clean exit, servers stopped
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator]
+        assert stopped.value.code == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    [server] = GunicornStandIn.made
+    assert (server.bind, server.reload, server.ran) == ("127.0.0.1:8123", reload, True)
+    assert (server.shape.workers, server.shape.threads) == (served_workers, 6)
+    assert os.environ["FACTS_LOG_FORMAT"] == "json"  # stderr is no terminal here
+    app = server.app_factory()
+    setup = app.dashboard.setup
+    assert (setup.kind, setup.bind_host, setup.reload, setup.workers, setup.max_streams) == (
+        "external", "127.0.0.1", reload, served_workers, 3,
+    )  # fmt: skip
+    assert setup.description  # which servers, as the dashboard shows them
+    app.dashboard.requests.detach()
+    base = "http://127.0.0.1:8123"
+    assert capsys.readouterr().err.splitlines()[-6:] == [
+        f"serving on {base}  (Ctrl-C stops the harness and the servers it started)",
+        f"  {base}/random    -> random_fact (functions/random_fact.py)",
+        f"  {base}/today     -> today_fact (functions/today_fact.py)",
+        f"  {base}/healthz   -> Postgres and Redis status",
+        f"  dashboard: open {base}/ in a browser (JSON clients get the route table there)",
+        f"  {served_workers} worker(s) x 6 threads",
+    ]
