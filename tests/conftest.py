@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from devkit.servers import Servers
+from devkit.servers.external import with_database
 from shared import instance
+from shared.config import parse_database_url
+from shared.postgres import connect
 
 from .support.harness_process import FUNCTIONS, harness_server
 
@@ -75,3 +79,15 @@ def fresh_instance(servers: Servers) -> Iterator[None]:
     instance.reset()
     yield
     instance.reset()
+
+
+@pytest.fixture
+def scratch_database(servers: Servers) -> Iterator[str]:
+    """The URL of an empty database of our own on the worker's server, dropped afterwards."""
+    admin = parse_database_url(servers.database_url)
+    name = f"facts_scratch_{secrets.token_hex(4)}"
+    con = connect(admin, 5.0, statement_timeout_ms=None)
+    con.run(f'CREATE DATABASE "{name}"')
+    yield with_database(servers.database_url, name)
+    con.run(f'DROP DATABASE "{name}" WITH (FORCE)')
+    con.close()

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug.test import Client
 
 from devharness import app, dashboard_data, routes
 from devharness.dashboard import DashboardSetup
 from shared import instance
 from shared.cache import today_key
+from shared.config import parse_database_url
+from shared.postgres import connect
 
 DAY = date(2031, 5, 17)
 
@@ -125,3 +128,22 @@ def test_two_functions_claiming_one_path_are_refused(tmp_path: Path) -> None:
 def test_the_shipped_functions_are_found_where_the_table_mounts_them() -> None:
     assert [(r.path, r.target) for r in routes.discover()] == [("/random", "random_fact"), ("/today", "today_fact")]
     assert routes.http_targets(routes.FUNCTIONS_DIR / "random_fact.py") == ["random_fact"]
+
+
+@pytest.mark.usefixtures("fresh_instance")
+def test_neither_health_nor_the_dashboard_migrates_a_database(
+    scratch_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migrating is the deploy's step and the first request's: a probe polled every few seconds, or the
+    dashboard's refresh, must not start it (on an empty database it would create and seed the schema)."""
+    monkeypatch.setenv("DATABASE_URL", scratch_database)
+    instance.reset()
+    assert app.health() == (200, {"status": "ok", "postgres": "ok", "redis": "ok"})
+    dashboard = DashboardSetup("external", "the suite's servers", "127.0.0.1")
+    served = app.build_app(dashboard)
+    answer = Client(served).get("/_dashboard/api/servers", headers={"Host": "127.0.0.1"})
+    assert served.dashboard is not None and served.dashboard.requests is not None
+    served.dashboard.requests.detach()
+    assert answer.status_code == 200
+    with connect(parse_database_url(scratch_database), 5.0, statement_timeout_ms=None) as con:
+        assert con.run("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [[0]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 import threading
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from devkit.servers.external import with_database
 from shared import catalogue, schema
 from shared.config import parse_database_url
 from shared.postgres import connect
@@ -51,18 +49,6 @@ def test_random_pick_is_uniform(random_client, db):
     picks = Counter(random_client.get("/").get_json()["fact_id"] for _ in range(500))
     assert len(picks) == 5
     assert all(60 <= count <= 140 for count in picks.values()), picks  # expected 100 each, sd ~9
-
-
-@pytest.fixture
-def scratch_database(servers):
-    """An empty database of our own on the worker's server, dropped afterwards."""
-    admin = parse_database_url(servers.database_url)
-    name = f"facts_scratch_{secrets.token_hex(4)}"
-    con = connect(admin, 5.0, statement_timeout_ms=None)
-    con.run(f'CREATE DATABASE "{name}"')
-    yield with_database(servers.database_url, name)
-    con.run(f'DROP DATABASE "{name}" WITH (FORCE)')
-    con.close()
 
 
 def test_concurrent_cold_starts_migrate_and_seed_once(scratch_database):
