@@ -365,3 +365,15 @@ def test_a_stream_ends_after_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
         ring.handle(_line(n))
     chunks = list(EventStream(ring, 0, lambda: None, lambda: False))  # never stopping: ends by its byte bound
     assert len(chunks) == 2 and len(chunks[1]) > 300
+
+
+def test_a_reader_is_told_exactly_how_many_lines_it_missed() -> None:
+    ring = RequestLog(capacity=10)
+    for n in range(1, 26):
+        ring.handle(_line(n))
+    assert ring.read(after=25, wait_s=0) == {"events": [], "last": 25, "missed": 0}  # up to date: none missed
+    assert ring.read(after=20, wait_s=0)["missed"] == 0  # its lines are all still in the ring
+    assert ring.read(after=1, wait_s=0)["missed"] == 14  # lines 2-15 were dropped before it asked
+    assert ring.read(after=0, wait_s=0)["missed"] == 0  # a new reader takes the backlog as it is
+    first = ring.read(after=24, wait_s=0)["events"][0]
+    assert first["time"] == pytest.approx(time.time(), abs=60) and first["seq"] == 25

@@ -9,6 +9,7 @@ import argparse
 import pytest
 
 from devharness import cli, commands
+from shared.config import ConfigError
 
 
 def _parsed(*argv: str) -> dict[str, object]:
@@ -135,3 +136,26 @@ def test_every_command_and_option_says_what_it_is_for() -> None:
 
 def test_the_one_process_mode_is_a_choice_as_well_as_the_default() -> None:
     assert _parsed("serve", "--like", "one-process")["like"] == "one-process"
+
+
+def test_the_old_services_option_takes_only_the_server_kinds() -> None:
+    with pytest.raises(SystemExit):
+        cli.parser().parse_args(["migrate", "--services", "cloud"])
+    servers = next(a for a in _subparsers()["serve"]._actions if "--servers" in a.option_strings)
+    assert servers.help and servers.help.startswith("where Postgres and Redis come from")
+
+
+def test_main_answers_a_user_error_with_its_message_and_2_and_an_interrupt_with_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(args: argparse.Namespace) -> int:
+        raise ConfigError("DATABASE_URL is not a postgresql:// URL")
+
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "migrate", refuse)  # what `migrate` would raise on a bad setting
+    assert cli.main(["migrate"]) == 2
+    assert capsys.readouterr().err == "error: DATABASE_URL is not a postgresql:// URL\n"
+    monkeypatch.setattr(commands, "migrate", interrupted)
+    assert cli.main(["migrate"]) == 130

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -130,9 +131,9 @@ def test_a_loaded_function_is_mounted_at_its_path_and_sees_the_root(tmp_path: Pa
     assert loaded.error is None
     assert loaded.state() == {"path": "/alpha", "target": "alpha", "source": "functions/alpha.py", "loaded": True}
     client = Client(Dispatcher([route], health=lambda: (200, {})))
-    for path in ("/alpha", "/alpha/"):
+    for path, seen in (("/alpha", b"/"), ("/alpha/", b"/"), ("/alpha/sub", b"/sub")):
         answer = client.get(path)
-        assert (answer.status_code, answer.get_data()) == (200, b"/"), path  # no redirect to /alpha/
+        assert (answer.status_code, answer.get_data()) == (200, seen), path  # no redirect to /alpha/
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_a_loaded_function_is_mounted_at_its_path_and_sees_the_root(tmp_path: Pa
     ],
 )
 def test_a_function_that_fails_to_load_answers_its_error_with_the_line(
-    tmp_path: Path, text: str, detail: str, line: int
+    tmp_path: Path, text: str, detail: str, line: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     route = _route(tmp_path, "alpha", text)
     loaded = load_function(route)
@@ -152,8 +153,10 @@ def test_a_function_that_fails_to_load_answers_its_error_with_the_line(
     assert loaded.state() == {
         "path": "/alpha", "target": "alpha", "source": "functions/alpha.py", "loaded": False, "error": error,
     }  # fmt: skip
-    answer = Client(Dispatcher([route], health=lambda: (200, {}))).get("/alpha")
-    assert (answer.status_code, json.loads(answer.get_data())) == (500, {"error": error})
+    with caplog.at_level(logging.ERROR, "facts.harness"):
+        answer = Client(Dispatcher([route], health=lambda: (200, {}))).get("/alpha")
+    assert (answer.status_code, answer.get_data()) == (500, _pretty({"error": error}))
+    assert f"alpha.py failed to load: {detail}" in caplog.messages
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
 
 
@@ -210,3 +213,30 @@ def test_serve_hands_gunicorn_the_shape_and_the_dashboard_its_setup(
         f"  dashboard: open {base}/ in a browser (JSON clients get the route table there)",
         f"  {served_workers} worker(s) x 6 threads",
     ]
+
+
+def _pretty(body: Any) -> bytes:
+    return (json.dumps(body, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+def test_invoke_logs_as_text_quietly_and_prints_an_empty_answer_as_such(
+    servers: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.delenv("FACTS_LOG_FORMAT", raising=False)
+    assert commands.invoke(_invoke("random", "--method", "HEAD")) == 0
+    assert os.environ["FACTS_LOG_FORMAT"] == "text"  # stdout is for the answer; the log line goes to stderr as text
+    out, err = capsys.readouterr()
+    assert out == "HTTP 200\n\n"
+    assert "starting servers" not in err  # quiet: nothing but the answer and the function's own line
+
+
+def test_import_names_rows_without_a_source_as_asked_and_says_nothing_else(
+    servers: Any, db: Any, tmp_path: Path, capsys: Any
+) -> None:
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text(json.dumps({"fact": "Octopuses have three hearts."}) + "\n")
+    args = argparse.Namespace(file=str(facts), language="de", source="wiki", servers="external")
+    assert commands.import_file(args) == 0
+    assert db.run("SELECT language, source FROM facts WHERE fact = 'Octopuses have three hearts.'") == [["de", "wiki"]]
+    out, err = capsys.readouterr()
+    assert out == f"imported 1 new facts from {facts}\n" and "starting servers" not in err

@@ -13,6 +13,7 @@ import pytest
 from werkzeug.test import Client
 
 from devharness.dispatcher import OPENAPI_FILE, Dispatcher
+from devharness.routes import Route
 from shared import logs
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
@@ -116,3 +117,16 @@ def test_an_own_path_logs_the_harness_s_request_line_with_its_path_cut_at_200(
     [record] = [r for r in caplog.records if getattr(r, "fields", {}).get("function") == "harness"]
     assert record.name == "facts.harness" and record.levelno == logging.INFO
     assert (record.fields["path"], record.fields["status"]) == (long_path[:200], 404)  # type: ignore[attr-defined]
+
+
+def test_the_route_table_lists_each_function_with_its_target_and_source(tmp_path: Any) -> None:
+    source = tmp_path / "alpha.py"
+    source.write_text("import functions_framework\n\n@functions_framework.http\ndef alpha(request):\n    return 'ok'\n")
+    dispatcher = Dispatcher([Route("/a", "alpha", source)], health=lambda: (200, {}))
+    assert dispatcher.index()["routes"] == [{"path": "/a", "target": "alpha", "source": "functions/alpha.py"}]
+    assert json.loads(Client(dispatcher).get("/nowhere").get_data())["error"]["routes"] == ["/a"]
+
+
+def test_head_of_the_root_from_a_browser_is_the_page_s_head() -> None:
+    head = _client(dashboard=True).head("/", headers=HTML)
+    assert (head.status_code, head.headers["Content-Type"]) == (200, "text/html")

@@ -147,3 +147,35 @@ def test_neither_health_nor_the_dashboard_migrates_a_database(
     assert answer.status_code == 200
     with connect(parse_database_url(scratch_database), 5.0, statement_timeout_ms=None) as con:
         assert con.run("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [[0]]
+
+
+def test_todays_cache_keys_skip_an_uncached_language_and_go_on(redis_client: Any) -> None:
+    client, prefix = instance.state().cache.client, instance.state().settings.cache_prefix
+    redis_client.set(today_key(prefix, "de", DAY), json.dumps({"fact_id": "00000000000000d1"}), ex=60)
+    found = dashboard_data.todays_cache_keys(client, prefix, ("en", "de"), DAY)
+    assert [row["fact_id"] for row in found] == ["00000000000000d1"]
+
+
+def test_build_app_hands_the_dashboard_the_cloud_run_platform(servers: Any) -> None:
+    class Platform:
+        def view(self) -> dict[str, Any]:
+            return {"mode": "cloud-run"}
+
+        def evict(self, name: str) -> bool:
+            return False
+
+        def fault(self, server: str, action: str) -> str:
+            return "running"
+
+    served = app.build_app(DashboardSetup("external", "the suite's servers", "127.0.0.1"), Platform())
+    assert served.dashboard is not None and served.dashboard.requests is not None
+    served.dashboard.requests.detach()
+    answer = Client(served).get("/_dashboard/api/platform", headers={"Host": "127.0.0.1"})
+    assert json.loads(answer.get_data()) == {"mode": "cloud-run"}
+
+
+def test_a_route_keeps_its_name_and_a_function_without_a_table_entry_is_at_its_own_name(tmp_path: Path) -> None:
+    folder = _functions(tmp_path, {"xenon.py": HTTP.format("xenon"), "beta.py": HTTP.format("beta")})
+    assert [r.path for r in routes.discover(folder)] == ["/beta", "/xenon"]  # no routes.toml at all
+    (folder / "routes.toml").write_text('xenon = "/Xray/"\nbeta = "Box"\n')
+    assert [r.path for r in routes.discover(folder)] == ["/Box", "/Xray"]
