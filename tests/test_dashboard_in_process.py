@@ -377,3 +377,12 @@ def test_a_reader_is_told_exactly_how_many_lines_it_missed() -> None:
     assert ring.read(after=0, wait_s=0)["missed"] == 0  # a new reader takes the backlog as it is
     first = ring.read(after=24, wait_s=0)["events"][0]
     assert first["time"] == pytest.approx(time.time(), abs=60) and first["seq"] == 25
+
+
+def test_a_stream_counts_every_chunk_toward_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    ring = RequestLog()
+    ring.handle(_line(1))
+    data = list(EventStream(ring, 0, lambda: None, _rounds(1)))[1]
+    monkeypatch.setattr(dashboard, "STREAM_BYTES", len(data) + 5)  # the data, then one idle comment passes it
+    chunks = list(EventStream(ring, 0, lambda: None, _rounds(3)))
+    assert chunks == [b"retry: 1000\n\n", data, b": idle\n\n"]
