@@ -240,3 +240,22 @@ def test_import_names_rows_without_a_source_as_asked_and_says_nothing_else(
     assert db.run("SELECT language, source FROM facts WHERE fact = 'Octopuses have three hearts.'") == [["de", "wiki"]]
     out, err = capsys.readouterr()
     assert out == f"imported 1 new facts from {facts}\n" and "starting servers" not in err
+
+
+ECHO = """import functions_framework
+
+@functions_framework.http
+def echo(request):
+    seen = [request.method, request.path, request.query_string.decode(), request.headers.get("X-Tag")]
+    return " ".join(seen) + " " + request.get_data(as_text=True)
+"""
+
+
+def test_invoke_hands_the_function_its_method_path_query_headers_and_body(
+    servers: Any, text_logs: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    route = _route(tmp_path, "echo", ECHO)
+    monkeypatch.setattr(commands, "discover", lambda: [Route("/Xecho", "echo", route.source)])
+    args = _invoke("Xecho", "--method", "PUT", "--query", "a=1", "--header", "X-Tag: ü", "--data", "body ä")
+    assert commands.invoke(args) == 0
+    assert capsys.readouterr().out == "HTTP 200\nPUT / a=1 ü body ä\n"  # not JSON: printed as it is
