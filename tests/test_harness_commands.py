@@ -6,10 +6,12 @@ command a user types."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -259,3 +261,31 @@ def test_invoke_hands_the_function_its_method_path_query_headers_and_body(
     args = _invoke("Xecho", "--method", "PUT", "--query", "a=1", "--header", "X-Tag: ü", "--data", "body ä")
     assert commands.invoke(args) == 0
     assert capsys.readouterr().out == "HTTP 200\nPUT / a=1 ü body ä\n"  # not JSON: printed as it is
+
+
+class Terminal(io.StringIO):
+    """stderr as a terminal: the harness then logs readable text."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_serve_logs_text_to_a_terminal_and_holds_at_least_one_stream_slot(
+    servers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(commands, "HarnessServer", GunicornStandIn)
+    monkeypatch.delenv("FACTS_LOG_FORMAT", raising=False)
+    monkeypatch.setenv("THREADS", "2")
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    GunicornStandIn.made.clear()
+    previous = signal.getsignal(signal.SIGTERM)
+    args = argparse.Namespace(like="one-process", workers=None, reload=False, servers="external",
+                              host="127.0.0.1", port=8124)  # fmt: skip
+    try:
+        assert commands.serve(args) == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert os.environ["FACTS_LOG_FORMAT"] == "text"
+    app = GunicornStandIn.made[0].app_factory()
+    app.dashboard.requests.detach()
+    assert app.dashboard.setup.max_streams == 1  # half of 2 threads: the other keeps answering the functions

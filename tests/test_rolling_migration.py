@@ -13,7 +13,6 @@ from shared.store import FactStore
 
 from .support import release_0_5_0 as previous
 from .support.older_schema import migrate_as_released_before
-from .test_storage import scratch_database  # noqa: F401  (the fixture)
 
 DAY = date(2026, 12, 7)
 
@@ -22,7 +21,7 @@ def _totals(con) -> dict[str, int]:
     return {str(fact_id): int(views) for fact_id, views in con.run("SELECT fact_id, views FROM fact_views")}
 
 
-def test_both_releases_count_every_view_across_migration_0005(scratch_database, monkeypatch):  # noqa: F811
+def test_both_releases_count_every_view_across_migration_0005(scratch_database, monkeypatch):
     settings = parse_database_url(scratch_database)
     with connect(settings, 10.0, statement_timeout_ms=None) as con:
         migrate_as_released_before(con, monkeypatch, 5)

@@ -19,7 +19,6 @@ from shared.postgres import PostgresPool, connect
 from shared.store import DAY_SHARDS, FactStore
 
 from .support.older_schema import SEED_STEP, migrate_as_released_before
-from .test_storage import scratch_database  # noqa: F401  (the fixture)
 
 
 def _today_answers(base: str, count: int, etag: str) -> list[tuple[int, int | None]]:
@@ -129,7 +128,7 @@ def test_a_remembered_choice_that_postgres_no_longer_holds_is_dropped(today_clie
     assert db.run("SELECT fact_id FROM daily_facts") == [[only]]
 
 
-def test_migration_moves_every_view_into_the_shards(scratch_database, monkeypatch):  # noqa: F811
+def test_migration_moves_every_view_into_the_shards(scratch_database, monkeypatch):
     settings = parse_database_url(scratch_database)
     with connect(settings, 10.0, statement_timeout_ms=None) as con:
         # Migrations 1 and 2 applied, and the seed step recorded (its facts are the 50 below instead).
