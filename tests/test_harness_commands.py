@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -176,26 +177,35 @@ class GunicornStandIn:
         self.ran = True
 
 
-@pytest.mark.parametrize(("reload", "workers", "served_workers"), [(False, None, 1), (False, 3, 3), (True, 3, 1)])
-def test_serve_hands_gunicorn_the_shape_and_the_dashboard_its_setup(
-    servers: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, reload: bool, workers: int | None, served_workers: int
-) -> None:
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Runs `serve` with gunicorn's stand-in, as `served(threads, **args)`; puts SIGTERM's handler back."""
     monkeypatch.setattr(commands, "HarnessServer", GunicornStandIn)
     monkeypatch.delenv("FACTS_LOG_FORMAT", raising=False)
     monkeypatch.delenv("WORKERS", raising=False)
-    monkeypatch.setenv("THREADS", "6")
     GunicornStandIn.made.clear()
     previous = signal.getsignal(signal.SIGTERM)
-    args = argparse.Namespace(like="one-process", workers=workers, reload=reload, servers="external",
-                              host="127.0.0.1", port=8123)  # fmt: skip
-    try:
-        assert commands.serve(args) == 0
-        with pytest.raises(SystemExit) as stopped:  # SIGTERM before gunicorn runs: a clean exit, servers stopped
-            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator]
-        assert stopped.value.code == 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    [server] = GunicornStandIn.made
+
+    def serve(threads: int, **args: Any) -> GunicornStandIn:
+        monkeypatch.setenv("THREADS", str(threads))
+        options = {"like": "one-process", "workers": None, "reload": False, "servers": "external",
+                   "host": "127.0.0.1", "port": 8123, **args}  # fmt: skip
+        assert commands.serve(argparse.Namespace(**options)) == 0
+        [server] = GunicornStandIn.made
+        return server
+
+    yield serve
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize(("reload", "workers", "served_workers"), [(False, None, 1), (False, 3, 3), (True, 3, 1)])
+def test_serve_hands_gunicorn_the_shape_and_the_dashboard_its_setup(
+    servers: Any, served: Any, capsys: Any, reload: bool, workers: int | None, served_workers: int
+) -> None:
+    server = served(6, workers=workers, reload=reload)
+    with pytest.raises(SystemExit) as stopped:  # SIGTERM before gunicorn runs: a clean exit, servers stopped
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator]
+    assert stopped.value.code == 0
     assert (server.bind, server.reload, server.ran) == ("127.0.0.1:8123", reload, True)
     assert (server.shape.workers, server.shape.threads) == (served_workers, 6)
     assert os.environ["FACTS_LOG_FORMAT"] == "json"  # stderr is no terminal here
@@ -271,21 +281,11 @@ class Terminal(io.StringIO):
 
 
 def test_serve_logs_text_to_a_terminal_and_holds_at_least_one_stream_slot(
-    servers: Any, monkeypatch: pytest.MonkeyPatch
+    servers: Any, served: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(commands, "HarnessServer", GunicornStandIn)
-    monkeypatch.delenv("FACTS_LOG_FORMAT", raising=False)
-    monkeypatch.setenv("THREADS", "2")
     monkeypatch.setattr(sys, "stderr", Terminal())
-    GunicornStandIn.made.clear()
-    previous = signal.getsignal(signal.SIGTERM)
-    args = argparse.Namespace(like="one-process", workers=None, reload=False, servers="external",
-                              host="127.0.0.1", port=8124)  # fmt: skip
-    try:
-        assert commands.serve(args) == 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    server = served(2)
     assert os.environ["FACTS_LOG_FORMAT"] == "text"
-    app = GunicornStandIn.made[0].app_factory()
+    app = server.app_factory()
     app.dashboard.requests.detach()
     assert app.dashboard.setup.max_streams == 1  # half of 2 threads: the other keeps answering the functions
