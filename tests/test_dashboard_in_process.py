@@ -6,11 +6,8 @@ tests/test_dashboard_server.py checks the same over real HTTP, through a harness
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -23,6 +20,9 @@ from devharness.dashboard import Dashboard, DashboardSetup, EventStream
 from devharness.livelog import RequestLog
 from shared import instance
 from shared.facts import utc_day
+
+from .support.request_records import request_record
+from .support.server_faults import require_control, stopped
 
 FUNCTIONS = [{"path": "/random", "state": "loaded"}]
 
@@ -186,22 +186,6 @@ def test_a_server_without_a_live_log_says_so_and_several_workers_scope_the_strea
     stream.close()
 
 
-def _control(servers: Any, which: str) -> Any:
-    server = getattr(servers, which)
-    if server is None:
-        pytest.skip(f"{servers.kind} servers are not ours to stop; run with --servers=embedded or containers")
-    return server
-
-
-@contextmanager
-def _stopped(server: Any) -> Iterator[None]:
-    server.stop()
-    try:
-        yield
-    finally:
-        server.start()
-
-
 def _servers_answer() -> tuple[Any, dict[str, Any]]:
     answer = _get(_dashboard(checks=health), "/_dashboard/api/servers")  # /healthz's own checks
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
@@ -224,7 +208,7 @@ def test_the_servers_answer_names_where_each_server_is_and_what_it_holds(servers
 
 @pytest.mark.usefixtures("fresh_instance")
 def test_with_redis_down_the_answer_says_so_and_keeps_postgres_s_data(servers: Any) -> None:
-    with _stopped(_control(servers, "redis")):
+    with stopped(require_control(servers, "redis")):
         assert health() == (200, {"status": "degraded", "postgres": "ok", "redis": "down"})
         _, body = _servers_answer()
     assert (body["status"], body["redis"]["health"], body["postgres"]["health"]) == ("degraded", "down", "ok")
@@ -235,7 +219,7 @@ def test_with_redis_down_the_answer_says_so_and_keeps_postgres_s_data(servers: A
 
 @pytest.mark.usefixtures("fresh_instance")
 def test_with_postgres_down_the_answer_says_so_and_keeps_redis_s_data(servers: Any) -> None:
-    with _stopped(_control(servers, "postgres")):
+    with stopped(require_control(servers, "postgres")):
         assert health() == (503, {"status": "down", "postgres": "down", "redis": "ok"})
         _, body = _servers_answer()
     assert (body["status"], body["postgres"]["health"], body["redis"]["health"]) == ("down", "down", "ok")
@@ -321,13 +305,6 @@ def test_a_stream_sets_its_send_timeout_and_answers_its_own_headers() -> None:
     assert head_status == ["200 OK"]
 
 
-def _line(n: int, fact: str = "") -> logging.LogRecord:
-    record = logging.LogRecord("facts.requests", logging.INFO, __file__, 1, "GET /random 200", None, None)
-    record.fields = {"function": "random_fact", "method": "GET", "path": f"/random{fact}", "status": 200,
-                     "latency_ms": float(n)}  # fmt: skip
-    return record
-
-
 def _rounds(count: int) -> Any:
     rounds = iter([False] * count + [True])
     return lambda: next(rounds)
@@ -335,8 +312,8 @@ def _rounds(count: int) -> Any:
 
 def test_a_stream_sends_each_line_once_its_status_when_it_changes_and_idles_between() -> None:
     ring = RequestLog()
-    ring.handle(_line(1, "?ä=ü"))
-    ring.handle(_line(2))
+    ring.handle(request_record(1, path="/random?ä=ü"))
+    ring.handle(request_record(2))
     chunks = list(EventStream(ring, 0, lambda: None, _rounds(2)))
     assert chunks[0] == b"retry: 1000\n\n"
     lines = chunks[1].decode().split("\n")
@@ -362,7 +339,7 @@ def test_a_stream_ends_after_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dashboard, "STREAM_BYTES", 300)
     ring = RequestLog()
     for n in range(3):
-        ring.handle(_line(n))
+        ring.handle(request_record(n))
     chunks = list(EventStream(ring, 0, lambda: None, lambda: False))  # never stopping: ends by its byte bound
     assert len(chunks) == 2 and len(chunks[1]) > 300
 
@@ -370,7 +347,7 @@ def test_a_stream_ends_after_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_reader_is_told_exactly_how_many_lines_it_missed() -> None:
     ring = RequestLog(capacity=10)
     for n in range(1, 26):
-        ring.handle(_line(n))
+        ring.handle(request_record(n))
     assert ring.read(after=25, wait_s=0) == {"events": [], "last": 25, "missed": 0}  # up to date: none missed
     assert ring.read(after=20, wait_s=0)["missed"] == 0  # its lines are all still in the ring
     assert ring.read(after=1, wait_s=0)["missed"] == 14  # lines 2-15 were dropped before it asked
@@ -381,7 +358,7 @@ def test_a_reader_is_told_exactly_how_many_lines_it_missed() -> None:
 
 def test_a_stream_counts_every_chunk_toward_its_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     ring = RequestLog()
-    ring.handle(_line(1))
+    ring.handle(request_record(1))
     data = list(EventStream(ring, 0, lambda: None, _rounds(1)))[1]
     monkeypatch.setattr(dashboard, "STREAM_BYTES", len(data) + 5)  # the data, then one idle comment passes it
     chunks = list(EventStream(ring, 0, lambda: None, _rounds(3)))

@@ -11,8 +11,6 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
-
 from devharness.dashboard import EventStream
 from devharness.dispatcher import Dispatcher
 from devharness.livelog import MAX_FIELD_CHARS, RequestLog
@@ -20,6 +18,8 @@ from shared import logs
 
 from .support.harness_process import harness_server
 from .support.plain_http import get as http_get
+from .support.request_records import request_record
+from .support.server_faults import require_control, stopped
 
 # Generous: each line reaches the stream within a hub query (1 s) unless forwarding is broken.
 STREAM_WAIT_S = 10.0
@@ -167,17 +167,10 @@ def test_each_worker_holds_few_streams_and_the_functions_keep_answering(harness:
 # --- the ring, without a server ---------------------------------------------------------------
 
 
-def _record(n: int, logger: str = "facts.requests", **fields: Any) -> logging.LogRecord:
-    record = logging.LogRecord(logger, logging.INFO, __file__, 1, "GET /random 200", None, None)
-    record.fields = {"function": "random_fact", "method": "GET", "path": f"/random?n={n}", "status": 200,
-                     "latency_ms": float(n), **fields}  # fmt: skip
-    return record
-
-
 def test_the_ring_keeps_the_last_lines_in_order_and_tells_a_late_reader_what_it_missed() -> None:
     ring = RequestLog(capacity=10)
     for n in range(25):
-        ring.handle(_record(n))
+        ring.handle(request_record(n))
     answer = ring.read(after=3, wait_s=0)
     assert [e["seq"] for e in answer["events"]] == list(range(16, 26))
     assert [e["latency_ms"] for e in answer["events"]] == [float(n) for n in range(15, 25)]  # as they came
@@ -195,7 +188,7 @@ def test_a_waiting_reader_gets_a_line_as_soon_as_it_is_logged() -> None:
 
     def log_a_line() -> None:
         logged_at.append(time.monotonic())
-        ring.handle(_record(1))
+        ring.handle(request_record(1))
 
     threading.Timer(0.2, log_a_line).start()
     answer = ring.read(after=0, wait_s=60)
@@ -208,11 +201,11 @@ def test_a_waiting_reader_gets_a_line_as_soon_as_it_is_logged() -> None:
 def test_the_ring_keeps_request_lines_only_with_their_keys_trimmed() -> None:
     ring = RequestLog()
     ring.handle(logging.LogRecord("facts.harness", logging.ERROR, __file__, 1, "random_fact.py failed", None, None))
-    partial = _record(0)
+    partial = request_record(0)
     del partial.fields["status"]  # type: ignore[attr-defined]
     ring.handle(partial)  # fields, but not a request line
     assert ring.read(after=0, wait_s=0)["events"] == []
-    ring.handle(_record(7, path="/random" + "x" * 500, secret="not a request line key"))
+    ring.handle(request_record(7, path="/random" + "x" * 500, secret="not a request line key"))
     [event] = ring.read(after=0, wait_s=0)["events"]
     assert event["latency_ms"] == 7.0 and len(event["path"]) == MAX_FIELD_CHARS and "secret" not in event
 
@@ -236,8 +229,8 @@ def test_the_ring_collects_the_functions_and_the_harness_s_own_lines_once_attach
 
 def test_the_ring_answers_a_reader_from_before_a_restart_from_the_start() -> None:
     ring = RequestLog()
-    ring.handle(_record(1))
-    ring.handle(_record(2))
+    ring.handle(request_record(1))
+    ring.handle(request_record(2))
     assert [e["seq"] for e in ring.read(after=500, wait_s=0)["events"]] == [1, 2]
 
 
@@ -252,7 +245,7 @@ def test_a_stream_gives_its_slot_back_once_closed() -> None:
 
 def test_a_stream_of_one_worker_among_several_says_so() -> None:
     ring = RequestLog()
-    ring.handle(_record(1))
+    ring.handle(request_record(1))
     rounds = iter([False, True])
     stream = EventStream(ring, 0, lambda: None, stopping=lambda: next(rounds), scope="worker 7 only (1 of 2)")
     text = b"".join(stream).decode()
@@ -262,17 +255,13 @@ def test_a_stream_of_one_worker_among_several_says_so() -> None:
 def test_with_redis_down_the_servers_answer_says_so_quickly_and_keeps_the_rest(
     harness: str, servers: Any, db: Any
 ) -> None:
-    if servers.redis is None:
-        pytest.skip(f"{servers.kind} servers are not ours to stop; run with --servers=embedded or containers")
+    redis_server = require_control(servers, "redis")
     catalogue = _catalogue_grown_by_one(db)
-    servers.redis.stop()
-    try:
+    with stopped(redis_server):
         started = time.monotonic()
         status, _, body = http_get(harness + "/_dashboard/api/servers")
         # A stopped Redis refuses at once: milliseconds, or one 0.25 s timeout, with room for a loaded machine.
         assert time.monotonic() - started < 0.25 + LOADED_MACHINE_S
-    finally:
-        servers.redis.start()
     answer = json.loads(body)
     assert status == 200 and answer["status"] == "degraded"
     assert answer["redis"]["health"] == "down" and answer["postgres"]["health"] == "ok"

@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -26,6 +25,7 @@ from .support.clock import hand_clock_for_breakers
 from .support.harness_process import LogSince, harness_server
 from .support.leaks import assert_no_password
 from .support.plain_http import get as http_get
+from .support.server_faults import require_control, stopped
 
 # fault_log: every record logged (caplog) is searched for the servers' passwords after each test.
 pytestmark = pytest.mark.usefixtures("fresh_instance", "fault_log")
@@ -34,22 +34,6 @@ pytestmark = pytest.mark.usefixtures("fresh_instance", "fault_log")
 RETRY_AFTER = "2"  # 503 database_unavailable carries Retry-After: 2
 REDIS_PAUSE_S = 2.0  # caching resumes by itself 2 s after Redis failed (once Redis is back)
 FAST_S = 2.0  # with a server down (refusing), answers come within 2 s; they take milliseconds
-
-
-def _require_control(servers, which):
-    server = getattr(servers, which)
-    if server is None:
-        pytest.skip(f"{servers.kind} servers are not ours to stop; run with --servers=embedded or containers")
-    return server
-
-
-@contextmanager
-def stopped(server):
-    server.stop()
-    try:
-        yield
-    finally:
-        server.start()
 
 
 def _timed(call):
@@ -68,7 +52,7 @@ def _messages(records, level=logging.WARNING, containing=""):
 def test_a_redis_outage_longer_than_the_pause_warns_once_and_caching_resumes_after_the_pause(
     servers, random_client, today_client, redis_client, caplog, monkeypatch
 ):
-    redis_server = _require_control(servers, "redis")
+    redis_server = require_control(servers, "redis")
     clock = hand_clock_for_breakers(monkeypatch)  # the pause's edges exactly, without sleeping through it
     today_views = 0  # /today GETs sent, each a view of the day's fact (random asks for German facts)
 
@@ -115,7 +99,7 @@ def test_a_redis_outage_longer_than_the_pause_warns_once_and_caching_resumes_aft
 
 
 def test_hung_redis_costs_today_well_under_two_seconds(servers, today_client):
-    redis_server = _require_control(servers, "redis")
+    redis_server = require_control(servers, "redis")
     expected = today_client.get("/").get_json()["fact_id"]
     redis_server.freeze()
     try:
@@ -140,7 +124,7 @@ def test_redis_flushed_mid_day_keeps_the_fact_and_every_view(servers, today_clie
 
 
 def test_postgres_down_is_a_fast_503_and_recovers_without_restart(servers, random_client, today_client, caplog):
-    postgres_server = _require_control(servers, "postgres")
+    postgres_server = require_control(servers, "postgres")
     assert random_client.get("/").status_code == 200  # the pool now holds a connection that will go stale
     with stopped(postgres_server):
         for client in (random_client, today_client):
@@ -163,7 +147,7 @@ def test_postgres_down_is_a_fast_503_and_recovers_without_restart(servers, rando
 def test_a_quiet_postgres_restart_costs_the_next_request_nothing(servers, random_client, today_client, function):
     """A maintenance restart at night: nothing arrives during the outage, so the pool still holds
     connections to the old server when the first request of the morning comes."""
-    postgres_server = _require_control(servers, "postgres")
+    postgres_server = require_control(servers, "postgres")
     client = {"random": random_client, "today": today_client}[function]
     assert [client.get("/").status_code for _ in range(2)] == [200, 200]  # pooled (and, for today, cached)
     postgres_server.stop()
@@ -173,7 +157,7 @@ def test_a_quiet_postgres_restart_costs_the_next_request_nothing(servers, random
 
 
 def test_hung_postgres_is_a_503_within_its_timeout_and_recovers(servers, random_client, today_client):
-    postgres_server = _require_control(servers, "postgres")
+    postgres_server = require_control(servers, "postgres")
     settings = load_settings()
     timeout_s = max(settings.connect_timeout_s, settings.statement_timeout_ms / 1000)
     # Measured 1.50-1.53 s with 1.5 s timeouts; twice the timeout leaves a loaded machine its margin.
@@ -245,7 +229,7 @@ def _json(answer):
 
 
 def test_postgres_down_over_http_is_a_503_and_healthz_names_it(servers, harness, harness_log):
-    postgres_server = _require_control(servers, "postgres")
+    postgres_server = require_control(servers, "postgres")
     log = LogSince(harness_log)
     assert http_get(harness + "/random")[0] == 200
     with stopped(postgres_server):
@@ -266,7 +250,7 @@ def test_postgres_down_over_http_is_a_503_and_healthz_names_it(servers, harness,
 
 
 def test_redis_down_over_http_keeps_answering_and_healthz_names_it(servers, harness, harness_log):
-    redis_server = _require_control(servers, "redis")
+    redis_server = require_control(servers, "redis")
     log = LogSince(harness_log)
     with stopped(redis_server):
         for path in ("/today", "/random", "/today"):
@@ -299,7 +283,7 @@ def _expect_health(base, expected):
 
 
 def test_a_quiet_postgres_restart_over_http_costs_no_request(servers, harness):
-    postgres_server = _require_control(servers, "postgres")
+    postgres_server = require_control(servers, "postgres")
 
     def many(path: str, count: int = 16) -> list[int]:
         # At once, on separate connections, so that every gunicorn worker gets some of them.
