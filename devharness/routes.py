@@ -28,7 +28,8 @@ def _is_http_decorator(node: ast.expr) -> bool:
 def http_targets(source: Path) -> list[str]:
     """Names of the functions in `source` decorated as HTTP functions (read, not imported)."""
     try:
-        tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+        # Bytes: ast.parse decodes them as Python does (UTF-8, or the file's coding line), whatever the locale.
+        tree = ast.parse(source.read_bytes(), filename=str(source))
     except SyntaxError:
         return []  # reported when the function is loaded; the route is still known from the table
     return [
@@ -40,7 +41,10 @@ def http_targets(source: Path) -> list[str]:
 
 def discover(functions_dir: Path = FUNCTIONS_DIR) -> list[Route]:
     table_path = functions_dir / ROUTES_FILE
-    table: dict[str, str] = tomllib.loads(table_path.read_text()) if table_path.exists() else {}
+    table: dict[str, str] = {}
+    if table_path.exists():
+        with table_path.open("rb") as file:  # TOML is UTF-8 by definition, not the locale's encoding
+            table = tomllib.load(file)
     routes: dict[str, Route] = {}
     for source in sorted(functions_dir.glob("*.py")):
         for target in http_targets(source):

@@ -5,6 +5,9 @@ routes (devharness/routes.py)."""
 from __future__ import annotations
 
 import json
+import locale
+import sys
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -116,6 +119,33 @@ def test_routes_come_from_the_decorated_functions_and_the_table(tmp_path: Path) 
     )
     found = [(r.path, r.target, r.source.name) for r in routes.discover(folder)]
     assert found == [("/a", "alpha", "alpha.py"), ("/b", "broken", "broken.py"), ("/beta", "beta", "beta.py")]
+
+
+def test_a_source_is_read_in_the_coding_it_declares(tmp_path: Path) -> None:
+    source = HTTP.format("grusse").replace("'ok'", "'Grüße'")
+    (tmp_path / "grusse.py").write_bytes(b"# -*- coding: latin-1 -*-\n" + source.encode("latin-1"))
+    assert routes.http_targets(tmp_path / "grusse.py") == ["grusse"]
+
+
+@pytest.mark.usefixtures("ascii_locale")
+def test_sources_and_the_table_in_utf8_are_read_whatever_the_locale(tmp_path: Path) -> None:
+    (tmp_path / "grusse.py").write_text("# Grüße\n" + HTTP.format("grusse"), encoding="utf-8")
+    (tmp_path / "routes.toml").write_text('# Grüße\ngrusse = "/gruss"\n', encoding="utf-8")
+    assert [(r.path, r.target) for r in routes.discover(tmp_path)] == [("/gruss", "grusse")]
+
+
+@pytest.fixture
+def ascii_locale() -> Iterator[None]:
+    """Text read without an encoding decodes as ASCII here (the C locale), as on a server with no LANG."""
+    if sys.flags.utf8_mode:
+        pytest.skip("Python's UTF-8 mode is on (PYTHONUTF8=1, or started in the C locale): the locale decodes nothing")
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        assert locale.getpreferredencoding(False) == "ANSI_X3.4-1968"
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
 
 
 def test_two_functions_claiming_one_path_are_refused(tmp_path: Path) -> None:
