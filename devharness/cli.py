@@ -3,7 +3,7 @@
     serve [--host 127.0.0.1] [--port 8080] [--servers auto|embedded|containers|external] [--reload] [--workers N]
           [--like one-process|cloud-run [--idle-stop SECONDS]]
     invoke random|today [--query language=en] [--method GET] [--header K:V] [--data BODY]
-    import FILE.jsonl|FILE.csv [--language en] [--source NAME]
+    import FILE.jsonl|FILE.csv [--language en] [--source NAME] [--timeout 300]
     migrate [--timeout 300]     bring DATABASE_URL's schema up to date and seed it
 
 Without DATABASE_URL and REDIS_URL, Postgres and Redis are started here (embedded binaries from pip
@@ -92,24 +92,37 @@ def parser() -> argparse.ArgumentParser:
 
     p_invoke = sub.add_parser("invoke", help="invoke one function once and print its answer")
     p_invoke.add_argument("function", help="random or today (a route or a target name)")
-    p_invoke.add_argument("--query", action="append", default=[], metavar="KEY=VALUE")
-    p_invoke.add_argument("--method", default="GET")
-    p_invoke.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    p_invoke.add_argument(
+        "--query", action="append", default=[], metavar="KEY=VALUE", help="a query parameter (repeat for more)"
+    )
+    p_invoke.add_argument("--method", default="GET", help="the HTTP method (default GET)")
+    p_invoke.add_argument(
+        "--header", action="append", default=[], metavar="NAME:VALUE", help="a request header (repeat for more)"
+    )
     p_invoke.add_argument("--data", default=None, help="request body")
     _add_servers_option(p_invoke)
     p_invoke.set_defaults(run=commands.invoke)
 
     p_import = sub.add_parser("import", help="import facts from a .jsonl or .csv file (fields: fact, language, source)")
-    p_import.add_argument("file")
+    p_import.add_argument("file", help="the facts: one JSON object a line (.jsonl), or a CSV file with a header row")
     p_import.add_argument("--language", default="en", help="language of rows that name none")
     p_import.add_argument("--source", default=None, help="source of rows that name none (default: the file name)")
+    p_import.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="seconds any one step may take: connecting, waiting for another import, a batch (default 300)",
+    )
     _add_servers_option(p_import)
     p_import.set_defaults(run=commands.import_file)
 
     p_migrate = sub.add_parser(
         "migrate", help="apply the missing migrations and seed (idempotent; concurrent runs wait for each other)"
     )
-    p_migrate.add_argument("--timeout", type=float, default=300.0, help="seconds any one step may take")
+    p_migrate.add_argument(
+        "--timeout", type=float, default=300.0, metavar="SECONDS", help="seconds any one step may take (default 300)"
+    )
     _add_servers_option(p_migrate)
     p_migrate.set_defaults(run=commands.migrate)
     return top

@@ -17,7 +17,7 @@ from devkit.servers import Servers, resolve_kind, start_servers
 from devkit.servers.external import configured_urls
 from shared import catalogue, schema
 from shared.config import load_settings, mask_url
-from shared.postgres import connect
+from shared.postgres import connect, is_connection_lost
 
 from . import cloudrun_mode
 from .app import build_app
@@ -30,8 +30,9 @@ DATA_DIR = Path(os.environ.get("FACTS_DATA_DIR", ROOT / ".facts-data"))
 
 
 @contextmanager
-def running_servers(kind: str, quiet: bool = False) -> Iterator[Servers]:
-    """Servers of `kind`, with the functions' environment pointing at them and the schema current."""
+def running_servers(kind: str, quiet: bool = False, step_timeout_s: float = 10.0) -> Iterator[Servers]:
+    """Servers of `kind`, with the functions' environment pointing at them and the schema current
+    (each step of the migration within `step_timeout_s`)."""
     kind = resolve_kind(kind, urls_set=configured_urls() is not None)
     if not quiet:
         print(f"starting servers: {kind} ...", file=sys.stderr, flush=True)
@@ -39,7 +40,7 @@ def running_servers(kind: str, quiet: bool = False) -> Iterator[Servers]:
         os.environ.update(servers.environ())
         settings = load_settings()
         # Migrate here once, before any worker starts, so no request pays for it.
-        applied = schema.migrate_database(settings.postgres, timeout_s=10.0)
+        applied = schema.migrate_database(settings.postgres, timeout_s=step_timeout_s)
         if not quiet:
             print(f"  {servers.description}", file=sys.stderr)
             print(f"  DATABASE_URL={mask_url(servers.database_url)}", file=sys.stderr)
@@ -121,12 +122,19 @@ def import_file(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.exists():
         raise SystemExit(f"no such file: {path}")
-    with running_servers(args.servers, quiet=True):
-        with connect(load_settings().postgres, 10.0, statement_timeout_ms=None) as con:
+    with running_servers(args.servers, quiet=True, step_timeout_s=args.timeout):
+        with connect(load_settings().postgres, args.timeout, statement_timeout_ms=None) as con:
             try:
                 added = catalogue.import_facts(con, catalogue.read_facts(path, args.language, args.source))
             except ValueError as exc:
                 raise SystemExit(f"import failed: {exc}") from None
+            except Exception as exc:
+                if not is_connection_lost(exc):
+                    raise
+                raise SystemExit(
+                    f"import failed: Postgres did not answer within --timeout {args.timeout:g} s, or the connection"
+                    " was lost; nothing was imported"
+                ) from None
     print(f"imported {added} new facts from {path}")
     return 0
 

@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,9 +21,10 @@ from typing import Any, ClassVar
 import pytest
 from werkzeug.test import Client
 
-from devharness import commands
+from devharness import cli, commands
 from devharness.dispatcher import Dispatcher, load_function
 from devharness.routes import Route
+from shared import catalogue
 
 
 def _invoke(*argv: str) -> argparse.Namespace:
@@ -89,7 +92,7 @@ def test_pairs_split_at_the_first_separator_headers_trimmed() -> None:
 def test_import_adds_new_facts_once_and_says_how_many(servers: Any, tmp_path: Path, capsys: Any) -> None:
     facts = tmp_path / "facts.jsonl"
     facts.write_text(json.dumps({"fact": "Honey never spoils in a sealed jar."}) + "\n")
-    args = argparse.Namespace(file=str(facts), language="en", source=None, servers="external")
+    args = argparse.Namespace(file=str(facts), language="en", source=None, servers="external", timeout=30.0)
     assert commands.import_file(args) == 0
     assert capsys.readouterr().out == f"imported 1 new facts from {facts}\n"
     assert commands.import_file(args) == 0
@@ -99,11 +102,53 @@ def test_import_adds_new_facts_once_and_says_how_many(servers: Any, tmp_path: Pa
 def test_import_refuses_a_missing_or_bad_file(servers: Any, tmp_path: Path) -> None:
     missing = tmp_path / "nope.csv"
     with pytest.raises(SystemExit, match=f"^no such file: {missing}$"):
-        commands.import_file(argparse.Namespace(file=str(missing), language="en", source=None, servers="external"))
+        commands.import_file(
+            argparse.Namespace(file=str(missing), language="en", source=None, servers="external", timeout=30.0)
+        )
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"language": "en"}\n')
     with pytest.raises(SystemExit, match=r"^import failed: "):
-        commands.import_file(argparse.Namespace(file=str(bad), language="en", source=None, servers="external"))
+        commands.import_file(
+            argparse.Namespace(file=str(bad), language="en", source=None, servers="external", timeout=30.0)
+        )
+
+
+def test_import_gives_up_on_a_database_that_never_answers_after_its_timeout(
+    servers: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text(json.dumps({"fact": "Honey never spoils in a sealed jar."}) + "\n")
+    with socket.create_server(("127.0.0.1", 0), backlog=4) as silent:  # connections queue, nothing answers
+        port = silent.getsockname()[1]
+        monkeypatch.setenv("DATABASE_URL", f"postgresql://facts:secret-word@127.0.0.1:{port}/facts")
+        began = time.monotonic()
+        assert cli.main(["import", str(facts), "--servers", "external", "--timeout", "0.5"]) == 2
+        took = time.monotonic() - began
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "timed out" in err and "secret-word" not in err
+    assert 0.5 <= took < 5  # the migration's check gives up after 0.5 s, not 10 or 300
+
+
+def test_import_waits_for_another_import_no_longer_than_its_timeout(
+    servers: Any, db: Any, tmp_path: Path, capsys: Any
+) -> None:
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text(json.dumps({"fact": "Honey never spoils in a sealed jar."}) + "\n")
+    db.run("BEGIN")
+    db.run("SELECT pg_advisory_xact_lock(:key)", key=catalogue.CATALOGUE_LOCK_KEY)  # another import, running
+    try:
+        began = time.monotonic()
+        with pytest.raises(SystemExit) as failed:
+            cli.main(["import", str(facts), "--servers", "external", "--timeout", "0.5"])
+        took = time.monotonic() - began
+    finally:
+        db.run("ROLLBACK")
+    assert 0.5 <= took < 5  # not 10 s, nor the default 300
+    assert str(failed.value) == (
+        "import failed: Postgres did not answer within --timeout 0.5 s, or the connection was lost;"
+        " nothing was imported"
+    )
+    assert db.run("SELECT count(*) FROM facts WHERE fact = 'Honey never spoils in a sealed jar.'") == [[0]]
 
 
 def test_migrate_against_external_servers_needs_a_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,7 +292,7 @@ def test_import_names_rows_without_a_source_as_asked_and_says_nothing_else(
 ) -> None:
     facts = tmp_path / "facts.jsonl"
     facts.write_text(json.dumps({"fact": "Octopuses have three hearts."}) + "\n")
-    args = argparse.Namespace(file=str(facts), language="de", source="wiki", servers="external")
+    args = argparse.Namespace(file=str(facts), language="de", source="wiki", servers="external", timeout=30.0)
     assert commands.import_file(args) == 0
     assert db.run("SELECT language, source FROM facts WHERE fact = 'Octopuses have three hearts.'") == [["de", "wiki"]]
     out, err = capsys.readouterr()
