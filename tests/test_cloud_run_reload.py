@@ -35,6 +35,15 @@ def _platform(base: str) -> dict[str, Any]:
     return dict(json.loads(_get(base + "/_dashboard/api/platform")[1]))
 
 
+def _evict(base: str, name: str) -> tuple[int, Any]:
+    """The dashboard's Evict button, as its page presses it (same origin, a JSON body)."""
+    body = json.dumps({"instance": name}).encode()
+    headers = {"Origin": base, "Content-Type": "application/json"}
+    request = urllib.request.Request(base + "/_dashboard/api/platform/evict", body, headers, method="POST")
+    with urllib.request.urlopen(request, timeout=40) as response:
+        return int(response.status), json.loads(response.read())
+
+
 def _assert(condition: bool, message: str = "") -> None:
     assert condition, message
 
@@ -64,3 +73,10 @@ def test_a_change_deploys_a_new_revision_and_a_broken_one_keeps_the_traffic(serv
         wait_until(lambda: _assert("revision 3 failed to start" in log.read_text(errors="replace")), 60,
                    "revision 3 refused")  # fmt: skip
         assert _get(base + "/random") == (200, b"revision two")  # the traffic stayed
+        # and so did the launches: the next cold start is revision 2's again, from its own copy
+        running = [i["name"] for i in _platform(base)["services"][0]["instances"] if i["state"] != "stopped"]
+        assert len(running) == 1
+        assert _evict(base, running[0]) == (200, {"evicted": running[0]})
+        assert _get(base + "/random") == (200, b"revision two")
+        instances = _platform(base)["services"][0]["instances"]
+        assert [i["revision"] for i in instances if i["state"] != "stopped"] == [2]

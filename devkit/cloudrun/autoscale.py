@@ -153,11 +153,8 @@ class CloudRunFront:
     async def deploy(self, revision: int, launch: Launch) -> bool:
         """A new revision: one instance per function from `launch`; traffic switches to it once every
         function's new instance listens; the old instances are then frozen and stopped when idle."""
-        self._launch = launch
-        started = []
-        for service in self.services.values():
-            service._launch = launch
-            started.append(service.start(revision, ahead=True))
+        # Until it listens, the serving revision's cold starts still launch from the serving revision's copy.
+        started = [service.start(revision, ahead=True, launch=launch) for service in self.services.values()]
         deadline = time.monotonic() + self._limits.request_timeout_s
         while any(i.state == "starting" for i in started) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -166,8 +163,9 @@ class CloudRunFront:
                 await self._stop(instance, f"{instance.name} stopped (revision {revision} did not start)")
             self._event("deploy", f"revision {revision} failed to start: traffic stays where it was")
             return False
+        self._launch = launch
         for service in self.services.values():
-            service.revision = revision
+            service.revision, service._launch = revision, launch
         self._event("deploy", f"revision {revision} takes the traffic")
         return True
 

@@ -64,9 +64,10 @@ class Service:
         # The busiest first: requests gather on few instances and the rest stay idle, as on Cloud Run.
         return max(candidates, key=lambda i: (i.listening_at is not None, i.in_flight), default=None)
 
-    def start(self, revision: int | None = None, ahead: bool = False) -> Instance:
-        """A new instance; `ahead` of its traffic (a new revision's): its cold start ends when it listens."""
-        instance = self._launch(self.route, next(self._indexes), revision or self.revision)
+    def start(self, revision: int | None = None, ahead: bool = False, launch: Launch | None = None) -> Instance:
+        """A new instance (of `launch`'s revision, else the serving one's); `ahead` of its traffic (a
+        new revision's): its cold start ends when it listens."""
+        instance = (launch or self._launch)(self.route, next(self._indexes), revision or self.revision)
         self.instances.append(instance)
         cold = ColdStart(instance.name, instance.revision, time.time(), ahead=ahead)
         self._cold[instance.name] = cold
