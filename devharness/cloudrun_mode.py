@@ -39,6 +39,9 @@ log = logging.getLogger("facts.harness")
 WATCHED = ("functions", "shared")
 WATCH_EVERY_S = 0.5
 SERVER_ACTIONS = ("freeze", "thaw", "stop", "start")
+# A signal that lands just before the main thread blocks in its wait is handled when the wait ends
+# (CPython runs handlers between bytecodes): short waits bound how late Ctrl-C or SIGTERM can be.
+SIGNAL_LATENCY_S = 1.0
 
 
 def source_stamp(root: Path = ROOT) -> tuple[tuple[str, int], ...]:
@@ -171,7 +174,7 @@ def serve(args: argparse.Namespace, provided: Servers) -> int:
         print(f"  dashboard: open {base}/ in a browser", file=sys.stderr, flush=True)
         if args.reload:
             threading.Thread(target=watch_and_deploy, args=(platform, stop), name="reload", daemon=True).start()
-        while not stop.wait(3600):
+        while not stop.wait(SIGNAL_LATENCY_S):
             pass
     control.shutdown()
     print(f"stopped; the instances' logs stay in {logs}", file=sys.stderr)
