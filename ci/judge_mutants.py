@@ -69,10 +69,11 @@ TESTS = {
     # runner sees only the first kind; a harness process started here inherits MUTANT_UNDER_TEST)
     "devharness": "tests/test_platform_api.py tests/test_harness_own_paths.py tests/test_harness_cli.py "
     "tests/test_dashboard_in_process.py tests/test_harness_parts.py tests/test_harness_commands.py "
-    "tests/test_cloud_run_platform.py tests/test_harness_server.py tests/test_cloud_run_parts.py "
+    "tests/test_cloud_run_platform.py tests/test_cloud_run_mode_in_process.py tests/test_harness_server.py "
+    "tests/test_cloud_run_parts.py "
     "tests/test_dashboard_server.py tests/test_request_line.py tests/test_server_kinds.py tests/test_harness.py",
-    "devharness.cloudrun_mode": "tests/test_cloud_run_platform.py tests/test_cloud_run_parts.py "
-    "tests/test_cloud_run_mode.py tests/test_cloud_run_reload.py",
+    "devharness.cloudrun_mode": "tests/test_cloud_run_platform.py tests/test_cloud_run_mode_in_process.py "
+    "tests/test_cloud_run_parts.py tests/test_cloud_run_mode.py tests/test_cloud_run_reload.py",
     "shared.web": "tests/test_web_contract.py tests/test_contract.py tests/test_cors_preflight.py tests/test_faults.py "
     "tests/test_request_log.py",
 }

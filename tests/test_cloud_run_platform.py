@@ -91,7 +91,7 @@ def test_each_fault_changes_its_server_and_says_so_in_the_live_log(
     assert len(calls) == 4
 
 
-def test_a_request_seen_is_logged_under_its_function_with_its_instance() -> None:
+def test_a_request_seen_is_logged_under_its_function_with_its_instance(caplog: pytest.LogCaptureFixture) -> None:
     logs.configure()  # the level every request sets
     ring = RequestLog().attach()  # the live log, where the instance is shown
     try:
@@ -100,12 +100,38 @@ def test_a_request_seen_is_logged_under_its_function_with_its_instance() -> None
         platform.request_seen("today_fact", "GET", "/today", 429, 0.0, None)
     finally:
         ring.detach()
+    # On the terminal too (the harness's own logger), the path cut where the live log cuts it.
+    lines = [(r.name, getattr(r, "fields", None)) for r in caplog.records]
+    logged = [(name, fields["function"], len(fields["path"])) for name, fields in lines if fields]
+    assert logged == [("facts.harness", "random_fact", 200), ("facts.harness", "today_fact", 6)]
     lines = ring.read(after=0, wait_s=0)["events"]
     assert [(line["function"], line["path"], line["status"]) for line in lines] == [
         ("random_fact", ("/random" + "x" * 300)[:200], 200), ("today_fact", "/today", 429),
     ]  # fmt: skip
     assert lines[0]["latency_ms"] >= 250 and lines[0]["instance"] == "random-fact-00001#0"
     assert "instance" not in lines[1]
+
+
+def test_a_platform_event_is_a_line_of_the_harness_with_status_0(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "facts.harness")
+    _platform(Path("/nowhere"), None).event("deploy", "revision 2: starting its instances")
+    ((name, fields),) = [(r.name, getattr(r, "fields", None)) for r in caplog.records if hasattr(r, "fields")]
+    assert name == "facts.harness"
+    assert (fields["function"], fields["method"], fields["path"], fields["status"]) == (
+        "cloud-run", "DEPLOY", "revision 2: starting its instances", 0,
+    )  # fmt: skip
+
+
+def test_the_view_shows_the_fronts_services_once_it_runs(tmp_path: Path) -> None:
+    class FrontViewStandIn:
+        """The Cloud Run front's view (tests/test_cloud_run_mode.py runs the real one)."""
+
+        def view(self) -> dict[str, Any]:
+            return {"services": [{"route": "random", "instances": []}]}
+
+    platform = _platform(tmp_path, None)
+    platform.front = FrontViewStandIn()  # type: ignore[assignment]
+    assert platform.view()["services"] == [{"route": "random", "instances": []}]
 
 
 def test_the_limits_are_the_deploys_with_the_idle_stop_chosen() -> None:
