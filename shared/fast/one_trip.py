@@ -18,8 +18,8 @@ pins the versions), and without them the pool runs pg8000's own prepared stateme
 
 from __future__ import annotations
 
+import dis
 import enum
-import inspect
 import struct
 from typing import Any, Literal, cast
 
@@ -155,12 +155,8 @@ def shape_difference() -> str | None:
 
 
 def _assigned(init: Any, names: tuple[str, ...]) -> str | None:
-    """Instance attributes exist only once made: read them off the source of the __init__ that sets them."""
-    targets = {
-        target.strip()
-        for line in inspect.getsource(init).splitlines()
-        if " = " in line
-        for target in line.split(" = ", 1)[0].split(",")
-    }
-    absent = [name for name in names if f"self.{name}" not in targets]
+    """Instance attributes exist only once made: read them off the bytecode of the __init__ that sets
+    them (its source would cost a read and a tokenizing of pg8000's core.py on every cold start)."""
+    stored = {instruction.argval for instruction in dis.get_instructions(init) if instruction.opname == "STORE_ATTR"}
+    absent = [name for name in names if name not in stored]
     return f"{init.__qualname__} no longer sets {', '.join(absent)}" if absent else None

@@ -13,7 +13,6 @@ It uses Headers' list (`_list`) and a response's `_on_close`: shape_difference()
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,5 +73,5 @@ def shape_difference() -> str | None:
         _shape.missing_attributes(probe, ("automatically_set_content_length",)),
         _shape.parameters_differ(flask.Response.get_wsgi_headers, ("self", "environ")),
         _shape.parameters_differ(flask.Response.get_app_iter, ("self", "environ")),
-        None if "_list" in inspect.getsource(Headers.copy) else "Headers.copy no longer copies _list",
+        None if "_list" in Headers.copy.__code__.co_names else "Headers.copy no longer copies _list",
     )
