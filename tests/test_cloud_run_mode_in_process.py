@@ -118,8 +118,12 @@ class CloudRunFrontStandIn:
         self.left.set()
 
     def call(self, coroutine: Any) -> AnswerRecorded:
+        """Runs the coroutine to its end on a loop in a thread of its own, as the real front runs its
+        loop (a browser test's Playwright may leave a running loop in this thread)."""
         answer = AnswerRecorded(self.waits)
-        answer.set_result(asyncio.run(coroutine))
+        loop_thread = threading.Thread(target=lambda: answer.set_result(asyncio.run(coroutine)), name="front-loop")
+        loop_thread.start()
+        loop_thread.join(BOUND_S)
         return answer
 
     async def evict(self, name: str) -> bool:
