@@ -52,6 +52,16 @@ def _positive(raw: str) -> int:
     return int(raw)
 
 
+def _seconds(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {raw!r}")
+    return seconds
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m devharness", description="Run the facts functions locally.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -109,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
     p_import.add_argument("--source", default=None, help="source of rows that name none (default: the file name)")
     p_import.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=300.0,
         metavar="SECONDS",
         help="seconds any one step may take: connecting, waiting for another import, a batch (default 300)",
@@ -121,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
         "migrate", help="apply the missing migrations and seed (idempotent; concurrent runs wait for each other)"
     )
     p_migrate.add_argument(
-        "--timeout", type=float, default=300.0, metavar="SECONDS", help="seconds any one step may take (default 300)"
+        "--timeout", type=_seconds, default=300.0, metavar="SECONDS", help="seconds any one step may take (default 300)"
     )
     _add_servers_option(p_migrate)
     p_migrate.set_defaults(run=commands.migrate)

@@ -86,6 +86,10 @@ def test_the_old_services_option_still_works_with_a_warning(capsys: pytest.Captu
         ["serve", "--like", "kubernetes"],
         ["serve", "--servers", "cloud"],
         ["invoke"],
+        ["import", "f.csv", "--timeout", "0"],
+        ["migrate", "--timeout", "-5"],
+        ["migrate", "--timeout", "nan"],
+        ["migrate", "--timeout", "soon"],
     ],
 )
 def test_bad_arguments_are_refused_with_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,6 +97,13 @@ def test_bad_arguments_are_refused_with_usage(argv: list[str], capsys: pytest.Ca
         cli.parser().parse_args(argv)
     assert exited.value.code == 2
     assert capsys.readouterr().err.startswith("usage: python -m devharness")
+
+
+def test_a_timeout_is_a_finite_number_of_seconds_above_zero() -> None:
+    assert cli._seconds("0.5") == 0.5 and cli._seconds("300") == 300.0
+    for raw in ("0", "-1", "nan", "inf", "", "soon"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"^must be a number of seconds above 0, got {raw!r}$"):
+            cli._seconds(raw)
 
 
 def test_a_positive_number_is_a_whole_number_of_at_least_one() -> None:
