@@ -42,6 +42,8 @@ from devkit.cloudrun.service import Launch, Limits
 from devkit.cloudrun.upload_copy import ROOT
 from devkit.servers.protocol import Servers
 
+from .support.request_records import cloud_run_events
+
 LIMITS = Limits(max_instances=3, concurrency=4, request_timeout_s=30.0)
 ENV = {"A": "1"}
 PROFILE_IMPORTS = {"PYTHONPROFILEIMPORTTIME": "1"}  # what every instance gets for its cold-start breakdown
@@ -168,11 +170,6 @@ def _launched(tmp_path: Path, route: str, index: int, source: Path, revision: in
             "logs": tmp_path / "logs", "revision": revision, "extra_env": PROFILE_IMPORTS}  # fmt: skip
 
 
-def _events(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
-    fields = [getattr(record, "fields", {}) for record in caplog.records]
-    return [(line["method"], line["path"]) for line in fields if line.get("function") == "cloud-run"]
-
-
 # --- a revision's instances --------------------------------------------------------------------
 def test_a_revision_launches_its_instances_from_its_own_copy_of_the_upload_set(
     tmp_path: Path, copies: DeployedCopyStandIn, started: StartInstanceStandIn
@@ -261,7 +258,7 @@ def test_each_deploy_is_the_next_revision_from_a_copy_of_its_own(
         launch("today", 5, revision)
     assert started.given == [_launched(tmp_path, "today", 5, logs / f"upload-{n:05d}", n) for n in (2, 3)]
     assert front.waits == [300, 300]
-    assert _events(caplog) == [
+    assert cloud_run_events(caplog.records) == [
         ("DEPLOY", "revision 2: starting its instances"), ("DEPLOY", "revision 3: starting its instances"),
     ]  # fmt: skip
 

@@ -19,6 +19,8 @@ from devkit.cloudrun.service import Limits
 from devkit.servers.protocol import Servers
 from shared import logs
 
+from .support.request_records import cloud_run_events
+
 LIMITS = Limits(max_instances=3, concurrency=4, request_timeout_s=30.0)
 
 
@@ -42,11 +44,6 @@ def _servers(ours: bool, calls: list[str]) -> Servers:
 
 def _platform(tmp_path: Path, servers: Servers | None) -> Platform:
     return Platform({"A": "1"}, LIMITS, tmp_path, servers, source_root=tmp_path, venv=tmp_path / "venv")
-
-
-def _events(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
-    fields = [getattr(record, "fields", {}) for record in caplog.records]
-    return [(line["method"], line["path"]) for line in fields if line.get("function") == "cloud-run"]
 
 
 def test_the_view_before_any_service_starts(tmp_path: Path) -> None:
@@ -80,7 +77,7 @@ def test_each_fault_changes_its_server_and_says_so_in_the_live_log(
         assert platform.fault(server, action) == state
         assert platform.view()["servers"][server] == state
     assert calls == ["redis freeze", "redis thaw", "postgres stop", "postgres start"]
-    assert _events(caplog) == [
+    assert cloud_run_events(caplog.records) == [
         ("FAULT", "redis: freeze ..."), ("FAULT", "redis frozen"), ("FAULT", "redis: thaw ..."),
         ("FAULT", "redis running"), ("FAULT", "postgres: stop ..."), ("FAULT", "postgres stopped"),
         ("FAULT", "postgres: start ..."), ("FAULT", "postgres running"),
