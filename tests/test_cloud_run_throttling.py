@@ -148,10 +148,13 @@ def test_a_long_idle_kills_no_worker_of_the_deployed_environment(servers, tmp_pa
     control = start_instance("random", 1, upload, venv, control_env, tmp_path)
     both = (instance, control)
     try:
+        workers = int(deployed["WORKERS"])
         for one in both:
             wait_until(lambda one=one: _answers_200(one), 60, f"{one.name}'s first 200", one.log_path.read_text)
+            # The arbiter forks its workers a random fraction of a second apart, so the first
+            # can answer before the last exists.
+            wait_until(lambda one=one: _has_workers(one, workers), 30, f"{one.name}'s {workers} workers")
         workers_before = _workers(instance)
-        assert len(workers_before) == int(deployed["WORKERS"])
         for one in both:
             one.freeze()
         time.sleep(OLD_WORKER_TIMEOUT_S + 1.5)  # the idle itself: frozen, nothing to wait for
@@ -176,6 +179,10 @@ def test_a_long_idle_kills_no_worker_of_the_deployed_environment(servers, tmp_pa
 def _answers_200(instance: Instance) -> None:
     assert instance.process is not None and instance.process.poll() is None, "the instance exited"
     assert _get(instance.port, "/")[0] == 200
+
+
+def _has_workers(instance: Instance, count: int) -> None:
+    assert len(_workers(instance)) == count, f"{len(_workers(instance))} workers, not {count}"
 
 
 def _timed_out(instance: Instance) -> None:
