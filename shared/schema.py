@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m shared.schema", description=main.__doc__)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds any one step may take (default 300)")
     args = parser.parse_args(argv)
+    if not 0 < args.timeout < math.inf:  # a negative one would reach the socket and end in a traceback
+        parser.error(f"--timeout must be a number of seconds above 0, got {args.timeout!r}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     url = os.environ.get("DATABASE_URL", "").strip()
     if not url:

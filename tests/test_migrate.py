@@ -64,6 +64,15 @@ def test_migrate_command_says_what_is_wrong_without_a_traceback_or_the_password(
     assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stderr
 
 
+@pytest.mark.parametrize("timeout", ["0", "-5", "nan", "inf"])
+def test_the_deploys_migrate_step_refuses_a_timeout_that_is_not_seconds_above_zero(monkeypatch, capsys, timeout):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://facts@127.0.0.1:1/facts")  # never reached
+    with pytest.raises(SystemExit) as exited:
+        schema.main(["--timeout", timeout])
+    assert exited.value.code == 2
+    assert f"--timeout must be a number of seconds above 0, got {float(timeout)!r}" in capsys.readouterr().err
+
+
 @pytest.mark.slow  # four instances of the deployed functions
 def test_slow_first_migration_gives_503_to_the_others_and_never_500(empty_postgres, tmp_path):
     admin_url, app_url, redis_url = empty_postgres
