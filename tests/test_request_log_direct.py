@@ -68,32 +68,46 @@ class _Flushed(io.StringIO):
         self.flushed = self.getvalue()
 
 
-def _lines(logger: logging.Logger, formatter: logging.Formatter) -> str:
-    """What our handler writes for REQUESTS, each line flushed before log_request returns (on
-    Cloud Run an instance has no CPU once it has answered)."""
-    stream = _Flushed()
-    handler = logs.LineHandler(stream, formatter)
+class _WriteOnly:
+    """A stream with no flush, which a StreamHandler writes to without flushing."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def getvalue(self) -> str:
+        return self.text
+
+
+def _lines(logger: logging.Logger, formatter: logging.Formatter, stream: _Flushed | _WriteOnly) -> str:
+    """What our handler writes for REQUESTS, each line flushed before log_request returns where the
+    stream can be flushed (on Cloud Run an instance has no CPU once it has answered)."""
+    handler = logs.LineHandler(stream, formatter)  # type: ignore[arg-type]
     logger.addHandler(handler)
     try:
         for request in REQUESTS:
             logs.log_request(started=1.9876543, logger=logger, **request)
-            assert stream.flushed == stream.getvalue() != ""
+            assert getattr(stream, "flushed", stream.getvalue()) == stream.getvalue() != ""
     finally:
         logger.removeHandler(handler)
     return stream.getvalue()
 
 
+@pytest.mark.parametrize("stream", [_Flushed, _WriteOnly])
 @pytest.mark.parametrize("formatter", [logs.CloudJsonFormatter, logs.ConsoleFormatter])
-def test_a_direct_line_is_the_line_the_stock_path_writes(monkeypatch, logger, formatter) -> None:
+def test_a_direct_line_is_the_line_the_stock_path_writes(monkeypatch, logger, capsys, formatter, stream) -> None:
     _mode(monkeypatch, "off")
-    stock = _lines(logger, formatter())
+    stock = _lines(logger, formatter(), stream())
 
     _mode(monkeypatch, "on")
     with monkeypatch.context() as patched:
         # The direct path, or no line: logger.handle (the stock path's door) is not used.
         patched.setattr(logger, "handle", lambda record: pytest.fail(f"the stock path took {record.msg!r}"))
-        direct = _lines(logger, formatter())
+        direct = _lines(logger, formatter(), stream())
     assert direct == stock
+    assert capsys.readouterr().err == ""
     if formatter is logs.ConsoleFormatter:  # (which writes a path's newline as it is)
         assert direct.count(" ms [") == len(REQUESTS) and re.match(r"\d\d:\d\d:\d\d GET / -> 200 12.3 ms", direct)
     else:
@@ -170,36 +184,30 @@ def test_records_that_reach_an_ancestors_handler_or_a_quieter_handler_get_the_st
 def test_a_failing_stream_is_reported_as_the_stock_path_reports_it_and_the_next_line_goes_out(
     monkeypatch, logger, capsys
 ) -> None:
-    _mode(monkeypatch, "on")
-
-    stream = FailsFirstWrite()
-    logger.addHandler(logs.LineHandler(stream, logs.CloudJsonFormatter()))
-    assert _direct(logger)
-    logs.log_request("random_fact", "GET", "/lost", 200, 1.9, logger=logger)
-    reported = capsys.readouterr().err
-    logs.log_request("random_fact", "GET", "/written", 200, 1.9, logger=logger)
-    assert "--- Logging error ---" in reported and "OSError: disk full" in reported
-    assert "Message: '%s %s %s'\nArguments: ('GET', '/lost', 200)" in reported
-    assert [line.split('"message":')[1].split(",")[0] for line in stream.getvalue().splitlines()] == [
-        '"GET /written 200"'
-    ]
-
-
-def test_a_failing_stream_hands_handle_error_the_record_the_stock_path_would(monkeypatch, logger) -> None:
-    """handleError is logging's place to report a failed write otherwise: it gets the stock
-    path's record from either path, its origin (this module's file, as logger.info's) included."""
+    """handleError is logging's place to report a failed write: it gets the stock path's record
+    from either path, its origin (this module's file, as logger.info's) included."""
 
     def reported(switch: str) -> logging.LogRecord:
         _mode(monkeypatch, switch)
-        handler = logs.LineHandler(FailsFirstWrite(), logs.CloudJsonFormatter())
-        records: list[logging.LogRecord] = []
-        handler.handleError = records.append  # type: ignore[method-assign]
+        stream, records = FailsFirstWrite(), []
+        handler = logs.LineHandler(stream, logs.CloudJsonFormatter())
+
+        def handle_error(record: logging.LogRecord) -> None:
+            records.append(record)
+            logging.Handler.handleError(handler, record)  # which reports it on stderr
+
+        handler.handleError = handle_error  # type: ignore[method-assign]
         logger.addHandler(handler)
         try:
             assert _direct(logger) is (switch == "on")
             logs.log_request("random_fact", "GET", "/lost", 200, 1.9, logger=logger)
+            report = capsys.readouterr().err
+            logs.log_request("random_fact", "GET", "/written", 200, 1.9, logger=logger)
         finally:
             logger.removeHandler(handler)
+        assert "--- Logging error ---" in report and "OSError: disk full" in report
+        assert "Message: '%s %s %s'\nArguments: ('GET', '/lost', 200)" in report
+        assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["GET /written 200"]
         [record] = records
         return record
 
@@ -228,35 +236,6 @@ def test_fields_only_a_records_line_can_carry_are_left_to_the_stock_path_with_no
     assert stream.getvalue() == ""
     assert write("%s %s %s", ("GET", "/", 200), {"status": 200}) is True
     assert json.loads(stream.getvalue())["message"] == "GET / 200"
-
-
-class _WriteOnly:
-    """A stream with no flush, which a StreamHandler writes to without flushing."""
-
-    def __init__(self) -> None:
-        self.text = ""
-
-    def write(self, text: str) -> None:
-        self.text += text
-
-
-@pytest.mark.parametrize("formatter", [logs.CloudJsonFormatter, logs.ConsoleFormatter])
-def test_a_stream_without_flush_gets_the_stock_paths_lines_and_no_error(monkeypatch, logger, capsys, formatter) -> None:
-    lines = {}
-    for switch in ("off", "on"):
-        _mode(monkeypatch, switch)
-        stream = _WriteOnly()
-        handler = logs.LineHandler(stream, formatter())  # type: ignore[arg-type]
-        logger.addHandler(handler)
-        try:
-            assert _direct(logger) is (switch == "on")
-            for request in REQUESTS:
-                logs.log_request(started=1.9876543, logger=logger, **request)
-        finally:
-            logger.removeHandler(handler)
-        lines[switch] = stream.text
-    assert lines["on"] == lines["off"] and lines["on"].count("\n") >= len(REQUESTS)
-    assert capsys.readouterr().err == ""
 
 
 def test_the_writer_is_chosen_once_and_kept_until_the_handlers_formatter_changes(monkeypatch, logger) -> None:
