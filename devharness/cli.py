@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from devkit.servers import AUTO_RULE, SERVER_KINDS, ServerStartError, renamed_warning
-from shared.config import ConfigError
+from shared.config import ConfigError, seconds_above_zero
 from shared.postgres import StoreUnavailable
 
 from . import commands
@@ -50,16 +50,6 @@ def _positive(raw: str) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {raw!r}")
     return int(raw)
-
-
-def _seconds(raw: str) -> float:
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {raw!r}")
-    return seconds
 
 
 def parser() -> argparse.ArgumentParser:
@@ -119,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     p_import.add_argument("--source", default=None, help="source of rows that name none (default: the file name)")
     p_import.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds_above_zero,
         default=300.0,
         metavar="SECONDS",
         help="seconds any one step may take: connecting, waiting for another import, a batch (default 300)",
@@ -131,7 +121,11 @@ def parser() -> argparse.ArgumentParser:
         "migrate", help="apply the missing migrations and seed (idempotent; concurrent runs wait for each other)"
     )
     p_migrate.add_argument(
-        "--timeout", type=_seconds, default=300.0, metavar="SECONDS", help="seconds any one step may take (default 300)"
+        "--timeout",
+        type=seconds_above_zero,
+        default=300.0,
+        metavar="SECONDS",
+        help="seconds any one step may take (default 300)",
     )
     _add_servers_option(p_migrate)
     p_migrate.set_defaults(run=commands.migrate)

@@ -273,6 +273,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+def seconds_above_zero(raw: str) -> float:
+    """An argparse type for a command's --timeout: a finite number of seconds above 0 (0 or a
+    negative one would reach the socket and end in a traceback, nan or inf never time out)."""
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {raw!r}")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python3 -m shared.config --shape [--cpus N]`: the server shape as shell assignments."""
     parser = argparse.ArgumentParser(description="Print the server shape (WORKERS, THREADS, POOL_SIZE) for a shell.")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from typing import NamedTuple
 import pg8000.native
 
 from . import catalogue
-from .config import ConfigError, PostgresSettings, parse_database_url
+from .config import ConfigError, PostgresSettings, parse_database_url, seconds_above_zero
 from .postgres import StatementRunner, StoreUnavailable, connect, transaction
 
 log = logging.getLogger(__name__)
@@ -118,10 +117,10 @@ def migrate_database(settings: PostgresSettings, timeout_s: float) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """`python -m shared.schema`: the deployment's migration step, against DATABASE_URL."""
     parser = argparse.ArgumentParser(prog="python -m shared.schema", description=main.__doc__)
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds any one step may take (default 300)")
+    parser.add_argument(
+        "--timeout", type=seconds_above_zero, default=300.0, help="seconds any one step may take (default 300)"
+    )
     args = parser.parse_args(argv)
-    if not 0 < args.timeout < math.inf:  # a negative one would reach the socket and end in a traceback
-        parser.error(f"--timeout must be a number of seconds above 0, got {args.timeout!r}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     url = os.environ.get("DATABASE_URL", "").strip()
     if not url:

@@ -3,6 +3,7 @@ words of each error. Pure parsing: no servers needed."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from shared.config import (
     check_redis_url,
     load_settings,
     mask_url,
+    seconds_above_zero,
     server_shape,
 )
 
@@ -169,3 +171,10 @@ def test_a_database_is_described_by_its_socket_or_its_host_and_port() -> None:
     assert PostgresSettings(user="app", database="facts", unix_sock="/s/.s.PGSQL.5432").describe() == (
         "postgresql://app@/s/.s.PGSQL.5432/facts"
     )
+
+
+def test_a_commands_timeout_is_a_finite_number_of_seconds_above_zero() -> None:
+    assert seconds_above_zero("0.5") == 0.5 and seconds_above_zero("300") == 300.0
+    for raw in ("0", "-1", "nan", "inf", "", "soon"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"^must be a number of seconds above 0, got {raw!r}$"):
+            seconds_above_zero(raw)
