@@ -92,7 +92,7 @@ def profiled(name: str, env: dict[str, str], calls: int) -> dict[str, float]:
 
 def machine(loadavg_at_start: float) -> str:
     """The machine the figures were taken on, judged as bench/run.py judges a run's start."""
-    if loadavg_at_start < noise.QUIET_LOADAVG:
+    if not noise.verdict([loadavg_at_start], [])["noisy"]:
         return f"load average {loadavg_at_start:.2f} at the start: a quiet machine"
     return f"load average {loadavg_at_start:.2f} at the start: a busy machine, whose CPU figures spread; regenerate"
 
